@@ -1,0 +1,1 @@
+"""mer-jax: micro-expression recognition in JAX/Flax."""
