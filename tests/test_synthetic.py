@@ -1,0 +1,242 @@
+"""The synthetic database: its on-disk contract, its determinism and its expressions."""
+
+import csv
+import dataclasses
+import json
+import re
+from collections import Counter
+
+import cv2
+import numpy as np
+import openpyxl
+import pytest
+
+from mer_jax.synthetic import (
+    CASME2_EMOTION_COUNTS,
+    CODING_COLUMNS,
+    CODING_SHEET,
+    FRAMES_DIR,
+    LANDMARKS_DIR,
+    MANIFEST,
+    SyntheticSpec,
+    generate_database,
+    generator,
+)
+from mer_jax.synthetic.action_units import parse_au_code
+from mer_jax.synthetic.generator import expression_profile, plan_database, subject_identity
+
+# Two subjects with two short clips each: the whole pipeline in about a second.
+TINY = SyntheticSpec(
+    num_subjects=2, clips_per_subject=2, clips_per_subject_jitter=0, clip_frames=(8, 12)
+)
+# No nuisance that moves landmarks, so landmark motion is the expression alone.
+STILL = dataclasses.replace(
+    TINY,
+    num_subjects=3,
+    amplitude_px=(1.0, 1.5),
+    head_drift_px=0.0,
+    head_rotation_deg=0.0,
+    head_scale=0.0,
+    head_offset_px=0.0,
+    blink_probability=0.0,
+)
+
+
+def _tree(root) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def _coding_rows(root) -> list[tuple]:
+    sheet = openpyxl.load_workbook(root / CODING_SHEET, read_only=True).worksheets[0]
+    return list(sheet.iter_rows(values_only=True))
+
+
+def _landmarks(root, subject: str, clip: str) -> tuple[list[str], np.ndarray]:
+    with open(root / LANDMARKS_DIR / subject / f"{clip}.csv") as f:
+        rows = list(csv.reader(f))
+    return rows[0], np.array(rows[1:], dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic") / "db"
+    return generate_database(out, TINY, workers=1, progress=False)
+
+
+def test_layout_and_coding_sheet(database):
+    assert sorted(p.name for p in database.iterdir()) == sorted(
+        [FRAMES_DIR, CODING_SHEET, LANDMARKS_DIR, MANIFEST]
+    )
+    header, *rows = _coding_rows(database)
+    # Spelled out: the CASME II builder reads these exact names.
+    assert (
+        header
+        == CODING_COLUMNS
+        == (
+            "Subject",
+            "Filename",
+            "OnsetFrame",
+            "ApexFrame",
+            "OffsetFrame",
+            "Action Units",
+            "Estimated Emotion",
+        )
+    )
+    clip_dirs = sorted((database / FRAMES_DIR).glob("sub*/*"))
+    assert len(rows) == len(clip_dirs) == 4
+    assert sorted(d.parent.name for d in clip_dirs) == ["sub01", "sub01", "sub02", "sub02"]
+    for subject, filename, onset, apex, offset, aus, emotion in rows:
+        assert isinstance(subject, int) and 1 <= subject <= 2
+        assert re.fullmatch(r"EP\d{2}_\d{2}f", filename)
+        assert all(isinstance(v, int) for v in (onset, apex, offset))
+        assert 1 <= onset < apex < offset
+        assert isinstance(aus, str) and parse_au_code(aus)
+        assert emotion in CASME2_EMOTION_COUNTS
+        frames = sorted(
+            p.name for p in (database / FRAMES_DIR / f"sub{subject:02d}" / filename).iterdir()
+        )
+        # Frame numbers are the original ones, not zero padded, onset..offset inclusive.
+        assert frames == sorted(f"img{n}.jpg" for n in range(onset, offset + 1))
+
+
+def test_landmark_sidecars_match_frames(database):
+    for subject, filename, onset, _, offset, _, _ in _coding_rows(database)[1:]:
+        header, table = _landmarks(database, f"sub{subject:02d}", filename)
+        assert header == ["frame"] + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
+        np.testing.assert_array_equal(table[:, 0], np.arange(onset, offset + 1))
+        assert ((table[:, 1:] > 0) & (table[:, 1:] < TINY.frame_size)).all()
+        xs, ys = table[:, 1:69], table[:, 69:]
+        # iBUG order: the jaw runs from the image left to the right, brows above the eyes.
+        assert (xs[:, 0] < xs[:, 8]).all() and (xs[:, 8] < xs[:, 16]).all()
+        assert (ys[:, 19] < ys[:, 37]).all() and (ys[:, 37] < ys[:, 57]).all()
+
+
+def test_manifest_records_spec(database):
+    manifest = json.loads((database / MANIFEST).read_text())
+    assert SyntheticSpec(**manifest["spec"]) == TINY
+    assert manifest["fps"] == 200 and manifest["kind"] == "micro"
+    assert manifest["counts"]["clips"] == 4
+    assert manifest["counts"]["frames"] == sum(1 for _ in database.rglob("*.jpg"))
+
+
+def test_same_spec_same_bytes_whatever_the_workers(database, tmp_path):
+    parallel = generate_database(tmp_path / "parallel", TINY, workers=2, progress=False)
+    assert _tree(parallel) == _tree(database)
+    other_seed = generate_database(
+        tmp_path / "seed1", dataclasses.replace(TINY, seed=1), workers=1, progress=False
+    )
+    reference, other = _tree(database), _tree(other_seed)
+    assert other[CODING_SHEET] != reference[CODING_SHEET]
+
+    def frames(tree: dict[str, bytes]) -> set[bytes]:
+        return {data for name, data in tree.items() if name.endswith(".jpg")}
+
+    assert not frames(other) & frames(reference)
+
+
+def test_apex_displacement_in_amplitude_range(tmp_path):
+    root = generate_database(tmp_path / "still", STILL, workers=1, progress=False)
+    neutral = {s: subject_identity(STILL, s).landmarks for s in range(1, STILL.num_subjects + 1)}
+    lo, hi = STILL.amplitude_px
+    for subject, filename, onset, apex, _, _, _ in _coding_rows(root)[1:]:
+        _, table = _landmarks(root, f"sub{subject:02d}", filename)
+        points = np.stack([table[:, 1:69], table[:, 69:]], axis=-1)
+        # Onset and offset show the neutral face; the apex the full expression.
+        np.testing.assert_allclose(points[0], neutral[subject], atol=2e-3)
+        np.testing.assert_allclose(points[-1], neutral[subject], atol=2e-3)
+        peak = np.linalg.norm(points[apex - onset] - points[0], axis=1).max()
+        # Landmarks sample the field, whose peak may fall between them.
+        assert 0.6 * lo <= peak <= hi + 1e-3, (filename, peak)
+
+
+def test_expression_profile_rises_and_falls():
+    profile = expression_profile(20, 6)
+    assert profile[0] == 0.0 and profile[6] == 1.0 and profile[-1] == pytest.approx(0.0)
+    assert (np.diff(profile[:7]) > 0).all() and (np.diff(profile[6:]) < 0).all()
+
+
+def test_pixels_move_with_the_landmarks(tmp_path):
+    # Sub-pixel motion must survive rendering: optical flow between onset and apex
+    # frames recovers the landmarks' motion (TV-L1 underestimates it somewhat).
+    clean = dataclasses.replace(
+        STILL, noise_std=0.0, flicker_std=0.0, illumination_drift=0.0, jpeg_quality=100
+    )
+    root = generate_database(tmp_path / "clean", clean, workers=1, progress=False)
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+    for subject, filename, onset, apex, _, _, _ in _coding_rows(root)[1:]:
+        clip_dir = root / FRAMES_DIR / f"sub{subject:02d}" / filename
+        first, peak = (
+            cv2.imread(str(clip_dir / f"img{n}.jpg"), cv2.IMREAD_GRAYSCALE) for n in (onset, apex)
+        )
+        flow = tvl1.calc(first, peak, None)
+        _, table = _landmarks(root, f"sub{subject:02d}", filename)
+        points = np.stack([table[:, 1:69], table[:, 69:]], axis=-1)
+        motion = points[apex - onset] - points[0]
+        k = int(np.argmax(np.linalg.norm(motion, axis=1)))
+        x, y = np.round(points[0, k]).astype(int)
+        measured = flow[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 2).mean(0)
+        cosine = measured @ motion[k] / (np.linalg.norm(measured) * np.linalg.norm(motion[k]))
+        ratio = np.linalg.norm(measured) / np.linalg.norm(motion[k])
+        assert cosine > 0.9 and 0.5 < ratio < 1.2, (filename, measured, motion[k])
+
+
+def test_macro_has_its_own_subjects_and_timing():
+    macro = SyntheticSpec(kind="macro", num_subjects=2)
+    assert macro.fps == 30 and macro.amplitude_px == (3.0, 8.0)
+    for subject in (1, 2):
+        micro_face = subject_identity(TINY, subject)
+        macro_face = subject_identity(macro, subject)
+        assert np.abs(micro_face.landmarks - macro_face.landmarks).max() > 1.0
+        assert np.abs(micro_face.neutral - macro_face.neutral).mean() > 5.0
+    plans = plan_database(macro)
+    assert all(60 <= p.num_frames <= 150 for p in plans)
+
+
+def test_emotions_follow_casme2_frequencies():
+    plans = plan_database(SyntheticSpec(num_subjects=80))
+    counts = Counter(p.emotion for p in plans)
+    total = sum(CASME2_EMOTION_COUNTS.values())
+    for emotion, count in CASME2_EMOTION_COUNTS.items():
+        assert counts[emotion] / len(plans) == pytest.approx(count / total, abs=0.04), emotion
+    per_subject = Counter(p.subject for p in plans)
+    assert set(per_subject.values()) <= set(range(8, 13)) and len(set(per_subject.values())) > 1
+    for subject in per_subject:
+        names = [p.filename for p in plans if p.subject == subject]
+        assert len(names) == len(set(names))
+
+
+def test_refuses_to_overwrite_a_database(database):
+    with pytest.raises(FileExistsError, match="already holds a database"):
+        generate_database(database, TINY, workers=1, progress=False)
+    assert not list(database.parent.glob(".db.partial-*"))
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(generator, "render_clip", broken)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        generate_database(tmp_path / "empty", TINY, workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+    assert not list((tmp_path / "empty").iterdir())
+    monkeypatch.undo()
+    generate_database(tmp_path / "empty", TINY, workers=1, progress=False)
+    assert (tmp_path / "empty" / MANIFEST).exists()
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"kind": "nano"}, "'micro'"),
+        ({"clip_frames": (2, 2)}, "onset, apex and offset"),
+        ({"jpeg_quality": 0}, "jpeg_quality"),
+        ({"frame_size": 32}, "frame_size"),
+    ],
+)
+def test_spec_rejects_bad_values(fields, message):
+    with pytest.raises(ValueError, match=message):
+        SyntheticSpec(**fields)
