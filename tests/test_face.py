@@ -1,0 +1,103 @@
+"""Face alignment and dlib landmarks (mer_jax.preprocess.face)."""
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from mer_jax.preprocess import (
+    FaceLandmarker,
+    NoFaceError,
+    align_from_landmarks,
+    resize_affine,
+    transform_landmarks,
+    warp_crop,
+)
+
+
+def landmarks_with_eyes(left_eye: tuple[float, float], right_eye: tuple[float, float]):
+    """68 points: the two eye contours around the given centres, the rest at the nose."""
+    points = np.tile(np.mean([left_eye, right_eye], axis=0) + [0.0, 40.0], (68, 1))
+    ring = 5.0 * np.stack([np.cos(np.arange(6)), np.sin(np.arange(6))], axis=1)
+    ring -= ring.mean(axis=0)
+    points[36:42] = np.asarray(left_eye) + ring
+    points[42:48] = np.asarray(right_eye) + ring
+    return points
+
+
+def centroid(image: np.ndarray) -> np.ndarray:
+    ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    weights = image.astype(np.float64)
+    return np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+
+
+@pytest.mark.parametrize("crop_size", [64, 128])
+def test_alignment_puts_eyes_in_place(crop_size):
+    # A tilted face: the image-right eye is 30 px lower than the image-left one.
+    landmarks = landmarks_with_eyes((200.0, 150.0), (290.0, 180.0))
+    affine = align_from_landmarks(landmarks, crop_size)
+    eyes = transform_landmarks(landmarks, affine)
+    np.testing.assert_allclose(
+        eyes[36:42].mean(axis=0), [0.3 * crop_size, 0.4 * crop_size], atol=1e-4
+    )
+    np.testing.assert_allclose(
+        eyes[42:48].mean(axis=0), [0.7 * crop_size, 0.4 * crop_size], atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("eye_gap", [40.0, 200.0])  # enlarging and shrinking transforms
+def test_transform_landmarks_matches_warp(eye_gap):
+    landmarks = landmarks_with_eyes((150.0, 160.0), (150.0 + eye_gap, 170.0))
+    affine = align_from_landmarks(landmarks, 128)
+    image = np.zeros((480, 640), np.uint8)
+    dot = np.array([175.0 + 0.3 * eye_gap, 200.0])
+    cv2.circle(image, tuple(int(v) for v in dot), 6, 255, thickness=-1)
+    crop = warp_crop(image, affine, 128)
+    assert crop.shape == (128, 128, 3) and crop.dtype == np.uint8
+    expected = transform_landmarks(dot[None], affine)[0]
+    np.testing.assert_allclose(centroid(crop[..., 0]), expected, atol=0.5)
+
+
+def test_resize_affine_matches_cv2_resize():
+    # A face-cropped release frame (CASME II "Cropped" is ~170 x 140) is only resized.
+    image = np.zeros((170, 140), np.uint8)
+    image[60:80, 30:50] = 255
+    affine = resize_affine(image.shape, 128)
+    warped = warp_crop(image, affine, 128)[..., 0]
+    resized = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(centroid(warped), centroid(resized), atol=0.05)
+    corner = np.array([[30.0, 60.0]])  # top-left pixel centre of the square
+    resized_corner = np.argwhere(resized > 127).min(axis=0)[::-1]
+    np.testing.assert_allclose(transform_landmarks(corner, affine)[0], resized_corner, atol=1.0)
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    return FaceLandmarker()
+
+
+def test_dlib_finds_astronaut_face(landmarker):
+    image = skimage.data.astronaut()
+    landmarks = landmarker(image, source="astronaut.png")
+    assert landmarks.shape == (68, 2) and landmarks.dtype == np.float32
+    eyes_y = landmarks[36:48, 1].mean()
+    nose_tip_y = landmarks[30, 1]
+    mouth_y = landmarks[48:68, 1].mean()
+    assert eyes_y < nose_tip_y < mouth_y
+    assert landmarks[36:42, 0].mean() < landmarks[42:48, 0].mean()
+    # Grayscale frames (SAMM) go through the same path.
+    gray = landmarker(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), source="astronaut gray")
+    assert np.abs(gray - landmarks).mean() < 2.0
+
+
+def test_dlib_on_aligned_crop_agrees_with_transformed_landmarks(landmarker):
+    image = skimage.data.astronaut()
+    landmarks = landmarker(image, source="astronaut.png")
+    affine = align_from_landmarks(landmarks, 64)
+    on_crop = landmarker(warp_crop(image, affine, 64), source="astronaut crop")
+    assert np.abs(on_crop - transform_landmarks(landmarks, affine)).mean() < 2.0
+
+
+def test_blank_image_names_the_source(landmarker):
+    with pytest.raises(NoFaceError, match=r"no face found in sub01/EP02_01f/img46\.jpg"):
+        landmarker(np.zeros((120, 160), np.uint8), source="sub01/EP02_01f/img46.jpg")
