@@ -1,0 +1,58 @@
+"""MER methods and their registry: a config's `name` picks the class, other keys configure it."""
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import DTypeLike
+
+from mer_jax.models.base import MERModel
+from mer_jax.models.fr import FR
+from mer_jax.models.ststnet import STSTNet
+
+MODELS: dict[str, type[MERModel]] = {
+    "ststnet": STSTNet,
+    "fr": FR,
+}
+
+# Constructor arguments the caller supplies itself rather than the model config.
+_CALLER_ARGS = frozenset({"self", "num_classes", "rngs", "dtype"})
+
+
+def create_model(
+    model_config: Mapping[str, Any],
+    num_classes: int,
+    *,
+    rngs: nnx.Rngs,
+    dtype: DTypeLike = jnp.float32,
+) -> MERModel:
+    """Builds the method named by `model_config["name"]`.
+
+    Args:
+        model_config: "name" (a key of `MODELS`) plus keyword arguments of that
+            method's constructor; an ml_collections ConfigDict works too.
+        num_classes: number of expression classes.
+        rngs: initialisation randomness.
+        dtype: compute dtype (parameters stay float32).
+
+    Returns:
+        The initialised model.
+
+    Raises:
+        ValueError: for an unknown name, a missing name, or a key the method does not
+            accept (typos in configs must not silently fall back to defaults).
+    """
+    kwargs = dict(model_config)
+    name = kwargs.pop("name", None)
+    if name not in MODELS:
+        raise ValueError(f"Unknown model name {name!r}; known models: {sorted(MODELS)}.")
+    model_class = MODELS[name]
+    accepted = sorted(set(inspect.signature(model_class.__init__).parameters) - _CALLER_ARGS)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Model {name!r} does not accept config key(s) {unknown}; accepted: {accepted}."
+        )
+    return model_class(num_classes, rngs=rngs, dtype=dtype, **kwargs)

@@ -1,0 +1,234 @@
+"""Pieces shared by the MER methods: motion-map preprocessing, augmentation and losses.
+
+Everything here is per sample and label-free (safe inside `MERModel.prepare`), works on
+a leading batch axis, and is jit/vmap friendly: shapes and flags are static Python
+values, data-dependent choices (which samples to flip) are `jnp.where`s, never `if`s.
+
+Motion maps are NHWC: channel 0 is the horizontal flow u, channel 1 the vertical flow v
+(onset -> apex, in crop-pixel units), further channels (optical strain) are scalar maps.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+# Guards the min-max division for a flat map (e.g. a sample with no measured motion),
+# which then normalises to all zeros instead of NaN.
+_MINMAX_EPS = 1e-6
+
+
+def minmax_normalize(maps: jax.Array) -> jax.Array:
+    """Min-max normalises each channel of each sample to [0, 1] over its spatial axes.
+
+    Per sample and per channel, like STSTNet's "each optical flow image is normalised":
+    u, v and strain have very different ranges, so a joint range would squash strain.
+    A constant channel maps to zeros.
+
+    Args:
+        maps: (batch, height, width, channels) motion maps.
+
+    Returns:
+        float32 maps of the same shape with values in [0, 1].
+    """
+    maps = maps.astype(jnp.float32)
+    low = maps.min(axis=(1, 2), keepdims=True)
+    high = maps.max(axis=(1, 2), keepdims=True)
+    return (maps - low) / jnp.maximum(high - low, _MINMAX_EPS)
+
+
+def resize_maps(maps: jax.Array, size: int) -> jax.Array:
+    """Bilinearly resizes (batch, S, S, channels) scalar maps to (batch, size, size, channels).
+
+    A no-op when S already equals `size`, so datasets built at the model's own input
+    size pay nothing. Downsampling is antialiased (jax.image.resize's default).
+    """
+    batch, height, width, channels = maps.shape
+    if (height, width) == (size, size):
+        return maps
+    return jax.image.resize(maps, (batch, size, size, channels), method="linear")
+
+
+def resize_flow(flow: jax.Array, size: int) -> jax.Array:
+    """Resizes (batch, S, S, 2) flow [u, v] to `size` and rescales it to the new pixel units.
+
+    A displacement of d pixels on the S grid is d * size / S pixels on the new grid, so
+    the vectors are scaled with the grid (per-sample min-max later cancels a uniform
+    scale, but unnormalised consumers of the flow see consistent units).
+    """
+    height, width = flow.shape[1:3]
+    scale = jnp.asarray([size / width, size / height], dtype=flow.dtype)
+    return resize_maps(flow, size) * scale
+
+
+def hflip_flow(maps: jax.Array, flip: jax.Array) -> jax.Array:
+    """Mirrors the chosen samples left-right, negating u so the motion stays physical.
+
+    Mirroring a face turns a rightward displacement into a leftward one, so u changes
+    sign; v and scalar maps (strain) are only mirrored.
+
+    Args:
+        maps: (batch, height, width, channels) motion maps with u in channel 0.
+        flip: (batch,) bool, True for the samples to flip.
+
+    Returns:
+        Maps of the same shape and dtype.
+    """
+    sign = jnp.ones(maps.shape[-1], maps.dtype).at[0].set(-1)
+    flipped = jnp.flip(maps, axis=2) * sign
+    return jnp.where(flip[:, None, None, None], flipped, maps)
+
+
+def motion_input(
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    *,
+    size: int,
+    use_strain: bool,
+    hflip: bool,
+) -> jax.Array:
+    """Builds the network input [u, v(, strain)] from the gathered built-dataset fields.
+
+    Order matters: resize first (so augmentation and normalisation act on the model's
+    grid), flip before min-max (negating u changes its min and max), min-max last.
+
+    Args:
+        batch: holds "flow" (batch, S, S, 2) and, when `use_strain`, "strain"
+            (batch, S, S, 1), any float dtype (stored as float16).
+        key: PRNG key for the flip draw; unused when `hflip` is False.
+        size: the model's input height and width.
+        use_strain: append the optical strain magnitude as a third channel.
+        hflip: flip each sample with probability 1/2 (pass `hflip and train`).
+
+    Returns:
+        float32 (batch, size, size, 2 or 3) maps, each channel in [0, 1].
+    """
+    maps = resize_flow(batch["flow"].astype(jnp.float32), size)
+    if use_strain:
+        strain = resize_maps(batch["strain"].astype(jnp.float32), size)
+        maps = jnp.concatenate([maps, strain], axis=-1)
+    if hflip:
+        maps = hflip_flow(maps, jax.random.bernoulli(key, 0.5, (maps.shape[0],)))
+    return minmax_normalize(maps)
+
+
+def cross_entropy(
+    logits: jax.Array, labels: jax.Array, *, label_smoothing: float = 0.0
+) -> jax.Array:
+    """Mean softmax cross-entropy of integer labels, with optional label smoothing.
+
+    Computed in float32 whatever the compute dtype of the logits.
+
+    Args:
+        logits: (batch, num_classes).
+        labels: (batch,) integer class indices.
+        label_smoothing: mass moved from the true class onto all classes uniformly.
+
+    Returns:
+        Scalar float32 loss.
+    """
+    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+    targets = optax.smooth_labels(targets, label_smoothing)
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+
+
+def conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    precision: Any = None,
+    **kwargs: Any,
+) -> jax.Array:
+    """`lax.conv_general_dilated` that is fast to train on a CPU too.
+
+    XLA's CPU backend computes the kernel gradient of a small convolution very
+    slowly (measured here: 85 ms a step for STSTNet's 3 -> 16 channel 3x3 conv at
+    batch 64, against 9 ms as below), and a vmapped convolution over stacked folds
+    becomes a grouped one, slower still. On the CPU a plain 2-D NHWC convolution is
+    therefore computed as shifted slices of the input concatenated into patches and
+    one matmul, whose gradients are matmuls too (the same numbers up to float
+    rounding). Other backends, and any dilated or grouped case, use XLA's own
+    convolution (cuDNN on GPUs is fast).
+    """
+    nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    plain = (
+        jax.default_backend() == "cpu"
+        and lhs.ndim == 4
+        and feature_group_count == 1
+        and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+        and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == nhwc
+    )
+    if not plain:
+        return jax.lax.conv_general_dilated(
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation,
+            rhs_dilation,
+            dimension_numbers,
+            feature_group_count,
+            precision=precision,
+            **kwargs,
+        )
+    kernel_h, kernel_w, in_features, out_features = rhs.shape
+    stride_h, stride_w = window_strides
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(
+            lhs.shape[1:3], (kernel_h, kernel_w), window_strides, padding
+        )
+    padded = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    out_h = (padded.shape[1] - kernel_h) // stride_h + 1
+    out_w = (padded.shape[2] - kernel_w) // stride_w + 1
+    # Patch channels ordered (kernel row, kernel column, input channel): rhs's HWIO order.
+    patches = jnp.concatenate(
+        [
+            padded[
+                :,
+                i : i + stride_h * (out_h - 1) + 1 : stride_h,
+                j : j + stride_w * (out_w - 1) + 1 : stride_w,
+            ]
+            for i in range(kernel_h)
+            for j in range(kernel_w)
+        ],
+        axis=-1,
+    )
+    kernel = rhs.reshape(kernel_h * kernel_w * in_features, out_features)
+    return jnp.matmul(
+        patches,
+        kernel,
+        precision=precision,
+        preferred_element_type=kwargs.get("preferred_element_type"),
+    )
+
+
+def conv(*args: Any, **kwargs: Any) -> nnx.Conv:
+    """`nnx.Conv` computed with `conv_general_dilated` above; same arguments, same parameters."""
+    return nnx.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
+
+
+def max_pool(x: jax.Array, window: int, *, padding: str = "VALID") -> jax.Array:
+    """Non-overlapping `window x window` max-pooling (stride = window) of NHWC maps.
+
+    Computed as a reshape and a max: its gradient is an elementwise mask, where
+    `nnx.max_pool`'s select-and-scatter gradient is several times slower on a CPU.
+    "SAME" pads (with -inf) so every input pixel falls in a window, as
+    `nnx.max_pool(..., padding="SAME")` does.
+    """
+    batch, height, width, channels = x.shape
+    if padding == "SAME":
+        pads = jax.lax.padtype_to_pads((height, width), (window, window), (window, window), "SAME")
+        x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+    elif padding != "VALID":
+        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    rows, cols = x.shape[1] // window, x.shape[2] // window
+    x = x[:, : rows * window, : cols * window]
+    return x.reshape(batch, rows, window, cols, window, channels).max(axis=(2, 4))
