@@ -1,0 +1,54 @@
+r"""Trains and evaluates one experiment config under leak-free LOSO.
+
+  python launch.py --config configs/fr.py --workdir runs/fr
+  python launch.py --config configs/fr.py --workdir runs/fr --mode eval
+  python launch.py --config configs/fr.py --config.train.steps=2000 --config.seeds='(0,1,2,3,4)'
+
+`train` trains every fold and seed (resuming from the workdir's checkpoints if
+a run was interrupted) and writes config.json, metrics.json, predictions.csv,
+confusion_matrix.png, curves.png, timing.json, checkpoints/ and tensorboard/.
+`eval` restores the checkpoints and recomputes every evaluation output.
+"""
+
+import pathlib
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from mer_jax.errors import UserError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<config file name>).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (or resume) | eval.")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    # Imported here so that --help and flag errors answer without starting JAX.
+    from mer_jax.evaluate import report
+    from mer_jax.train import engine
+
+    config = _CONFIG.value
+    if config is None:
+        raise app.UsageError("--config is required, e.g. --config configs/fr.py")
+    config_path = flags.FLAGS["config"].config_filename
+    workdir = pathlib.Path(_WORKDIR.value or f"runs/{pathlib.Path(config_path).stem}")
+    tic = time.perf_counter()
+    try:
+        run = engine.LosoRun(config, workdir)
+        if _MODE.value == "train":
+            metrics = run.train()
+        else:
+            metrics = run.evaluate()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(report.format_summary(metrics))
+    print(f"{_MODE.value} finished in {time.perf_counter() - tic:.0f} s; outputs in {workdir}")
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(main)

@@ -1,0 +1,62 @@
+"""Orbax checkpoints of one chunk of stacked replicas (folds x seeds).
+
+Each chunk of replicas trained together has its own directory
+`checkpoints/chunk_000/` holding the stacked state and a JSON `meta` item
+(model name, which (fold, seed) each row is, the training curves so far), so a
+run resumes exactly where it stopped and `--mode=eval` can restore the final
+weights onto whatever devices it has, through abstract targets.
+"""
+
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class ChunkCheckpointer:
+    """Saves and restores the stacked training state of one chunk of replicas."""
+
+    def __init__(self, directory: pathlib.Path, *, async_save: bool = True):
+        self.directory = pathlib.Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=1, enable_async_checkpointing=async_save, create=True
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "meta")
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
+        )
+
+    def restore_meta(self, step: int) -> dict[str, Any]:
+        restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return restored.meta
+
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+        """Restores onto the shardings given by `abstract_state` (ShapeDtypeStructs)."""
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return restored.state, restored.meta
+
+    def close(self) -> None:
+        """Waits for pending asynchronous saves, then releases the manager."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """ShapeDtypeStructs of `tree` placed on `sharding`: the restore target."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
