@@ -14,7 +14,7 @@ import pathlib
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mer_jax.errors import UserError
@@ -24,8 +24,27 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<co
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (or resume) | eval.")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad config file or key reported as one clear line."""
+    try:
+        remaining = app.parse_flags_with_usage(argv)
+        # Touching the (lazily loaded) config loads the file and applies the overrides.
+        _CONFIG.value.to_json_best_effort()
+    except (AttributeError, KeyError, OSError, TypeError, ValueError) as error:
+        print(
+            f"error: bad --config or --config.* override ({type(error).__name__}: {error}). "
+            "Overrides must name existing fields: see the config file and configs/common.py.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return remaining
+
+
 def main(argv: list[str]) -> None:
     del argv
+    # Orbax and TFDS log every step at INFO; the progress bars say what matters.
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     # Imported here so that --help and flag errors answer without starting JAX.
     from mer_jax.evaluate import report
     from mer_jax.train import engine
@@ -51,4 +70,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("config")
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

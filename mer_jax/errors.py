@@ -5,5 +5,5 @@ else is a bug and keeps its traceback.
 """
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Something the user gave us is wrong; the message says what and what to do."""

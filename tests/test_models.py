@@ -8,6 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
+from mer_jax.errors import UserError
 from mer_jax.models import MODELS, create_model
 from mer_jax.models.fr import FR
 from mer_jax.models.layers import cross_entropy, hflip_flow, minmax_normalize, resize_flow
@@ -276,14 +277,14 @@ def test_registry_builds_from_mapping_and_configdict():
 
 
 def test_registry_unknown_name_lists_known_models():
-    with pytest.raises(ValueError, match=r"'resnet'.*\['fr', 'ststnet'\]"):
+    with pytest.raises(UserError, match=r"'resnet'.*\['fr', 'ststnet'\]"):
         create_model({"name": "resnet"}, NUM_CLASSES, rngs=rngs())
-    with pytest.raises(ValueError, match="Unknown model name None"):
+    with pytest.raises(UserError, match="Unknown model name None"):
         create_model({}, NUM_CLASSES, rngs=rngs())
 
 
 def test_registry_unknown_key_names_it_and_accepted_keys():
-    with pytest.raises(ValueError, match=r"\['lamda_prop'\].*'lambda_prop'"):
+    with pytest.raises(UserError, match=r"\['lamda_prop'\].*'lambda_prop'"):
         create_model({"name": "fr", "lamda_prop": 0.5}, NUM_CLASSES, rngs=rngs())
-    with pytest.raises(ValueError, match="'hflip'"):
+    with pytest.raises(UserError, match="'hflip'"):
         create_model({"name": "ststnet", "flip": True}, NUM_CLASSES, rngs=rngs())

@@ -6,6 +6,7 @@ pipeline runs inside the training loop.
 """
 
 import dataclasses
+import pathlib
 from collections.abc import Sequence
 
 import jax
@@ -48,9 +49,17 @@ def load(data_config: ml_collections.ConfigDict) -> MERDataset:
     5-class protocol) are dropped here. With `data.protocol` set, labels are
     re-derived from the raw emotion strings with that protocol's label map.
     """
+    data_dir = pathlib.Path(data_config.data_dir or "")
+    if not str(data_config.data_dir or "").strip():
+        raise UserError(
+            "data.data_dir is empty; give the folder where built datasets are cached, e.g. "
+            "--config.data.data_dir=~/.cache/mer_jax/datasets (the default)."
+        )
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UserError(f"data.data_dir {data_dir} is a file, not a folder; give a folder.")
     builder = data_builders.build(
         data_config.name,
-        data_dir=data_config.data_dir,
+        data_dir=data_dir.expanduser(),
         manual_dir=data_config.get("manual_dir"),
         config=data_config.get("builder_config"),
         overrides=dict(data_config.get("overrides") or {}),

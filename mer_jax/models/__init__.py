@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
+from mer_jax.errors import UserError
 from mer_jax.models.base import MERModel
 from mer_jax.models.fr import FR
 from mer_jax.models.ststnet import STSTNet
@@ -41,18 +42,18 @@ def create_model(
         The initialised model.
 
     Raises:
-        ValueError: for an unknown name, a missing name, or a key the method does not
+        UserError: for an unknown name, a missing name, or a key the method does not
             accept (typos in configs must not silently fall back to defaults).
     """
     kwargs = dict(model_config)
     name = kwargs.pop("name", None)
     if name not in MODELS:
-        raise ValueError(f"Unknown model name {name!r}; known models: {sorted(MODELS)}.")
+        raise UserError(f"Unknown model name {name!r}; known models: {sorted(MODELS)}.")
     model_class = MODELS[name]
     accepted = sorted(set(inspect.signature(model_class.__init__).parameters) - _CALLER_ARGS)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"Model {name!r} does not accept config key(s) {unknown}; accepted: {accepted}."
         )
     return model_class(num_classes, rngs=rngs, dtype=dtype, **kwargs)

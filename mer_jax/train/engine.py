@@ -44,8 +44,10 @@ from mer_jax.errors import UserError
 from mer_jax.evaluate import report
 from mer_jax.train import checkpoint, optim
 
-# Config sections whose change makes an existing workdir's checkpoints meaningless.
+# Config sections whose change makes an existing workdir's checkpoints meaningless;
+# where the data lives is not one of them (a moved cache holds the same build).
 _RUN_DEFINING_SECTIONS = ("data", "model", "train", "seeds")
+_LOCATION_KEYS = ("data.data_dir", "data.manual_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -582,6 +584,7 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
         key
         for section in _RUN_DEFINING_SECTIONS
         for key in _diff_keys(before.get(section), now.get(section), section)
+        if key not in _LOCATION_KEYS
     ]
     if changed:
         raise UserError(
