@@ -9,9 +9,15 @@ import pytest
 from flax import nnx
 
 from mer_jax.errors import UserError
-from mer_jax.models import MODELS, create_model
+from mer_jax.models import MODELS, create_model, layers
 from mer_jax.models.fr import FR
-from mer_jax.models.layers import cross_entropy, hflip_flow, minmax_normalize, resize_flow
+from mer_jax.models.layers import (
+    cross_entropy,
+    hflip_flow,
+    max_pool,
+    minmax_normalize,
+    resize_flow,
+)
 from mer_jax.models.ststnet import STSTNet
 
 NUM_CLASSES = 3
@@ -288,3 +294,37 @@ def test_registry_unknown_key_names_it_and_accepted_keys():
         create_model({"name": "fr", "lamda_prop": 0.5}, NUM_CLASSES, rngs=rngs())
     with pytest.raises(UserError, match="'hflip'"):
         create_model({"name": "ststnet", "flip": True}, NUM_CLASSES, rngs=rngs())
+
+
+@pytest.mark.parametrize(
+    "window,stride,padding", [(3, 1, "SAME"), (3, 3, "SAME"), (2, 2, "VALID"), (3, 1, "VALID")]
+)
+def test_max_pool_matches_flax(window, stride, padding):
+    x = jax.random.normal(jax.random.key(0), (2, 28, 28, 5))
+    ours = max_pool(x, window, stride=stride, padding=padding)
+    reference = nnx.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
+    np.testing.assert_array_equal(ours, reference)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, "SAME"), (5, 1, "SAME"), (3, 2, "VALID")])
+def test_patch_conv_matches_xla_conv_and_its_gradients(kernel, stride, padding):
+    """The CPU matmul convolution is the same function as XLA's, values and gradients."""
+    x = jax.random.normal(jax.random.key(0), (2, 14, 14, 3))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 3, 4))
+    dimension_numbers = ("NHWC", "HWIO", "NHWC")
+
+    def ours(x, w):
+        return layers.conv_general_dilated(
+            x, w, (stride, stride), padding, dimension_numbers=dimension_numbers
+        )
+
+    def reference(x, w):
+        return jax.lax.conv_general_dilated(
+            x, w, (stride, stride), padding, dimension_numbers=dimension_numbers
+        )
+
+    np.testing.assert_allclose(ours(x, w), reference(x, w), rtol=1e-5, atol=1e-5)
+    grads = jax.grad(lambda x, w: (ours(x, w) ** 2).sum(), argnums=(0, 1))(x, w)
+    expected = jax.grad(lambda x, w: (reference(x, w) ** 2).sum(), argnums=(0, 1))(x, w)
+    for g, e in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)

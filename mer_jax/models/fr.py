@@ -78,7 +78,7 @@ class InceptionBlock(nnx.Module):
 
         `train` normalises with the batch statistics and updates the running ones.
         """
-        pooled = nnx.max_pool(x, (3, 3), strides=(1, 1), padding="SAME")
+        pooled = max_pool(x, 3, stride=1, padding="SAME")
         branches = [self.conv1(x), self.conv3(x), self.conv5(x), self.pool_projection(pooled)]
         features = jnp.concatenate(branches, axis=-1)
         return nnx.relu(self.norm(features, use_running_average=not train))

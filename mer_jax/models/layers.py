@@ -8,6 +8,7 @@ Motion maps are NHWC: channel 0 is the horizontal flow u, channel 1 the vertical
 (onset -> apex, in crop-pixel units), further channels (optical strain) are scalar maps.
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -215,20 +216,29 @@ def conv(*args: Any, **kwargs: Any) -> nnx.Conv:
     return nnx.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
 
 
-def max_pool(x: jax.Array, window: int, *, padding: str = "VALID") -> jax.Array:
-    """Non-overlapping `window x window` max-pooling (stride = window) of NHWC maps.
+def max_pool(
+    x: jax.Array, window: int, *, stride: int | None = None, padding: str = "VALID"
+) -> jax.Array:
+    """`window x window` max-pooling of NHWC maps, with stride `window` (default) or 1.
 
-    Computed as a reshape and a max: its gradient is an elementwise mask, where
-    `nnx.max_pool`'s select-and-scatter gradient is several times slower on a CPU.
-    "SAME" pads (with -inf) so every input pixel falls in a window, as
+    Computed from reshapes (non-overlapping windows) or shifted slices (stride 1) and
+    maxima, whose gradients are elementwise masks: `nnx.max_pool`'s select-and-scatter
+    gradient is several times slower on a CPU. "SAME" pads with -inf, as
     `nnx.max_pool(..., padding="SAME")` does.
     """
+    stride = window if stride is None else stride
+    if stride not in (1, window):
+        raise ValueError(f"stride must be 1 or the window ({window}), got {stride}")
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
     batch, height, width, channels = x.shape
     if padding == "SAME":
-        pads = jax.lax.padtype_to_pads((height, width), (window, window), (window, window), "SAME")
+        pads = jax.lax.padtype_to_pads((height, width), (window, window), (stride, stride), "SAME")
         x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
-    elif padding != "VALID":
-        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    if stride == 1:
+        rows, cols = x.shape[1] - window + 1, x.shape[2] - window + 1
+        shifted = [x[:, i : i + rows, j : j + cols] for i in range(window) for j in range(window)]
+        return functools.reduce(jnp.maximum, shifted)
     rows, cols = x.shape[1] // window, x.shape[2] // window
     x = x[:, : rows * window, : cols * window]
     return x.reshape(batch, rows, window, cols, window, channels).max(axis=(2, 4))
