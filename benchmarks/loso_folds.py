@@ -16,7 +16,7 @@ import pathlib
 import tempfile
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ststnet.py", "Experiment config.")
@@ -55,6 +55,7 @@ def measure(config, mode: str) -> dict:
 
 def main(argv: list[str]) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
     results = [measure(_CONFIG.value, mode) for mode in _MODES.value]
     header = f"{'mode':<11}{'wall s':>8}{'compile s':>11}{'samples/s':>11}{'peak MB':>9}  UF1"
     print(header)
