@@ -59,8 +59,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.engine.replicas_per_chunk = 0
     # Devices on the mesh's fold axis; -1 = all.
     config.engine.mesh_fold_devices = -1
-    # Training steps run by one dispatch (lax.scan): fewer host round trips.
+    # Training steps run between two host synchronisations (metrics, progress, checkpoints).
     config.engine.steps_per_dispatch = 100
+    # How those steps run: "scan" (one lax.scan program), "python" (one jitted step per
+    # call, queued asynchronously) or "auto" ("python" on a CPU, where XLA runs convs
+    # inside loops slowly; "scan" on GPU/TPU).
+    config.engine.loop = "auto"
     # "float32" or "bfloat16" (compute only; parameters stay float32).
     config.engine.compute_dtype = "float32"
     # "disallow" turns any hidden host<->device copy in the training loop into an error.

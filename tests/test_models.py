@@ -306,11 +306,17 @@ def test_max_pool_matches_flax(window, stride, padding):
     np.testing.assert_array_equal(ours, reference)
 
 
-@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, "SAME"), (5, 1, "SAME"), (3, 2, "VALID")])
-def test_patch_conv_matches_xla_conv_and_its_gradients(kernel, stride, padding):
-    """The CPU matmul convolution is the same function as XLA's, values and gradients."""
-    x = jax.random.normal(jax.random.key(0), (2, 14, 14, 3))
-    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 3, 4))
+@pytest.mark.parametrize(
+    "kernel,stride,padding,in_features",
+    [(3, 1, "SAME", 3), (5, 1, "SAME", 1), (3, 2, "VALID", 3), (5, 1, "SAME", 8)],
+)
+def test_patch_conv_matches_xla_conv_and_its_gradients(kernel, stride, padding, in_features):
+    """The CPU matmul convolution is the same function as XLA's, values and gradients.
+
+    Narrow patches (up to 32 features) take the matmul path on the CPU, wide ones XLA's.
+    """
+    x = jax.random.normal(jax.random.key(0), (2, 14, 14, in_features))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, in_features, 4))
     dimension_numbers = ("NHWC", "HWIO", "NHWC")
 
     def ours(x, w):
@@ -323,6 +329,8 @@ def test_patch_conv_matches_xla_conv_and_its_gradients(kernel, stride, padding):
             x, w, (stride, stride), padding, dimension_numbers=dimension_numbers
         )
 
+    uses_xla_conv = "conv_general_dilated" in str(jax.make_jaxpr(ours)(x, w))
+    assert uses_xla_conv == (kernel * kernel * in_features > 32)
     np.testing.assert_allclose(ours(x, w), reference(x, w), rtol=1e-5, atol=1e-5)
     grads = jax.grad(lambda x, w: (ours(x, w) ** 2).sum(), argnums=(0, 1))(x, w)
     expected = jax.grad(lambda x, w: (reference(x, w) ** 2).sum(), argnums=(0, 1))(x, w)
