@@ -4,24 +4,40 @@
                                   overrides={"num_subjects": 4, "crop_size": 64})
     examples = data_builders.load_examples(builder)   # dict of stacked numpy arrays
 
+    builder = data_builders.build("casme2", data_dir="~/mer_data", manual_dir="~/CASME2")
+    release = data_builders.read_release("samm", "~/SAMM")   # records only, no pixels
+
 A build is cached under data_dir and reused. `overrides` change config fields; the
 overridden config gets a name derived from them (e.g.
 "default-crop_size_64-num_subjects_4"), so each variant has its own cache directory.
+Licensed databases (casme2, samm, smic, casme3, mmew, megc2019) are read from the
+user's release folder (`manual_dir`); `python -m data_builders.build NAME --manual_dir
+DIR --dry_run` checks one before a long build.
 """
 
 import dataclasses
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_builders.clip_builder import ClipBuilderConfig, ClipDatasetBuilder
-from data_builders.synthetic_me import Builder as SyntheticMEBuilder
+from data_builders import casme2, casme3, megc2019, mmew, samm, smic, synthetic_me
+from data_builders.clip_builder import ClipBuilderConfig, ClipDatasetBuilder, ReleaseBuilder
+from data_builders.records import ReleaseRecords
 from mer_jax.errors import UserError
 
-BUILDERS: dict[str, type[ClipDatasetBuilder]] = {"synthetic_me": SyntheticMEBuilder}
+BUILDERS: dict[str, type[ClipDatasetBuilder]] = {
+    "synthetic_me": synthetic_me.Builder,
+    "casme2": casme2.Builder,
+    "samm": samm.Builder,
+    "smic": smic.Builder,
+    "casme3": casme3.Builder,
+    "mmew": mmew.Builder,
+    "megc2019": megc2019.Builder,
+}
 
 # Fields of tfds.core.BuilderConfig itself (name, version, ...): not overridable.
 _TFDS_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(tfds.core.BuilderConfig))
@@ -132,11 +148,67 @@ def build(
         name, data_dir=data_dir, config=config, overrides=overrides, workers=workers
     )
     if not builder.is_prepared():
+        if isinstance(builder, ReleaseBuilder):
+            _check_manual_dir(builder, manual_dir)
         download_config = tfds.download.DownloadConfig(
             manual_dir=None if manual_dir is None else Path(manual_dir).expanduser()
         )
         builder.download_and_prepare(download_config=download_config)
     return builder
+
+
+def _check_manual_dir(builder: ReleaseBuilder, manual_dir: str | Path | None) -> Path:
+    """The release folder of a licensed database, or an error saying how to get one."""
+    if manual_dir is None or not str(manual_dir).strip():
+        raise UserError(
+            f"dataset {builder.name} is built from its licensed release: give the release "
+            f"folder as manual_dir (--manual_dir DIR, or --config.data.manual_dir=DIR).\n"
+            f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
+    path = Path(manual_dir).expanduser()
+    if not path.is_dir():
+        raise UserError(
+            f"manual_dir {path} for dataset {builder.name} is not a folder.\n"
+            f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
+    return path
+
+
+def read_release(
+    name: str,
+    manual_dir: str | Path | None,
+    *,
+    data_dir: str | Path | None = None,
+    config: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> ReleaseRecords:
+    """The records of a licensed release and the notes on its rows, without building.
+
+    Reads the annotation and lists the frame folders only (no image is opened), so it
+    takes seconds: the check to run before a long build.
+
+    Args:
+        name: a licensed database of `BUILDERS`.
+        manual_dir: the release folder.
+        data_dir, config, overrides: select the builder variant as in `get_builder`
+            (e.g. config "cropped"); data_dir defaults to a temporary folder (unused).
+
+    Raises:
+        UserError: not a licensed database, no such folder, or what the reader raises
+            (missing annotation, wrong layout, malformed row: file and row named).
+    """
+    if not issubclass(_builder_class(name), ReleaseBuilder):
+        raise UserError(
+            f"dataset {name} is generated, not read from a release: there is nothing to check"
+        )
+    builder = get_builder(
+        name,
+        data_dir=data_dir or Path(tempfile.gettempdir()) / "mer_jax_dry_run",
+        config=config,
+        overrides=overrides,
+    )
+    assert isinstance(builder, ReleaseBuilder)
+    return builder.read_release(_check_manual_dir(builder, manual_dir))
 
 
 def load_examples(

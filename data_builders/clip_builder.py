@@ -7,7 +7,12 @@ features and metadata. Builders write array_record files and are read without
 TensorFlow (`tfds.data_source` / `builder.as_data_source`).
 
 TFDS writes a build into an `incomplete.*` directory and renames it when complete,
-so an interrupted build is never mistaken for a finished one.
+so an interrupted build is never mistaken for a finished one. A clip that fails (no
+face found, unreadable frame) does not stop the others: the build computes every clip,
+then fails naming each failed clip and its annotation row, and writes nothing complete.
+
+`ReleaseBuilder` is the base of the builders of licensed databases: their records come
+from the release a user has in `manual_dir`, through a reader of `data_builders.records`.
 """
 
 import abc
@@ -16,6 +21,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import ClassVar
 
 import cv2
@@ -23,7 +29,7 @@ import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
 from data_builders.clip_features import ClipOptions, clip_example, features_dict
-from data_builders.records import ClipRecord
+from data_builders.records import ClipRecord, ReleaseRecords
 from mer_jax.data.action_units import AU_LIST
 from mer_jax.data.protocols import get_protocol
 from mer_jax.errors import UserError
@@ -36,6 +42,8 @@ class ClipBuilderConfig(tfds.core.BuilderConfig):
     crop_size: int = 128
     flow_size: int = 28
     flow_method: str = "tvl1"
+    num_frames: int = 16
+    frames_flow_method: str = "dis"
 
     def __post_init__(self) -> None:
         """Validates the clip options now rather than mid-build."""
@@ -43,7 +51,34 @@ class ClipBuilderConfig(tfds.core.BuilderConfig):
 
     def clip_options(self) -> ClipOptions:
         """The feature options of this config."""
-        return ClipOptions(self.crop_size, self.flow_size, self.flow_method)
+        return ClipOptions(
+            self.crop_size,
+            self.flow_size,
+            self.flow_method,
+            self.num_frames,
+            self.frames_flow_method,
+        )
+
+
+# Frame variants of releases that ship both raw frames and official face crops.
+RELEASE_VARIANTS = ("raw", "cropped")
+
+
+@dataclasses.dataclass(eq=False)
+class ReleaseVariantConfig(ClipBuilderConfig):
+    """A clip config that also picks the frames of a release: "raw" or "cropped".
+
+    Raw frames go through our face stage (dlib on the onset, one alignment per clip);
+    the official crops are only resized.
+    """
+
+    release: str = "raw"
+
+    def __post_init__(self) -> None:
+        """Rejects an unknown release variant now rather than mid-build."""
+        if self.release not in RELEASE_VARIANTS:
+            raise UserError(f"release {self.release!r} is not one of {', '.join(RELEASE_VARIANTS)}")
+        super().__post_init__()
 
 
 def _init_worker() -> None:
@@ -88,6 +123,8 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
                 crop_size=config.crop_size,
                 flow_size=config.flow_size,
                 flow_method=config.flow_method,
+                num_frames=config.num_frames,
+                frames_flow_method=config.frames_flow_method,
             ),
         )
 
@@ -111,25 +148,96 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
     ) -> Iterator[tuple[str, dict[str, object]]]:
         options = self.builder_config.clip_options()
         workers = max(1, min(self._workers or os.cpu_count() or 1, len(records)))
+        failures: list[str] = []
         with tqdm(total=len(records), desc=f"{self.name} clip features", unit="clip") as bar:
             if workers == 1:
                 for record, label in zip(records, labels, strict=True):
-                    example = clip_example(record, options, label)
-                    bar.update()
+                    try:
+                        example = clip_example(record, options, label)
+                    except UserError as error:
+                        failures.append(_failure(record, error, bar))
+                        continue
+                    finally:
+                        bar.update()
                     yield record.sample_id, example
-                return
-            # "spawn": forking a process that may hold JAX or TFDS threads can deadlock.
-            pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            else:
+                # "spawn": forking a process that may hold JAX or TFDS threads can deadlock.
+                pool = ProcessPoolExecutor(
+                    workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                )
+                try:
+                    futures = {
+                        pool.submit(clip_example, record, options, label): record
+                        for record, label in zip(records, labels, strict=True)
+                    }
+                    for future in as_completed(futures):
+                        bar.update()
+                        try:
+                            example = future.result()
+                        except UserError as error:
+                            failures.append(_failure(futures[future], error, bar))
+                            continue
+                        yield example["sample_id"], example
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+        if failures:
+            # Raising leaves the build in TFDS's incomplete directory, which is removed:
+            # nothing of it reads as a finished dataset.
+            raise UserError(
+                f"{self.name}: {len(failures)} of {len(records)} clips could not be built; "
+                "nothing was written. Fix or remove them (or add a landmarks sidecar where "
+                "no face was found) and build again:\n  " + "\n  ".join(sorted(failures))
             )
-            try:
-                futures = [
-                    pool.submit(clip_example, record, options, label)
-                    for record, label in zip(records, labels, strict=True)
-                ]
-                for future in as_completed(futures):
-                    example = future.result()
-                    bar.update()
-                    yield example["sample_id"], example
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _failure(record: ClipRecord, error: UserError, bar: tqdm) -> str:
+    """One line naming a failed clip, its annotation row and the reason; shown at once."""
+    message = str(error)
+    if record.annotation_row:
+        message = f"{record.annotation_row}: {message}"
+    if "no face found" in message and record.landmarks_path is None and record.landmarks_location:
+        message += f" (the sidecar would be read from {record.landmarks_location})"
+    bar.write(f"failed: {message}")
+    return message
+
+
+class ReleaseBuilder(ClipDatasetBuilder):
+    """Base of the builders of licensed databases, read from the user's `manual_dir`.
+
+    A subclass sets `MANUAL_DOWNLOAD_INSTRUCTIONS` (where the licence is requested,
+    which layout is expected) and implements `read_release`, which only reads the
+    annotation and lists folders: the dry run (`python -m data_builders.build NAME
+    --dry_run`) calls it without building. Rows the reader skipped or fixed are logged
+    during the build and kept in the built dataset's metadata ("release_notes").
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS: ClassVar[str]
+
+    @abc.abstractmethod
+    def read_release(self, manual_dir: Path) -> ReleaseRecords:
+        """The clips of the release in `manual_dir` and the notes on its rows.
+
+        Raises:
+            UserError: a missing annotation, a wrong layout or a malformed row; the
+                message names the file and row.
+        """
+
+    def _read_records(self, dl_manager: tfds.download.DownloadManager) -> list[ClipRecord]:
+        try:
+            manual_dir = Path(dl_manager.manual_dir)
+        except AssertionError:
+            raise UserError(
+                f"dataset {self.name} is built from its licensed release, which was not "
+                f"found: pass the release folder as manual_dir (data_builders.build(..., "
+                f"manual_dir=DIR), --manual_dir DIR or --config.data.manual_dir=DIR).\n"
+                f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            ) from None
+        release = self.read_release(manual_dir)
+        for note in release.notes:
+            tqdm.write(f"{self.name}: {note}")
+        self.info.metadata["release_notes"] = [str(note) for note in release.notes]
+        return list(release.records)

@@ -14,13 +14,19 @@ From a `ClipRecord`:
    resized the same way.
 4. Onset and apex landmarks in crop coordinates: from the sidecar where it has those
    frames (transformed), else from dlib on the aligned crop.
+5. With `num_frames` T > 0 (LTR3O's candidates): T frames sampled evenly in time from
+   onset to offset (onset first, offset last; the present frame nearest each time
+   point, so gaps and clips shorter than T repeat frames), their original numbers,
+   crops and landmarks, and for every stored frame t the flows onset->t and t->offset
+   with their strain, computed at crop resolution and resized to S x S like step 3.
+   These flows use `frames_flow_method` (DIS by default: 2T flows a clip at TV-L1's
+   0.1-0.3 s each would make the build the slowest part of a CPU run).
 
-Steps 2-4 are written for any list of frames and any pair of frames, so further
-options (e.g. T frames sampled evenly onset..offset with flows onset->t and t->offset)
-only add frame numbers and pairs here, and every builder inherits them.
+Every builder inherits these features from `clip_example`.
 """
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,19 +59,30 @@ class ClipOptions:
     Attributes:
         crop_size: side C of the aligned face crops; flow is computed at this size.
         flow_size: side S of the stored flow and strain maps.
-        flow_method: "tvl1", "dis" or "farneback" (see `mer_jax.preprocess.flow`).
+        flow_method: method of the onset -> apex flow: "tvl1", "dis" or "farneback" (see
+            `mer_jax.preprocess.flow`).
+        num_frames: T, frames stored per clip with their flows onset->t and t->offset
+            (0: none, for methods that only read onset -> apex).
+        frames_flow_method: method of the onset->t and t->offset flows.
     """
 
     crop_size: int = 128
     flow_size: int = 28
     flow_method: str = "tvl1"
+    num_frames: int = 16
+    frames_flow_method: str = "dis"
 
     def __post_init__(self) -> None:
         """Rejects options that cannot make features."""
-        if self.flow_method not in FLOW_METHODS:
-            raise UserError(
-                f"unknown flow_method {self.flow_method!r}; choose one of {', '.join(FLOW_METHODS)}"
-            )
+        for field in ("flow_method", "frames_flow_method"):
+            if getattr(self, field) not in FLOW_METHODS:
+                raise UserError(
+                    f"unknown {field} {getattr(self, field)!r}; choose one of "
+                    f"{', '.join(FLOW_METHODS)}"
+                )
+        # Onset, offset and at least one occurring frame between them.
+        if self.num_frames != 0 and self.num_frames < 3:
+            raise UserError(f"num_frames must be 0 or at least 3, got {self.num_frames}")
         # Flow maps are only ever downsized: upsizing them adds no information.
         if not 1 <= self.flow_size <= self.crop_size:
             raise UserError(
@@ -79,6 +96,28 @@ def features_dict(options: ClipOptions) -> tfds.features.FeaturesDict:
     crop = (options.crop_size, options.crop_size, 3)
     flow = (options.flow_size, options.flow_size)
     text = tfds.features.Text
+    frames = {}
+    if options.num_frames:
+        stored = (options.num_frames,)
+        frames = {
+            "frame_indices": tfds.features.Tensor(
+                shape=stored, dtype=np.int32, doc="original numbers, onset first, offset last"
+            ),
+            "frames": tfds.features.Tensor(shape=stored + crop, dtype=np.uint8),
+            "landmarks_frames": tfds.features.Tensor(
+                shape=stored + (NUM_LANDMARKS, 2), dtype=np.float32, doc="crop pixels"
+            ),
+            "flow_onset_to_t": tfds.features.Tensor(
+                shape=stored + flow + (2,), dtype=np.float16, doc="[u, v], crop pixels"
+            ),
+            "flow_t_to_offset": tfds.features.Tensor(
+                shape=stored + flow + (2,), dtype=np.float16, doc="[u, v], crop pixels"
+            ),
+            "strain_onset_to_t": tfds.features.Tensor(shape=stored + flow + (1,), dtype=np.float16),
+            "strain_t_to_offset": tfds.features.Tensor(
+                shape=stored + flow + (1,), dtype=np.float16
+            ),
+        }
     return tfds.features.FeaturesDict(
         {
             "sample_id": text(doc="dataset/subject folder/filename/onset"),
@@ -107,6 +146,7 @@ def features_dict(options: ClipOptions) -> tfds.features.FeaturesDict:
                 shape=(NUM_LANDMARKS, 2), dtype=np.float32, doc="(x, y) in crop pixels"
             ),
             "landmarks_apex": tfds.features.Tensor(shape=(NUM_LANDMARKS, 2), dtype=np.float32),
+            **frames,
         }
     )
 
@@ -168,19 +208,67 @@ class _AlignedClip:
 
 
 def _flow_and_strain(
-    start: np.ndarray, end: np.ndarray, options: ClipOptions
+    start: np.ndarray, end: np.ndarray, flow_size: int, method: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """float16 (S, S, 2) flow and (S, S, 1) strain from crop `start` to crop `end`."""
     flow = compute_flow(
         cv2.cvtColor(start, cv2.COLOR_RGB2GRAY),
         cv2.cvtColor(end, cv2.COLOR_RGB2GRAY),
-        options.flow_method,
+        method,
     )
     strain = optical_strain(flow)[..., None]
     return (
-        resize_flow(flow, options.flow_size).astype(np.float16),
-        resize_flow(strain, options.flow_size).astype(np.float16),
+        resize_flow(flow, flow_size).astype(np.float16),
+        resize_flow(strain, flow_size).astype(np.float16),
     )
+
+
+def sample_frames(frame_numbers: Sequence[int], num_frames: int) -> np.ndarray:
+    """T frame numbers evenly spaced in time from the first to the last present frame.
+
+    Each time point takes the present frame nearest to it, so a gap in the recording
+    shifts a sample to its neighbour and a clip with fewer than T frames repeats
+    frames; the first is always the onset and the last the offset.
+
+    Args:
+        frame_numbers: the clip's present frame numbers, ascending (onset..offset).
+        num_frames: T.
+
+    Returns:
+        int32 (T,) original frame numbers, non-decreasing.
+    """
+    present = np.asarray(frame_numbers, np.int64)
+    targets = np.linspace(present[0], present[-1], num_frames)
+    nearest = np.abs(present[None, :] - targets[:, None]).argmin(axis=1)
+    return present[nearest].astype(np.int32)
+
+
+def _stored_frames(
+    record: ClipRecord, clip: "_AlignedClip", options: ClipOptions
+) -> dict[str, np.ndarray]:
+    """The T stored frames of a clip with their landmarks and onset->t, t->offset flows."""
+    numbers = sample_frames(record.frame_numbers, options.num_frames)
+    flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def flow(start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        # Repeated frames (short clips) compute each pair once.
+        if (start, end) not in flows:
+            flows[start, end] = _flow_and_strain(
+                clip.crop(start), clip.crop(end), options.flow_size, options.frames_flow_method
+            )
+        return flows[start, end]
+
+    to_t = [flow(record.onset, int(n)) for n in numbers]
+    from_t = [flow(int(n), record.offset) for n in numbers]
+    return {
+        "frame_indices": numbers,
+        "frames": np.stack([clip.crop(int(n)) for n in numbers]),
+        "landmarks_frames": np.stack([clip.landmarks(int(n)) for n in numbers]),
+        "flow_onset_to_t": np.stack([f for f, _ in to_t]),
+        "flow_t_to_offset": np.stack([f for f, _ in from_t]),
+        "strain_onset_to_t": np.stack([s for _, s in to_t]),
+        "strain_t_to_offset": np.stack([s for _, s in from_t]),
+    }
 
 
 def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[str, object]:
@@ -197,7 +285,9 @@ def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[s
     """
     try:
         clip = _AlignedClip(record, options.crop_size)
-        flow, strain = _flow_and_strain(clip.crop(record.onset), clip.crop(record.apex), options)
+        flow, strain = _flow_and_strain(
+            clip.crop(record.onset), clip.crop(record.apex), options.flow_size, options.flow_method
+        )
         images = {
             "onset_image": clip.crop(record.onset),
             "apex_image": clip.crop(record.apex),
@@ -205,6 +295,7 @@ def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[s
         }
         landmarks_onset = clip.landmarks(record.onset)
         landmarks_apex = clip.landmarks(record.apex)
+        frames = _stored_frames(record, clip, options) if options.num_frames else {}
     except (UserError, ValueError, OSError) as error:
         raise UserError(f"clip {record.sample_id}: {error}") from error
     return {
@@ -226,4 +317,5 @@ def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[s
         "strain": strain,
         "landmarks_onset": landmarks_onset,
         "landmarks_apex": landmarks_apex,
+        **frames,
     }

@@ -23,6 +23,7 @@ FRAME_SIZE = 96
 LEFT_EYE, RIGHT_EYE = (30.0, 40.0), (66.0, 40.0)
 APEX_SHIFT = 1.0  # frame pixels of horizontal motion from onset to apex
 CROP, FLOW = 64, 16
+T = 16  # stored frames per clip (the builders' default)
 
 # (subject, filename, onset, apex cell, offset, AUs, emotion)
 CLIPS = [
@@ -187,6 +188,13 @@ def test_build_reads_back_documented_fields(tmp_path, monkeypatch):
         "strain": ((n, FLOW, FLOW, 1), np.float16),
         "landmarks_onset": ((n, 68, 2), np.float32),
         "landmarks_apex": ((n, 68, 2), np.float32),
+        "frame_indices": ((n, T), np.int32),
+        "frames": ((n, T, CROP, CROP, 3), np.uint8),
+        "landmarks_frames": ((n, T, 68, 2), np.float32),
+        "flow_onset_to_t": ((n, T, FLOW, FLOW, 2), np.float16),
+        "flow_t_to_offset": ((n, T, FLOW, FLOW, 2), np.float16),
+        "strain_onset_to_t": ((n, T, FLOW, FLOW, 1), np.float16),
+        "strain_t_to_offset": ((n, T, FLOW, FLOW, 1), np.float16),
     }
     assert set(examples) == set(expected)
     for key, (shape, dtype) in expected.items():
@@ -219,6 +227,23 @@ def test_build_reads_back_documented_fields(tmp_path, monkeypatch):
     # Apex landmarks (from the sidecar) moved with the face.
     moved = examples["landmarks_apex"][:, :, 0] - examples["landmarks_onset"][:, :, 0]
     np.testing.assert_allclose(moved.mean(axis=1), crop_shift, atol=0.01)
+
+    # The T stored frames run from onset to offset, evenly in time.
+    indices = examples["frame_indices"]
+    np.testing.assert_array_equal(indices[:, 0], examples["onset_index"])
+    np.testing.assert_array_equal(indices[:, -1], examples["offset_index"])
+    assert (np.diff(indices, axis=1) >= 0).all()
+    np.testing.assert_array_equal(examples["frames"][:, 0], examples["onset_image"])
+    np.testing.assert_array_equal(examples["landmarks_frames"][:, 0], examples["landmarks_onset"])
+    # onset->t follows the ramp (0 at the onset, the full shift at the apex), t->offset
+    # is its mirror: back to 0 at the offset.
+    to_t = examples["flow_onset_to_t"][:, :, 3:-3, 3:-3, 0].astype(np.float32).mean(axis=(2, 3))
+    from_t = examples["flow_t_to_offset"][:, :, 3:-3, 3:-3, 0].astype(np.float32).mean(axis=(2, 3))
+    np.testing.assert_allclose(to_t[:, 0], 0.0, atol=0.05)
+    np.testing.assert_allclose(from_t[:, -1], 0.0, atol=0.05)
+    at_apex = np.abs(indices - examples["apex_index"][:, None]).argmin(axis=1)
+    np.testing.assert_allclose(to_t[np.arange(n), at_apex], crop_shift, atol=0.15)
+    np.testing.assert_allclose(from_t[np.arange(n), at_apex], -crop_shift, atol=0.15)
 
     # A second build finds the complete one and does not rebuild.
     monkeypatch.setattr(
@@ -261,9 +286,9 @@ def test_config_variants_and_errors(tmp_path):
     with pytest.raises(UserError, match="unknown flow_method 'raft'"):
         config_name(flow_method="raft")
     with pytest.raises(
-        UserError, match="unknown dataset builder 'casme3'; known builders: synthetic_me"
+        UserError, match="unknown dataset builder 'casme4'; known builders: casme2, casme3"
     ):
-        data_builders.build("casme3", data_dir=tmp_path)
+        data_builders.build("casme4", data_dir=tmp_path)
     with pytest.raises(UserError, match="has no config 'large'; known configs: default"):
         data_builders.get_builder("synthetic_me", data_dir=tmp_path, config="large")
     with pytest.raises(UserError, match="not built in"):

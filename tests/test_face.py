@@ -1,10 +1,13 @@
 """Face alignment and dlib landmarks (mer_jax.preprocess.face)."""
 
 import cv2
+import fake_releases
 import numpy as np
 import pytest
 import skimage.data
 
+from data_builders.clip_features import ClipOptions, clip_example
+from data_builders.samm import read_samm
 from mer_jax.preprocess import (
     FaceLandmarker,
     NoFaceError,
@@ -101,3 +104,33 @@ def test_dlib_on_aligned_crop_agrees_with_transformed_landmarks(landmarker):
 def test_blank_image_names_the_source(landmarker):
     with pytest.raises(NoFaceError, match=r"no face found in sub01/EP02_01f/img46\.jpg"):
         landmarker(np.zeros((120, 160), np.uint8), source="sub01/EP02_01f/img46.jpg")
+
+
+def test_face_pipeline_on_an_animated_photograph(tmp_path, landmarker):
+    """The astronaut moving by a known sub-pixel shift, as a grayscale SAMM clip: dlib
+    finds the face on the onset, every frame is cut with the onset's alignment, and the
+    onset->apex flow points where the face moved."""
+    fake_releases.make_samm(tmp_path)
+    record = read_samm(tmp_path).records[0]  # onset 5562, apex one frame later
+    crop = 64
+    example = clip_example(record, ClipOptions(crop_size=crop, flow_size=16, flow_method="dis"), 0)
+
+    onset_frame = cv2.imread(str(record.frame_path(record.onset)), cv2.IMREAD_GRAYSCALE)
+    detected = landmarker(onset_frame, source="onset frame")
+    affine = align_from_landmarks(detected, crop)
+    landmarks = example["landmarks_onset"]
+    np.testing.assert_allclose(landmarks, transform_landmarks(detected, affine), atol=1e-3)
+    # Plausible: eyes level at the canonical spots, nose below them, mouth below the nose,
+    # the jaw spanning about twice the eye distance.
+    np.testing.assert_allclose(landmarks[36:42].mean(axis=0), [0.3 * crop, 0.4 * crop], atol=0.01)
+    np.testing.assert_allclose(landmarks[42:48].mean(axis=0), [0.7 * crop, 0.4 * crop], atol=0.01)
+    assert 0.4 * crop < landmarks[30, 1] < landmarks[48:68, 1].mean() < crop
+    assert 1.5 < (landmarks[16, 0] - landmarks[0, 0]) / (0.4 * crop) < 2.6
+    np.testing.assert_array_equal(example["onset_image"], warp_crop(onset_frame, affine, crop))
+
+    steps = record.frame_numbers.index(record.apex)
+    expected = affine[:, :2] @ np.multiply(fake_releases.SAMM_SHIFT, steps)
+    flow = example["flow"][3:-3, 3:-3].astype(np.float32).reshape(-1, 2).mean(axis=0)
+    cosine = flow @ expected / (np.linalg.norm(flow) * np.linalg.norm(expected))
+    assert cosine > 0.95, (flow, expected)
+    assert 0.7 < np.linalg.norm(flow) / np.linalg.norm(expected) < 1.3

@@ -2,11 +2,16 @@
 
 from collections import Counter
 
+import fake_releases
 import numpy as np
 import pytest
 
+from data_builders.records import read_casme2_release
+from data_builders.samm import read_samm
+from data_builders.smic import read_smic
+from data_builders.summary import release_summary
 from mer_jax.data.action_units import AU_LIST, multi_hot, parse_action_units
-from mer_jax.data.protocols import get_protocol
+from mer_jax.data.protocols import get_protocol, protocols_covering
 from mer_jax.errors import UserError
 
 CASME2_EMOTIONS = {
@@ -58,6 +63,80 @@ def test_megc2019_3class_counts():
     assert get_protocol("megc2019_3class").label_of("smic", "po") == 1
 
 
+def tiny_clip(clip_dir, name: str) -> None:
+    fake_releases.write_clip(clip_dir, [1, 2], name, size=8)
+
+
+def summary_counts(release, default_protocol: str) -> dict[str, dict[str, int]]:
+    summary = release_summary(
+        release, name="x", config="x", manual_dir="x", default_protocol=default_protocol
+    )
+    return {name: info["counts"] for name, info in summary["protocols"].items()}
+
+
+def test_annotation_tables_with_the_published_counts(tmp_path):
+    """Coding sheets (and SMIC folders) with the emotion counts of datasets.md, read by
+    the real readers, give the protocol counts of datasets.md."""
+    casme2_rows = [
+        [1 + i % 26, f"EP{i:03d}", 1, 1, 2, None, "4", emotion]
+        for i, emotion in enumerate(e for e, n in CASME2_EMOTIONS.items() for _ in range(n))
+    ]
+    fake_releases.write_sheet(
+        tmp_path / "casme2/CASME2-coding-1.xlsx", fake_releases.CASME2_HEADER, casme2_rows
+    )
+    for row in casme2_rows:
+        tiny_clip(tmp_path / f"casme2/CASME2_RAW_selected/sub{row[0]:02d}/{row[1]}", "img{}.jpg")
+    samm_rows = [
+        [6 + i % 29, f"{6 + i % 29:03d}_{i}", 1, 1, 1, 2, 2, "Micro", "4", emotion, 1, ""]
+        for i, emotion in enumerate(e for e, n in SAMM_EMOTIONS.items() for _ in range(n))
+    ]
+    fake_releases.write_sheet(
+        tmp_path / "samm/SAMM_Micro_FACS_Codes_v2.xlsx", fake_releases.SAMM_HEADER, samm_rows
+    )
+    for row in samm_rows:
+        tiny_clip(tmp_path / f"samm/SAMM/{row[0]:03d}/{row[1]}", "x_{:04d}.jpg")
+    codes = {"negative": "ne", "positive": "po", "surprise": "sur"}
+    for emotion, count in SMIC_EMOTIONS.items():
+        for i in range(count):
+            clip = f"s{1 + i % 16}_{codes[emotion]}_{i:02d}"
+            tiny_clip(tmp_path / f"smic/HS/s{1 + i % 16}/micro/{emotion}/{clip}", "i{:06d}.bmp")
+
+    casme2 = summary_counts(read_casme2_release(tmp_path / "casme2"), "casme2_5class")
+    assert casme2["casme2_5class"] == {
+        "happiness": 32,
+        "disgust": 63,
+        "repression": 27,
+        "surprise": 25,
+        "others": 99,
+        "excluded": 9,
+    }
+    assert list(casme2["megc2019_3class"].values()) == [90, 32, 25, 108]
+    samm = summary_counts(read_samm(tmp_path / "samm"), "samm_5class")
+    assert list(samm["samm_5class"].values()) == [57, 12, 26, 15, 26, 23]
+    assert list(samm["megc2019_3class"].values()) == [92, 26, 15, 26]
+    smic = summary_counts(read_smic(tmp_path / "smic"), "smic_3class")
+    assert list(smic["smic_3class"].values()) == list(smic["megc2019_3class"].values())
+    assert list(smic["smic_3class"].values()) == [70, 51, 43, 0]
+
+
+def test_casme3_and_mmew_protocols_accept_both_spellings():
+    four = get_protocol("casme3_4class")
+    assert [
+        four.label_of("casme3", e) for e in ("anger", "sad", "happy", "surprise", "others")
+    ] == [
+        0,
+        0,
+        1,
+        2,
+        3,
+    ]
+    seven = get_protocol("mmew_7class")
+    assert seven.label_of("mmew", "Sadness") == seven.label_of("mmew", "sad") == 4
+    assert get_protocol("mmew_4class").label_of("mmew", "fear") == 0
+    assert [p.name for p in protocols_covering("smic")] == ["megc2019_3class", "smic_3class"]
+    assert [p.name for p in protocols_covering("casme3")] == ["casme3_4class", "casme3_7class"]
+
+
 def test_emotion_matching_ignores_case_and_whitespace():
     protocol = get_protocol("casme2_5class")
     assert protocol.label_of("casme2", "  Happiness ") == 0
@@ -73,7 +152,7 @@ def test_unknown_emotion_dataset_and_protocol_are_errors():
         UserError, match="no label mapping for dataset 'samm'.*covers casme2, synthetic_me"
     ):
         protocol.label_of("samm", "anger")
-    with pytest.raises(UserError, match="known protocols: casme2_5class, megc2019_3class"):
+    with pytest.raises(UserError, match="known protocols: casme2_5class, casme3_4class"):
         get_protocol("casme2_7class")
 
 
@@ -88,6 +167,9 @@ def test_unknown_emotion_dataset_and_protocol_are_errors():
         ("AU6B+12C", {6, 12}, False),
         ("T17 + B24", {17, 24}, False),
         ("", set(), False),
+        ("/", set(), False),
+        ("L12、R14", {12, 14}, False),
+        ("4+7;43", {4, 7, 43}, False),
     ],
 )
 def test_parse_action_units(raw, units, alternatives):

@@ -2,9 +2,9 @@
 
 The coding sheets write AUs in several dialects: "R4+L10" (side prefixes L/R and
 T/B for top/bottom), "AU6B+12C" (FACS intensity letters A-E), "4(k)", "1+2+ref(5)",
-"12，14" (a full-width comma from a Chinese input method), "4 or 7" (the coder could
-not decide). The raw string is always kept next to the parsed set, so nothing the
-parser discards is lost.
+"12，14" or "12、14" (full-width separators from a Chinese input method), "4 or 7" (the
+coder could not decide), "/" or "-" for "no AU coded". The raw string is always kept next
+to the parsed set, so nothing the parser discards is lost.
 """
 
 import re
@@ -24,7 +24,9 @@ AU_LIST: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24,
 _TOKEN = re.compile(r"^(?:AU)?\s*[LRTB]?\s*(\d+)\s*[A-E]?\s*(?:\(k\))?$", re.IGNORECASE)
 # "ref(...)" marks an AU the coder noted for reference; the AU inside is kept.
 _REFERENCE = re.compile(r"^ref\s*\((.*)\)$", re.IGNORECASE)
-_SEPARATORS = re.compile(r"[+,，]|\bor\b", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[+,，、;；]|\bor\b", re.IGNORECASE)
+# Whole cells that mean "no AU coded".
+_NO_AUS = frozenset({"/", "-", "none", "n/a", "na"})
 _ALTERNATIVE = re.compile(r"\bor\b", re.IGNORECASE)
 
 
@@ -50,7 +52,9 @@ def parse_action_units(raw: str) -> ActionUnits:
     Raises:
         ValueError: a part of the string is not an AU; the message quotes it.
     """
-    units = set()
+    units: set[int] = set()
+    if raw.strip().lower() in _NO_AUS:
+        return ActionUnits(raw=raw, units=frozenset(), has_alternatives=False)
     for part in _SEPARATORS.split(raw):
         token = part.strip()
         if not token:

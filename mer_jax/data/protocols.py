@@ -89,6 +89,41 @@ _SMIC_3CLASS = _vocabulary(
     {"negative": 0, "ne": 0, "positive": 1, "po": 1, "surprise": 2, "sur": 2}
 )
 
+# The seven emotions of CAS(ME)^3 ("happy", "sad", ... in its sheet) and MMEW
+# ("happiness", "sadness", ...), under both spellings: emotion -> 7-class label.
+_SEVEN_EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "others")
+_SPELLINGS = {
+    "anger": ("anger", "angry"),
+    "disgust": ("disgust",),
+    "fear": ("fear",),
+    "happiness": ("happiness", "happy"),
+    "sadness": ("sadness", "sad"),
+    "surprise": ("surprise",),
+    "others": ("others", "other"),
+}
+# 4 classes: the negative emotions pooled, as MEGC pools them for the composite.
+_FOUR_CLASS_OF = {
+    "anger": 0,
+    "disgust": 0,
+    "fear": 0,
+    "sadness": 0,
+    "happiness": 1,
+    "surprise": 2,
+    "others": 3,
+}
+
+
+def _spelled(class_of: dict[str, int]) -> dict[str, int | None]:
+    return {
+        spelling: class_of[emotion]
+        for emotion in _SEVEN_EMOTIONS
+        for spelling in _SPELLINGS[emotion]
+    }
+
+
+_SEVEN_CLASS = _spelled({emotion: i for i, emotion in enumerate(_SEVEN_EMOTIONS)})
+_FOUR_CLASS = _spelled(_FOUR_CLASS_OF)
+
 PROTOCOLS: dict[str, Protocol] = {
     protocol.name: protocol
     for protocol in (
@@ -151,8 +186,47 @@ PROTOCOLS: dict[str, Protocol] = {
                 "SAMM 92/26/15; SMIC 70/51/43."
             ),
         ),
+        Protocol(
+            name="smic_3class",
+            class_names=("negative", "positive", "surprise"),
+            vocabularies={"smic": _SMIC_3CLASS},
+            description="SMIC-HS as released: negative 70, positive 51, surprise 43 (164 clips).",
+        ),
+        # Our reading of the CAS(ME)^3 and MMEW protocols: the 7-class and 4-class
+        # (negative / positive / surprise / others) splits most papers report.
+        Protocol(
+            name="casme3_4class",
+            class_names=("negative", "positive", "surprise", "others"),
+            vocabularies={"casme3": _FOUR_CLASS},
+            description=(
+                "CAS(ME)^3 Part A, 4 classes: anger, disgust, fear and sad pooled as negative."
+            ),
+        ),
+        Protocol(
+            name="casme3_7class",
+            class_names=_SEVEN_EMOTIONS,
+            vocabularies={"casme3": _SEVEN_CLASS},
+            description="CAS(ME)^3 Part A, all 7 emotions of its sheet.",
+        ),
+        Protocol(
+            name="mmew_4class",
+            class_names=("negative", "positive", "surprise", "others"),
+            vocabularies={"mmew": _FOUR_CLASS},
+            description="MMEW, 4 classes: anger, disgust, fear and sadness pooled as negative.",
+        ),
+        Protocol(
+            name="mmew_7class",
+            class_names=_SEVEN_EMOTIONS,
+            vocabularies={"mmew": _SEVEN_CLASS},
+            description="MMEW, all 7 emotions of its sheet.",
+        ),
     )
 }
+
+
+def protocols_covering(dataset: str) -> list[Protocol]:
+    """Every protocol that maps the emotions of `dataset`, in registry order."""
+    return [protocol for protocol in PROTOCOLS.values() if dataset in protocol.vocabularies]
 
 
 def get_protocol(name: str) -> Protocol:

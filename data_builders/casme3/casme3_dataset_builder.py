@@ -1,0 +1,127 @@
+"""TFDS builder of CAS(ME)^3 Part A: 860 micro-expression rows of 94 subjects at 30 fps.
+
+Part A ships whole task recordings as frame folders (`spNO.1/a/color/1.jpg ...`); the
+coding sheet (`..._ME_label_JpgIndex_v2.xlsx`, frame numbers are the jpg numbers) cuts
+the clips by onset..offset, and one task folder holds several clips, so filenames repeat
+and the sample key includes the onset. Frames may be missing inside a clip (the first
+frames of some recordings were lost): gaps are tolerated and reported, a clip whose
+annotated frames are missing is skipped and reported. The Filename cell's case may
+differ from the folder's ("A" / "a"): records keep it in lower case, like the folders
+(our reading), so one clip has one sample key.
+"""
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
+from data_builders.errata import Erratum
+from data_builders.records import (
+    ClipSource,
+    ReleaseRecords,
+    SheetRow,
+    child_dir,
+    find_annotation,
+    read_sheet_release,
+)
+from mer_jax.errors import UserError
+
+DATASET = "casme3"
+FPS = 30.0
+CASME3_LAYOUT = (
+    "expected layout: <root>/.../cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (at most 3 "
+    "folders down) and the Part A frames <root>/part_A/.../spNO.1/a/color/1.jpg, one "
+    "folder of frames per task recording"
+)
+MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+CAS(ME)^3 is licence-gated. Request it from the Institute of Psychology, Chinese Academy
+of Sciences (CAS(ME)^3 page of http://casme.psych.ac.cn; see also
+https://github.com/jingtingEmmaLi/CAS-ME-3), unpack Part A and its annotation into one
+folder and pass that folder as manual_dir. Only the micro-expression rows of Part A
+(RGB "color" frames) are read.
+{CASME3_LAYOUT}.
+Optional landmarks sidecars mirror the task folders below the subjects' parent folder:
+<root>/landmarks/spNO.1/a/color.csv (one file per task recording, rows by jpg number).
+"""
+_SUBJECT = re.compile(r"spno\.(\d+)", re.IGNORECASE)
+# How deep below manual_dir the subject folders may sit (part_A/data/part_A/spNO.1).
+_SUBJECT_DEPTH = 5
+
+
+def casme3_subject_folder(subject: str, where: str) -> str:
+    """The subject folder of a Subject cell: "spNO.1" (any case) or 1 -> "spNO.1".
+
+    Raises:
+        UserError: neither form; names the row.
+    """
+    match = _SUBJECT.fullmatch(subject)
+    if match is None and not subject.isdigit():
+        raise UserError(f"{where}: CAS(ME)^3 Subject {subject!r} is not like spNO.1")
+    return f"spNO.{int(match.group(1) if match else subject)}"
+
+
+def _subject_dirs(root: Path) -> dict[str, Path]:
+    """Subject folder name ("spNO.1") -> path, found below root."""
+    found: dict[str, Path] = {}
+    for folder, subfolders, _ in os.walk(root):
+        level = len(Path(folder).relative_to(root).parts)
+        if level == 0 and "landmarks" in subfolders:
+            subfolders.remove("landmarks")  # sidecars mirror the subject folders
+        for name in list(subfolders):
+            match = _SUBJECT.fullmatch(name)
+            if match is None:
+                continue
+            subfolders.remove(name)  # no subject folders inside a subject folder
+            subject = f"spNO.{int(match.group(1))}"
+            if subject in found:
+                raise UserError(
+                    f"two folders for subject {subject}: {found[subject]} and "
+                    f"{Path(folder) / name}; keep one Part A copy in {root}"
+                )
+            found[subject] = Path(folder) / name
+        if level + 1 >= _SUBJECT_DEPTH:
+            subfolders.clear()
+    return found
+
+
+def read_casme3(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> ReleaseRecords:
+    """The micro-expression clips of a CAS(ME)^3 Part A release, in sheet order.
+
+    Raises:
+        UserError: no annotation or no subject folders (the message shows the layout),
+            or a malformed row (the message names the sheet and row).
+    """
+    root = Path(root)
+    sheet_path = find_annotation(root, "*part_A_ME_label_JpgIndex*.xlsx", CASME3_LAYOUT, depth=3)
+    subject_dirs = _subject_dirs(root)
+    if not subject_dirs:
+        raise UserError(f"{root} holds no subject folder like spNO.1; {CASME3_LAYOUT}")
+    frame_root = Path(os.path.commonpath([path.parent for path in subject_dirs.values()]))
+
+    def clip_dir_of(row: SheetRow) -> Path | None:
+        subject_dir = subject_dirs.get(row.subject)
+        task_dir = None if subject_dir is None else child_dir(subject_dir, row.filename)
+        return None if task_dir is None else child_dir(task_dir, "color")
+
+    return read_sheet_release(
+        sheet_path,
+        layout=CASME3_LAYOUT,
+        source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
+        subject_folder=casme3_subject_folder,
+        clip_dir_of=clip_dir_of,
+        errata=errata,
+        filename_of=str.lower,
+    )
+
+
+class Builder(ReleaseBuilder):
+    """casme3: one "train" split, labels of the casme3_4class protocol."""
+
+    BUILDER_CONFIGS = [ClipBuilderConfig(name="default", description="Part A color, dlib faces")]
+    PROTOCOL = "casme3_4class"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+
+    def read_release(self, manual_dir: Path) -> ReleaseRecords:
+        """The CAS(ME)^3 Part A release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
+        return read_casme3(manual_dir)

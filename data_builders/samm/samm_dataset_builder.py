@@ -1,0 +1,81 @@
+"""TFDS builder of SAMM: 159 grayscale clips of 29 subjects at 200 fps, from the user's release.
+
+SAMM quirks handled here and in `data_builders.records`: about 13 rows of text above
+the header of the coding sheet; Subject written as a bare integer (6) for the folder
+006; frame files `006_05562.jpg` with 4 or 5 digit numbers; grayscale frames (replicated
+to 3 channels by the face stage); apex frames outside onset..offset in a few rows of
+the circulated sheet (treated as not annotated, reported).
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
+from data_builders.errata import Erratum
+from data_builders.records import (
+    ClipSource,
+    ReleaseRecords,
+    child_dir,
+    find_annotation,
+    read_sheet_release,
+)
+from mer_jax.errors import UserError
+
+DATASET = "samm"
+FPS = 200.0
+SAMM_LAYOUT = (
+    "expected layout: <root>/SAMM_Micro_FACS_Codes_v2.xlsx (any version of the coding "
+    "sheet) and frames in <root>/SAMM/006/006_1_2/006_05562.jpg"
+)
+MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+SAMM is licence-gated. Request it from Manchester Metropolitan University (the SAMM
+page of Moi Hoon Yap's group, https://helward.mmu.ac.uk/STAFF/M.Yap/dataset.php, licence
+agreement signed), unpack it into one folder and pass that folder as manual_dir.
+{SAMM_LAYOUT}.
+Optional landmarks sidecars: <root>/landmarks/006/006_1_2.csv.
+"""
+
+
+def samm_subject_folder(subject: str, where: str) -> str:
+    """The SAMM subject folder of a Subject cell: 6 -> "006".
+
+    Raises:
+        UserError: the cell is not a number; names the row.
+    """
+    if not subject.isdigit():
+        raise UserError(f"{where}: SAMM Subject {subject!r} is not a number like 6 or 006")
+    return f"{int(subject):03d}"
+
+
+def read_samm(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> ReleaseRecords:
+    """The clips of a SAMM release, in coding-sheet order.
+
+    Raises:
+        UserError: no coding sheet or SAMM/ frame folder (the message shows the layout),
+            or a malformed row (the message names the sheet and row).
+    """
+    root = Path(root)
+    sheet_path = find_annotation(root, "SAMM_Micro_FACS_Codes*.xlsx", SAMM_LAYOUT, depth=1)
+    frame_root = child_dir(root, "SAMM")
+    if frame_root is None:
+        raise UserError(f"{root} has no SAMM/ frame folder; {SAMM_LAYOUT}")
+    return read_sheet_release(
+        sheet_path,
+        layout=SAMM_LAYOUT,
+        source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
+        subject_folder=samm_subject_folder,
+        clip_dir_of=lambda row: frame_root / row.subject / row.filename,
+        errata=errata,
+    )
+
+
+class Builder(ReleaseBuilder):
+    """samm: one "train" split, labels of the samm_5class protocol."""
+
+    BUILDER_CONFIGS = [ClipBuilderConfig(name="default", description="SAMM frames, dlib faces")]
+    PROTOCOL = "samm_5class"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+
+    def read_release(self, manual_dir: Path) -> ReleaseRecords:
+        """The SAMM release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
+        return read_samm(manual_dir)
