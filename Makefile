@@ -2,7 +2,7 @@
 # Both create .venv/ with Python 3.12 first if it is missing or the requirements changed.
 VENV := .venv
 PY := $(VENV)/bin/python
-CONFIG ?= configs/ststnet.py
+CONFIG ?= configs/ltr3o.py
 WORKDIR ?= runs/$(basename $(notdir $(CONFIG)))
 
 .PHONY: run test lint venv clean-venv

@@ -22,7 +22,7 @@ LAUNCH = ROOT / "launch.py"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from configs import ststnet  # noqa: E402
+import importlib  # noqa: E402
 
 # 4 subjects x 4 clips (12 clips kept by the generator, 11 of them labelled): 4 LOSO folds.
 # DIS flow instead of TV-L1 keeps the build to seconds.
@@ -58,9 +58,11 @@ def settings(data_dir: Path, changes: dict[str, Any] | None = None) -> dict[str,
     return {**TINY, "data.data_dir": str(data_dir), **(changes or {})}
 
 
-def tiny_config(data_dir: Path, changes: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
-    """configs/ststnet.py with the tiny settings and `changes` ({"engine.mode": ...})."""
-    config = ststnet.get_config()
+def tiny_config(
+    data_dir: Path, changes: dict[str, Any] | None = None, base: str = "ststnet"
+) -> ml_collections.ConfigDict:
+    """configs/<base>.py with the tiny settings and `changes` ({"engine.mode": ...})."""
+    config = importlib.import_module(f"configs.{base}").get_config()
     for key, value in settings(data_dir, changes).items():
         *path, name = key.split(".")
         holder = config
@@ -70,14 +72,16 @@ def tiny_config(data_dir: Path, changes: dict[str, Any] | None = None) -> ml_col
     return config
 
 
-def write_config_file(path: Path, data_dir: Path, changes: dict[str, Any] | None = None) -> Path:
-    """A config file for launch.py equal to `tiny_config(data_dir, changes)`.
+def write_config_file(
+    path: Path, data_dir: Path, changes: dict[str, Any] | None = None, base: str = "ststnet"
+) -> Path:
+    """A config file for launch.py equal to `tiny_config(data_dir, changes, base)`.
 
     A file rather than --config.x=y flags: data.overrides is an empty ConfigDict in the
     base config, so its keys cannot be set from the command line.
     """
-    lines = ["from configs import ststnet", "", "", "def get_config():"]
-    lines.append("    config = ststnet.get_config()")
+    lines = [f"from configs import {base}", "", "", "def get_config():"]
+    lines.append(f"    config = {base}.get_config()")
     lines += [f"    config.{key} = {value!r}" for key, value in settings(data_dir, changes).items()]
     lines.append("    return config")
     path.write_text("\n".join(lines) + "\n")

@@ -276,14 +276,15 @@ def test_vmap_over_stacked_parameter_copies(config_name):
 
 
 def test_registry_builds_from_mapping_and_configdict():
-    assert MODELS == {"ststnet": STSTNet, "fr": FR}
+    assert {"ststnet", "fr", "ltr3o", "dere_grl"} <= set(MODELS)
+    assert MODELS["ststnet"] is STSTNet and MODELS["fr"] is FR
     config = ml_collections.ConfigDict({"name": "fr", "lambda_prop": 0.0, "use_strain": True})
     model = create_model(config, 5, rngs=rngs())
     assert isinstance(model, FR) and model.lambda_prop == 0.0 and model.num_classes == 5
 
 
 def test_registry_unknown_name_lists_known_models():
-    with pytest.raises(UserError, match=r"'resnet'.*\['fr', 'ststnet'\]"):
+    with pytest.raises(UserError, match=r"'resnet'.*\['dere_grl', 'fr', 'ltr3o', 'ststnet'\]"):
         create_model({"name": "resnet"}, NUM_CLASSES, rngs=rngs())
     with pytest.raises(UserError, match="Unknown model name None"):
         create_model({}, NUM_CLASSES, rngs=rngs())
