@@ -11,11 +11,13 @@ from jax.typing import DTypeLike
 from mer_jax.errors import UserError
 from mer_jax.models.base import MERModel
 from mer_jax.models.fr import FR
+from mer_jax.models.ltr3o import LTR3O
 from mer_jax.models.ststnet import STSTNet
 
 MODELS: dict[str, type[MERModel]] = {
     "ststnet": STSTNet,
     "fr": FR,
+    "ltr3o": LTR3O,
 }
 
 # Constructor arguments the caller supplies itself rather than the model config.
