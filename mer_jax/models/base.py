@@ -7,6 +7,8 @@ hands it to the method, which turns it into network inputs on the device
 never looks inside a method; a method never sees the fold layout.
 """
 
+import pathlib
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import jax
@@ -43,3 +45,27 @@ class MERModel(nnx.Module):
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Returns the scalar training loss and named scalar terms for the curves."""
         raise NotImplementedError
+
+    @classmethod
+    def write_figures(
+        cls,
+        trained: Sequence["MERModel"],
+        data: Mapping[str, jax.Array],
+        class_names: Sequence[str],
+        workdir: pathlib.Path,
+    ) -> list[str]:
+        """Draws method-specific pictures of a finished run into `workdir` (default: none).
+
+        The engine calls this once per run, after the reports, in train and eval modes.
+
+        Args:
+            trained: one trained model per (fold, seed) replica.
+            data: the resident dataset: the `fields` the method reads, plus "label".
+            class_names: the expression classes, in label order.
+            workdir: the run's output folder.
+
+        Returns:
+            The names of the files written.
+        """
+        del trained, data, class_names, workdir
+        return []

@@ -111,24 +111,25 @@ class RunStats:
 # ---------------------------------------------------------------------------
 
 
+def _resolve_auto(engine: ml_collections.ConfigDict, key: str, on_cpu: str, elsewhere: str) -> str:
+    """engine.<key> as chosen, or for "auto" the choice for the backend in use."""
+    choices = ("auto", on_cpu, elsewhere)
+    value = engine[key]
+    if value not in choices:
+        raise UserError(f"Unknown engine.{key} {value!r}; use one of {sorted(set(choices))}.")
+    if value == "auto":
+        return on_cpu if jax.default_backend() == "cpu" else elsewhere
+    return value
+
+
 def resolve_mode(engine: ml_collections.ConfigDict) -> str:
     """Returns "stacked" or "sequential"; "auto" stacks on accelerators only."""
-    modes = ("auto", "stacked", "sequential")
-    if engine.mode not in modes:
-        raise UserError(f"Unknown engine.mode {engine.mode!r}; use one of {list(modes)}.")
-    if engine.mode == "auto":
-        return "sequential" if jax.default_backend() == "cpu" else "stacked"
-    return engine.mode
+    return _resolve_auto(engine, "mode", on_cpu="sequential", elsewhere="stacked")
 
 
 def resolve_loop(engine: ml_collections.ConfigDict) -> str:
     """Returns "scan" or "python"; "auto" avoids XLA:CPU's slow convs in while loops."""
-    loops = ("auto", "scan", "python")
-    if engine.loop not in loops:
-        raise UserError(f"Unknown engine.loop {engine.loop!r}; use one of {list(loops)}.")
-    if engine.loop == "auto":
-        return "python" if jax.default_backend() == "cpu" else "scan"
-    return engine.loop
+    return _resolve_auto(engine, "loop", on_cpu="python", elsewhere="scan")
 
 
 def make_mesh(mode: str, engine: ml_collections.ConfigDict) -> Mesh:
@@ -300,6 +301,12 @@ class LosoRun:
             config, len(self.dataset.class_names), self.tx, self.steps_per_call
         )
         self.data = resident.put_on_device(self.dataset, fields, self.mesh)
+        # Trained (count, host state) per chunk, kept only for methods that draw figures
+        # of their trained models (`MERModel.write_figures`); see `_write_figures`.
+        draws = models.MODELS[config.model.name].write_figures.__func__
+        self.figure_states: list | None = (
+            None if draws is models.MERModel.write_figures.__func__ else []
+        )
         self.train_idx, self.n_train = _padded_indices(self.folds.train_mask)
         self.test_idx, self.n_test = _padded_indices(self.folds.test_mask)
 
@@ -495,6 +502,9 @@ class LosoRun:
     def _predict(self, chunk: Chunk, state: Any, arrays: dict[str, jax.Array]) -> np.ndarray:
         """Each replica's class probabilities on its own test subjects, evaluated once."""
         probs = self.functions.predict(state, self.data, arrays["test_idx"], arrays["keys"])
+        if self.figure_states is not None:
+            trained = {"params": state["params"], "rest": state["rest"]}
+            self.figure_states.append((len(chunk.replicas), jax.device_get(trained)))
         return np.asarray(jax.device_get(probs))
 
     # -- evaluation from checkpoints -----------------------------------------
@@ -557,9 +567,31 @@ class LosoRun:
                 )
             histories.append(history)
         predictions = report.Predictions.concatenate(parts)
-        return report.write_all(
+        metrics = report.write_all(
             self.workdir, predictions, self.dataset.class_names, _merge_histories(histories)
         )
+        self._write_figures()
+        return metrics
+
+    def _write_figures(self) -> None:
+        """Hands every replica's trained model to the method's `write_figures`, once."""
+        if not self.figure_states:
+            return
+        dtype = jnp.dtype(self.config.engine.compute_dtype)
+        num_classes = len(self.dataset.class_names)
+        abstract = nnx.eval_shape(
+            lambda: models.create_model(
+                self.config.model, num_classes, rngs=nnx.Rngs(0), dtype=dtype
+            )
+        )
+        graphdef = nnx.split(abstract, nnx.Param, ...)[0]
+        trained = [
+            nnx.merge(graphdef, *jax.tree.map(lambda x, r=row: x[r], (s["params"], s["rest"])))
+            for count, s in self.figure_states
+            for row in range(count)  # padding rows repeat a replica: left out
+        ]
+        self.figure_states = []
+        type(abstract).write_figures(trained, self.data, self.dataset.class_names, self.workdir)
 
     # -- bookkeeping ------------------------------------------------------------
 
