@@ -10,6 +10,7 @@ from jax.typing import DTypeLike
 
 from mer_jax.errors import UserError
 from mer_jax.models.base import MERModel
+from mer_jax.models.dere_grl import DeReGRL
 from mer_jax.models.fr import FR
 from mer_jax.models.ltr3o import LTR3O
 from mer_jax.models.ststnet import STSTNet
@@ -18,6 +19,7 @@ MODELS: dict[str, type[MERModel]] = {
     "ststnet": STSTNet,
     "fr": FR,
     "ltr3o": LTR3O,
+    "dere_grl": DeReGRL,
 }
 
 # Constructor arguments the caller supplies itself rather than the model config.

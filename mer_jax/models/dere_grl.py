@@ -1,0 +1,508 @@
+"""DeRe-GRL: Decomposition and Reconstruction Graph Representation Learning.
+
+Wei et al., IEICE Transactions 2023, arXiv 2303.01776. Published design: a graph-model
+backbone extracts geometric movement features from facial landmarks; the action
+decomposition module (ADM) splits them by facial key component into sub-features and
+maps each, through a learned map matrix, into several action features; the relation
+reconstruction module (RRM) learns weights over all action features to build their
+relationship, from which the expression is classified. The prior behind it: a
+micro-expression's category follows from the relationship between the actions of
+different facial components. The backbone follows the same first author's graph
+model (arXiv 2205.00380): landmarks as nodes, a learnable adjacency, low- and
+high-order movement streams and an adaptive AU loss.
+
+Only that outline is published fact; the layer-level design is **[our reading]**:
+
+- Nodes: the 68 iBUG landmarks. Node features (`graph.node_features`, computed in
+  `prepare` on the device): apex - onset displacement minus the clip's head drift, the
+  patch-mean flow and flow magnitude at each landmark (low order), the same
+  displacement and flow minus their anatomical neighbours' mean (high order), and the
+  position relative to the eye midpoint; motion in percent of the inter-ocular distance.
+- Backbone: two graph-convolution streams (low order, high order), each `num_layers`
+  layers `relu(A X W + b)` over `A = D^-1/2 (A_anat + I) D^-1/2 + softmax(relu(E E^T))`
+  (the second term learnable, E: 68 x `adjacency_features`, row softmax), their outputs
+  concatenated and fused by a dense layer + ReLU into H (68 x `hidden_features`).
+- ADM: components right brow 17-21, left brow 22-26, nose 27-35, right eye 36-41, left
+  eye 42-47, mouth 48-67 (+ jaw 0-16 with `include_jaw`). Sub-feature of a component =
+  [mean, max] of its nodes' H; a learned map matrix per component (+ bias) maps it to
+  `num_actions` action features of `action_features` dims (linear, as a "map matrix").
+  Without ADM (`use_adm=False`, the ablation): no split by component, one matrix maps the
+  [mean, max] over all 68 nodes to the same number of action features (same parameter
+  count).
+- RRM: weights alpha = softmax(W vec(actions) + b) over all components x actions (from
+  their concatenation); a weighted sum z_w = sum_n alpha_n a_n plus a learned pairwise
+  relation term z_r = sum_{n,m} alpha_n alpha_m relu(U a_n + V a_m + c); the classifier
+  reads [z_w, z_r]. Without RRM (`use_rrm=False`): the classifier reads the
+  concatenated action features.
+- Loss: CE + `lambda_au` * AU loss. AU loss: multi-label BCE of a linear AU head on the
+  concatenated action features, against the AUs parsed from the annotation
+  (`action_units`), class-frequency balanced within the batch: for each AU its positive
+  and its negative samples weigh one half each, whatever their counts. A sample whose
+  AU vector is all zero carries no AU supervision (a dataset without AU coding, or a
+  clip coded with no AU of `AU_LIST`) and is masked out per sample. Batch-local
+  balancing fits nothing across folds.
+"""
+
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.typing import DTypeLike
+
+from mer_jax.data.action_units import AU_LIST
+from mer_jax.errors import UserError
+from mer_jax.models import graph
+from mer_jax.models.base import MERModel
+from mer_jax.models.layers import cross_entropy, hflip_flow
+
+FIGURE_PNG = "dere_grl_weights.png"
+_LOW_FEATURES = 7
+_HIGH_FEATURES = 6
+
+
+class GraphStream(nnx.Module):
+    """`num_layers` graph convolutions relu(A X W + b) over a shared adjacency."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        num_layers: int,
+        *,
+        dtype: DTypeLike,
+        rngs: nnx.Rngs,
+    ) -> None:
+        """Builds the layers; the first reads `in_features`, the rest `hidden_features`."""
+        widths = [in_features] + [hidden_features] * num_layers
+        self.layers = nnx.List(
+            [
+                nnx.Linear(n_in, n_out, dtype=dtype, rngs=rngs)
+                for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)
+            ]
+        )
+
+    def __call__(self, x: jax.Array, adjacency: jax.Array) -> jax.Array:
+        """(batch, 68, in_features), (68, 68) -> (batch, 68, hidden_features)."""
+        for layer in self.layers:
+            # A (X W) + b = (A X) W + A b 1: propagating on the narrower side is the same
+            # layer for fewer FLOPs (the first layer reads 6-7 features, not H). The bias
+            # is added before propagation in both orders.
+            if layer.in_features < layer.out_features:
+                propagated = jnp.einsum("ij,bjc->bic", adjacency, x)
+                bias = adjacency.sum(axis=1)[:, None] * layer.bias[...]
+                x = propagated @ layer.kernel[...].astype(x.dtype) + bias.astype(x.dtype)
+            else:
+                x = jnp.einsum("ij,bjc->bic", adjacency, layer(x))
+            x = nnx.relu(x)
+        return x
+
+
+def au_loss(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+    """Class-frequency balanced multi-label BCE over the AUs, masked per sample.
+
+    Args:
+        logits: (batch, num_aus) AU logits.
+        targets: (batch, num_aus) 0/1 AU labels.
+        mask: (batch,) 1 for samples with AU labels, 0 for samples without (ignored).
+
+    Returns:
+        Scalar float32: the mean over AUs of (half the mean BCE over the AU's positive
+        samples + half over its negative samples), among masked-in samples; 0 when no
+        sample of the batch has AU labels.
+    """
+    logits = logits.astype(jnp.float32)
+    bce = optax.sigmoid_binary_cross_entropy(logits, targets)
+    weight = mask.astype(jnp.float32)[:, None]
+    positive = targets * weight
+    negative = (1.0 - targets) * weight
+    positive_term = (bce * positive).sum(0) / jnp.maximum(positive.sum(0), 1.0)
+    negative_term = (bce * negative).sum(0) / jnp.maximum(negative.sum(0), 1.0)
+    return (0.5 * (positive_term + negative_term)).mean()
+
+
+class DeReGRL(MERModel):
+    """DeRe-GRL on the landmark graph; see the module docstring for the architecture."""
+
+    fields: ClassVar[tuple[str, ...]] = (
+        "flow",
+        "landmarks_onset",
+        "landmarks_apex",
+        "action_units",
+    )
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        crop_size: int = 128,
+        hidden_features: int = 32,
+        num_layers: int = 2,
+        use_high_order: bool = True,
+        learnable_adjacency: bool = True,
+        adjacency_features: int = 8,
+        use_adm: bool = True,
+        include_jaw: bool = False,
+        num_actions: int = 4,
+        action_features: int = 16,
+        use_rrm: bool = True,
+        relation_features: int = 16,
+        lambda_au: float = 0.5,
+        dropout: float = 0.0,
+        hflip: bool = False,
+        label_smoothing: float = 0.0,
+        dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
+    ) -> None:
+        """Builds the network.
+
+        Args:
+            num_classes: number of expression classes.
+            crop_size: side C of the dataset's face crops (its builder's `crop_size`,
+                128 by default): landmarks and flow values are in crop pixels and the
+                flow map spans the crop, so this places the landmarks on the flow map.
+            hidden_features: width of the graph streams and of the fused node features H.
+            num_layers: graph convolutions per stream.
+            use_high_order: add the high-order stream (False: low-order stream only).
+            learnable_adjacency: add softmax(relu(E E^T)) to the anatomical adjacency.
+            adjacency_features: columns of E.
+            use_adm: decompose by facial component (False: the no-ADM ablation).
+            include_jaw: add the jaw (0-16) as a seventh component.
+            num_actions: action features M per component.
+            action_features: dims of one action feature.
+            use_rrm: relation reconstruction (False: the no-RRM ablation).
+            relation_features: dims of the pairwise relation term.
+            lambda_au: weight of the AU loss; 0 is the no-AU-loss ablation (no AU head).
+            dropout: dropout rate on the classifier input.
+            hflip: random horizontal flips in training (landmarks renumbered, flow
+                mirrored, u negated); not in the paper.
+            label_smoothing: label smoothing of the classification cross-entropy.
+            dtype: compute dtype; parameters stay float32, logits are float32.
+            rngs: initialisation randomness.
+
+        Raises:
+            UserError: a size or weight that cannot build the network.
+        """
+        for name, value in (
+            ("crop_size", crop_size),
+            ("hidden_features", hidden_features),
+            ("num_layers", num_layers),
+            ("adjacency_features", adjacency_features),
+            ("num_actions", num_actions),
+            ("action_features", action_features),
+            ("relation_features", relation_features),
+        ):
+            if value < 1:
+                raise UserError(f"DeRe-GRL needs {name} >= 1, got {value}.")
+        if lambda_au < 0:
+            raise UserError(f"DeRe-GRL needs lambda_au >= 0, got {lambda_au}.")
+        self.num_classes = num_classes
+        self.crop_size = crop_size
+        self.use_high_order = use_high_order
+        self.learnable_adjacency = learnable_adjacency
+        self.use_adm = use_adm
+        self.use_rrm = use_rrm
+        self.num_actions = num_actions
+        self.action_features = action_features
+        self.lambda_au = lambda_au
+        self.hflip = hflip
+        self.label_smoothing = label_smoothing
+        self.dtype = dtype
+        self.component_names = tuple(graph.components(include_jaw))
+        # (first, stop) landmark ranges of the components: static Python values, so
+        # pooling is plain slicing.
+        self.component_ranges = tuple(
+            (r.start, r.stop) for r in graph.components(include_jaw).values()
+        )
+        num_groups = len(self.component_ranges)
+
+        self.low_stream = GraphStream(
+            _LOW_FEATURES, hidden_features, num_layers, dtype=dtype, rngs=rngs
+        )
+        streams = 1
+        if use_high_order:
+            self.high_stream = GraphStream(
+                _HIGH_FEATURES, hidden_features, num_layers, dtype=dtype, rngs=rngs
+            )
+            streams = 2
+        else:
+            self.high_stream = None
+        if learnable_adjacency:
+            # std 1/sqrt(columns): E E^T starts near unit scale, so the learned term
+            # starts as a diffuse (almost uniform) mixing rather than a copy of I.
+            init = nnx.initializers.normal(stddev=adjacency_features**-0.5)
+            self.adjacency_embedding = nnx.Param(
+                init(rngs.params(), (graph.NUM_LANDMARKS, adjacency_features))
+            )
+        else:
+            self.adjacency_embedding = None
+        self.fuse = nnx.Linear(streams * hidden_features, hidden_features, dtype=dtype, rngs=rngs)
+
+        # ADM map matrices, stored stacked (groups, 2H, M * D) so one einsum maps every
+        # component. Without ADM, one matrix maps the whole face to all groups' actions.
+        sub_features = 2 * hidden_features  # [mean, max]
+        actions_per_map = num_actions * action_features
+        init = nnx.initializers.lecun_normal()
+        if use_adm:
+            shape = (num_groups, sub_features, actions_per_map)
+        else:
+            shape = (1, sub_features, num_groups * actions_per_map)
+        self.map_matrices = nnx.Param(init(rngs.params(), shape))
+        self.map_bias = nnx.Param(jnp.zeros(shape[::2]))
+        num_action_features = num_groups * num_actions
+        flat_actions = num_action_features * action_features
+
+        if use_rrm:
+            self.rrm_scores = nnx.Linear(flat_actions, num_action_features, dtype=dtype, rngs=rngs)
+            self.relation_first = nnx.Linear(
+                action_features, relation_features, dtype=dtype, rngs=rngs
+            )
+            self.relation_second = nnx.Linear(
+                action_features, relation_features, use_bias=False, dtype=dtype, rngs=rngs
+            )
+            classifier_in = action_features + relation_features
+        else:
+            self.rrm_scores = self.relation_first = self.relation_second = None
+            classifier_in = flat_actions
+        self.dropout = nnx.Dropout(dropout)
+        self.classifier = nnx.Linear(classifier_in, num_classes, dtype=dtype, rngs=rngs)
+        self.au_head = (
+            nnx.Linear(flat_actions, len(AU_LIST), dtype=dtype, rngs=rngs)
+            if lambda_au > 0
+            else None
+        )
+
+    # -- inputs ---------------------------------------------------------------------
+
+    def prepare(
+        self, batch: dict[str, jax.Array], key: jax.Array, *, train: bool
+    ) -> dict[str, jax.Array]:
+        """Node features and AU targets from the gathered fields, on the device.
+
+        Returns:
+            "low" (batch, 68, 7) and "high" (batch, 68, 6) float32 node features (see
+            `graph.node_features`), "au_targets" (batch, num_aus) float32 and "au_mask"
+            (batch,) float32, 1 where the sample has any AU label. The AU fields only
+            reach the loss; the logits never read them.
+        """
+        onset, apex, flow = batch["landmarks_onset"], batch["landmarks_apex"], batch["flow"]
+        if self.hflip and train:
+            flip = jax.random.bernoulli(key, 0.5, (flow.shape[0],))
+            onset = graph.hflip_landmarks(onset.astype(jnp.float32), self.crop_size, flip)
+            apex = graph.hflip_landmarks(apex.astype(jnp.float32), self.crop_size, flip)
+            flow = hflip_flow(flow.astype(jnp.float32), flip)
+        features = graph.node_features(onset, apex, flow, crop_size=self.crop_size)
+        au_targets = batch["action_units"].astype(jnp.float32)
+        return {
+            **features,
+            "au_targets": au_targets,
+            "au_mask": (au_targets.max(axis=-1) > 0).astype(jnp.float32),
+        }
+
+    # -- network ----------------------------------------------------------------------
+
+    def adjacency(self) -> tuple[jax.Array, jax.Array | None]:
+        """The propagation matrix A (68, 68) and its learned part (None without one)."""
+        anatomical = jnp.asarray(graph.normalized_adjacency(), self.dtype)
+        if self.adjacency_embedding is None:
+            return anatomical, None
+        embedding = self.adjacency_embedding[...]
+        learned = jax.nn.softmax(nnx.relu(embedding @ embedding.T), axis=-1)
+        return anatomical + learned.astype(self.dtype), learned
+
+    def _actions(self, nodes: jax.Array) -> jax.Array:
+        """ADM: (batch, 68, H) node features -> (batch, groups * M, D) action features."""
+        if self.use_adm:
+            spans = self.component_ranges
+        else:
+            spans = ((0, graph.NUM_LANDMARKS),)
+        sub = jnp.stack(
+            [
+                jnp.concatenate([nodes[:, a:b].mean(axis=1), nodes[:, a:b].max(axis=1)], axis=-1)
+                for a, b in spans
+            ],
+            axis=1,
+        )  # (batch, maps, 2H)
+        matrices = self.map_matrices[...].astype(self.dtype)
+        actions = jnp.einsum("bkf,kfo->bko", sub, matrices) + self.map_bias[...]
+        return actions.reshape(nodes.shape[0], -1, self.action_features)
+
+    def __call__(
+        self, inputs: dict[str, jax.Array], *, train: bool, key: jax.Array | None = None
+    ) -> dict[str, jax.Array]:
+        """Runs DeRe-GRL.
+
+        Args:
+            inputs: the output of `prepare`.
+            train: enables dropout.
+            key: dropout key; needed when `train` and the dropout rate is non-zero.
+
+        Returns:
+            "logits" (batch, C) float32; "actions" (batch, N, D) the N = components x M
+            action features; "rrm_weights" (batch, N) float32 (with RRM); "au_logits"
+            (batch, num_aus) float32 (with `lambda_au` > 0); "au_targets", "au_mask"
+            passed through from `prepare` for the loss.
+        """
+        adjacency, _ = self.adjacency()
+        nodes = self.low_stream(inputs["low"].astype(self.dtype), adjacency)
+        if self.high_stream is not None:
+            high = self.high_stream(inputs["high"].astype(self.dtype), adjacency)
+            nodes = jnp.concatenate([nodes, high], axis=-1)
+        nodes = nnx.relu(self.fuse(nodes))
+        actions = self._actions(nodes)
+        flat = actions.reshape(actions.shape[0], -1)
+        outputs = {
+            "actions": actions,
+            "au_targets": inputs["au_targets"],
+            "au_mask": inputs["au_mask"],
+        }
+        if self.use_rrm:
+            weights = jax.nn.softmax(self.rrm_scores(flat).astype(jnp.float32), axis=-1)
+            alpha = weights.astype(self.dtype)
+            weighted = jnp.einsum("bn,bnd->bd", alpha, actions)
+            first, second = self.relation_first(actions), self.relation_second(actions)
+            relations = nnx.relu(first[:, :, None, :] + second[:, None, :, :])
+            relation = jnp.einsum("bn,bm,bnmr->br", alpha, alpha, relations)
+            features = jnp.concatenate([weighted, relation], axis=-1)
+            outputs["rrm_weights"] = weights
+        else:
+            features = flat
+        features = self.dropout(features, deterministic=not train, rngs=key)
+        outputs["logits"] = self.classifier(features).astype(jnp.float32)
+        if self.au_head is not None:
+            outputs["au_logits"] = self.au_head(flat).astype(jnp.float32)
+        return outputs
+
+    def loss(
+        self, outputs: dict[str, jax.Array], labels: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """CE + lambda_au * AU loss; terms {"ce"} and, with the AU head, {"au"} (unweighted)."""
+        ce = cross_entropy(outputs["logits"], labels, label_smoothing=self.label_smoothing)
+        if self.au_head is None:
+            return ce, {"ce": ce}
+        au = au_loss(outputs["au_logits"], outputs["au_targets"], outputs["au_mask"])
+        return ce + self.lambda_au * au, {"ce": ce, "au": au}
+
+    # -- pictures ---------------------------------------------------------------------
+
+    def group_names(self) -> tuple[str, ...]:
+        """Names of the action groups: the components, or "face" without ADM."""
+        if self.use_adm:
+            return self.component_names
+        return tuple(f"face {k + 1}" for k in range(len(self.component_names)))
+
+    @classmethod
+    def write_figures(
+        cls,
+        trained: Sequence[MERModel],
+        data: Mapping[str, jax.Array],
+        class_names: Sequence[str],
+        workdir: pathlib.Path,
+    ) -> list[str]:
+        """Draws the RRM weight per component and class, and the learned adjacency.
+
+        The weights are each replica's mean over the samples of a class (all samples of
+        the dataset: a picture of what the models attend to, not an evaluation), summed
+        over a component's M actions, then averaged over the replicas; the adjacency is
+        softmax(relu(E E^T)) averaged over the replicas. Writes `FIGURE_PNG`.
+        """
+        first = trained[0]
+        assert isinstance(first, DeReGRL)
+        if not first.use_rrm and first.adjacency_embedding is None:
+            return []
+        graphdef = nnx.graphdef(first)
+        labels = np.asarray(jax.device_get(data["label"]))
+        fields = {name: data[name] for name in cls.fields}
+
+        @jax.jit
+        def summaries(state: nnx.State, fields: dict[str, jax.Array]) -> dict[str, jax.Array]:
+            model = nnx.merge(graphdef, state)
+            out = {}
+            if model.use_rrm:
+                inputs = model.prepare(fields, jax.random.key(0), train=False)
+                out["rrm_weights"] = model(inputs, train=False)["rrm_weights"]
+            _, learned = model.adjacency()
+            if learned is not None:
+                out["adjacency"] = learned
+            return out
+
+        per_replica = [jax.device_get(summaries(nnx.state(m), fields)) for m in trained]
+        weights = adjacency = None
+        if first.use_rrm:
+            groups = len(first.component_names)
+            # (replicas, samples, groups): each group's M actions summed.
+            stacked = np.stack([r["rrm_weights"] for r in per_replica])
+            stacked = stacked.reshape(*stacked.shape[:2], groups, first.num_actions).sum(-1)
+            weights = np.stack(
+                [
+                    stacked[:, labels == c].mean(axis=(0, 1))
+                    if (labels == c).any()
+                    else np.full(groups, np.nan)
+                    for c in range(len(class_names))
+                ]
+            )  # (classes, groups)
+        if first.adjacency_embedding is not None:
+            adjacency = np.mean([r["adjacency"] for r in per_replica], axis=0)
+        _plot_weights(
+            workdir / FIGURE_PNG,
+            weights,
+            first.group_names(),
+            class_names,
+            adjacency,
+            dict(zip(first.component_names, first.component_ranges, strict=True)),
+            len(trained),
+        )
+        return [FIGURE_PNG]
+
+
+def _plot_weights(
+    path: pathlib.Path,
+    weights: np.ndarray | None,
+    group_names: Sequence[str],
+    class_names: Sequence[str],
+    adjacency: np.ndarray | None,
+    component_ranges: Mapping[str, tuple[int, int]],
+    num_replicas: int,
+) -> None:
+    """The figure of `DeReGRL.write_figures`: one or two heatmap panels in one PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = [p for p in (weights, adjacency) if p is not None]
+    figure = Figure(figsize=(6.0 * len(panels), 5.2))
+    FigureCanvasAgg(figure)
+    column = 1
+    if weights is not None:
+        axes = figure.add_subplot(1, len(panels), column)
+        column += 1
+        image = axes.imshow(weights, cmap="viridis", vmin=0.0)
+        figure.colorbar(image, ax=axes, label="RRM weight (sum over the component's actions)")
+        axes.set_xticks(range(len(group_names)), labels=list(group_names), rotation=45, ha="right")
+        axes.set_yticks(range(len(class_names)), labels=list(class_names))
+        for (row, col), value in np.ndenumerate(weights):
+            if np.isfinite(value):
+                axes.text(
+                    col,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize="small",
+                    color="white" if value < 0.6 * np.nanmax(weights) else "black",
+                )
+        axes.set_title(f"RRM weights per component and class\n(mean over {num_replicas} models)")
+    if adjacency is not None:
+        axes = figure.add_subplot(1, len(panels), column)
+        image = axes.imshow(adjacency, cmap="magma", vmin=0.0)
+        figure.colorbar(image, ax=axes, label="learned adjacency softmax(relu(E E^T))")
+        starts = {name: a for name, (a, _) in component_ranges.items()}
+        ticks = {"jaw": 0, **starts}
+        axes.set_xticks(list(ticks.values()), labels=list(ticks), rotation=45, ha="right")
+        axes.set_yticks(list(ticks.values()), labels=list(ticks))
+        axes.set_title(f"Learned adjacency (68 landmarks)\n(mean over {num_replicas} models)")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=110)

@@ -1,0 +1,292 @@
+"""Tests of DeRe-GRL: the face graph, node features, the model, its AU loss and its figure."""
+
+import json
+
+import fixtures
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from configs import dere_grl as dere_grl_config
+from mer_jax.data.action_units import AU_LIST
+from mer_jax.models import create_model, graph
+from mer_jax.models.dere_grl import FIGURE_PNG, au_loss
+from mer_jax.train import engine
+
+synthetic_data_dir = fixtures.synthetic_data_dir
+
+NUM_CLASSES = 5
+CROP = 128
+FLOW = 28
+# rbg keys: a threefry draw per parameter shape costs XLA ~1 s of compile on the CPU.
+KEY_IMPL = "rbg"
+ABLATIONS = {
+    "full": {},
+    "no_adm": {"use_adm": False},
+    "no_rrm": {"use_rrm": False},
+    "no_au": {"lambda_au": 0.0},
+    "lean": {
+        "use_high_order": False,
+        "learnable_adjacency": False,
+        "include_jaw": True,
+        "use_rrm": False,
+        "lambda_au": 0.0,
+    },
+}
+
+
+def key(seed=0):
+    return jax.random.key(seed, impl=KEY_IMPL)
+
+
+def model_for(name, **changes):
+    config = {"name": "dere_grl", "crop_size": CROP, **ABLATIONS[name], **changes}
+    return create_model(config, NUM_CLASSES, rngs=nnx.Rngs(key()))
+
+
+def num_params(name):
+    # Shapes only: initialising the parameters would cost seconds of compiles.
+    model = nnx.eval_shape(lambda: model_for(name))
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def forward(name, batch, labels, **changes):
+    """Builds the model and runs prepare, __call__ and loss in one jit (eager ops compile
+    one by one, several seconds for this model)."""
+
+    @jax.jit
+    def run(batch, labels):
+        model = model_for(name, **changes)
+        inputs = model.prepare(batch, key(1), train=False)
+        outputs = model(inputs, train=False)
+        loss, terms = model.loss(outputs, labels)
+        return inputs, outputs, loss, terms
+
+    return run(batch, labels)
+
+
+def make_batch(n=6, seed=0):
+    """Built-dataset-like fields: landmarks inside a 128 crop, smooth flow, AUs, labels.
+
+    The apex moves a class-dependent group of landmarks (brows up, mouth corners out,
+    nose up) by 2 px on top of a random head drift, and the flow carries a matching blob.
+    """
+    rng = np.random.default_rng(seed)
+    onset = rng.uniform(30.0, 90.0, (n, 68, 2)).astype(np.float32)
+    labels = np.arange(n) % NUM_CLASSES
+    moved = [list(graph.RIGHT_BROW), [48, 54], list(graph.NOSE), [36, 45], [57]]
+    apex = onset + rng.normal(0.0, 0.5, (n, 1, 2))  # head drift
+    for i, label in enumerate(labels):
+        apex[i, moved[label]] += np.array([0.0, -2.0])
+    cells = (np.arange(FLOW) + 0.5) * CROP / FLOW
+    blob = np.exp(-((cells[:, None] - 64) ** 2 + (cells[None, :] - 60) ** 2) / 400.0)
+    flow = rng.normal(0.0, 0.1, (n, FLOW, FLOW, 2)) + 2.0 * blob[None, :, :, None]
+    action_units = np.zeros((n, len(AU_LIST)), np.uint8)
+    action_units[np.arange(n), labels] = 1
+    batch = {
+        "landmarks_onset": jnp.asarray(onset),
+        "landmarks_apex": jnp.asarray(apex, jnp.float32),
+        "flow": jnp.asarray(flow, jnp.float16),
+        "action_units": jnp.asarray(action_units),
+    }
+    return batch, jnp.asarray(labels)
+
+
+# --- the face graph -------------------------------------------------------------------
+
+
+def test_component_partition_covers_the_intended_landmarks():
+    parts = graph.components(include_jaw=False)
+    assert {name: (r.start, r.stop) for name, r in parts.items()} == {
+        "right brow": (17, 22),
+        "left brow": (22, 27),
+        "nose": (27, 36),
+        "right eye": (36, 42),
+        "left eye": (42, 48),
+        "mouth": (48, 68),
+    }
+    covered = [i for r in parts.values() for i in r]
+    assert sorted(covered) == list(range(17, 68))  # every non-jaw point exactly once
+    with_jaw = [i for r in graph.components(include_jaw=True).values() for i in r]
+    assert sorted(with_jaw) == list(range(68))
+    # Mirroring the face swaps the paired components and keeps the others.
+    mirror = {name: {int(graph.MIRROR[i]) for i in r} for name, r in parts.items()}
+    assert mirror["right brow"] == set(parts["left brow"])
+    assert mirror["left eye"] == set(parts["right eye"])
+    assert mirror["mouth"] == set(parts["mouth"])
+
+
+def test_anatomical_graph_is_connected_and_symmetric():
+    adjacency = graph.anatomical_adjacency()
+    np.testing.assert_array_equal(adjacency, adjacency.T)
+    assert np.all(np.diag(adjacency) == 0)
+    reach = np.linalg.matrix_power(adjacency + np.eye(68), 68) > 0
+    assert reach.all()  # one connected face graph
+    np.testing.assert_allclose(graph.neighbour_mean_matrix().sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_node_features_are_invariant_to_a_global_translation():
+    batch, _ = make_batch()
+    onset, apex = batch["landmarks_onset"], batch["landmarks_apex"]
+    flow = batch["flow"].astype(jnp.float32)
+    features = graph.node_features(onset, apex, flow, crop_size=CROP)
+    assert features["low"].shape == (6, 68, 7) and features["high"].shape == (6, 68, 6)
+
+    # The whole face moved by 2 flow cells: landmarks shift and the flow map content with
+    # them (the landmarks stay clear of the border, where rolled content wraps).
+    shift = jnp.asarray([2 * CROP / FLOW, -1 * CROP / FLOW])
+    rolled = jnp.roll(flow, shift=(-1, 2), axis=(1, 2))
+    moved = graph.node_features(onset + shift, apex + shift, rolled, crop_size=CROP)
+    for name in ("low", "high"):
+        np.testing.assert_allclose(moved[name], features[name], atol=2e-4, err_msg=name)
+
+    # Head drift between onset and apex: every apex point and the flow shifted alike.
+    drift = jnp.asarray([1.3, -0.7])
+    drifted = graph.node_features(onset, apex + drift, flow + drift, crop_size=CROP)
+    for name in ("low", "high"):
+        np.testing.assert_allclose(drifted[name], features[name], atol=2e-4, err_msg=name)
+
+    # A local movement is not invariant: one mouth corner moving changes its features.
+    local = graph.node_features(onset, apex.at[:, 48, 0].add(1.0), flow, crop_size=CROP)
+    assert not np.allclose(local["low"][:, 48], features["low"][:, 48], atol=1e-2)
+
+
+def test_hflip_landmarks_is_an_involution_and_renumbers_sides():
+    batch, _ = make_batch()
+    onset = batch["landmarks_onset"]
+    flip = jnp.array([True, False, True, True, False, True])
+    once = graph.hflip_landmarks(onset, CROP, flip)
+    np.testing.assert_allclose(graph.hflip_landmarks(once, CROP, flip), onset, atol=1e-4)
+    # The flipped right-eye corner 36 is the mirrored image of the left-eye corner 45.
+    np.testing.assert_allclose(once[0, 36], [CROP - 1 - onset[0, 45, 0], onset[0, 45, 1]])
+    np.testing.assert_array_equal(once[1], onset[1])
+
+
+# --- the model -------------------------------------------------------------------------
+
+
+def test_default_parameter_count():
+    hidden, actions, action_dims, groups, aus = 32, 4, 16, 6, len(AU_LIST)
+    flat = groups * actions * action_dims
+    low = (7 * hidden + hidden) + (hidden * hidden + hidden)
+    high = (6 * hidden + hidden) + (hidden * hidden + hidden)
+    adjacency = 68 * 8
+    fuse = 2 * hidden * hidden + hidden
+    adm = groups * (2 * hidden * actions * action_dims + actions * action_dims)
+    rrm = (flat * groups * actions + groups * actions) + (16 * 16 + 16) + 16 * 16
+    classifier = (action_dims + 16) * NUM_CLASSES + NUM_CLASSES
+    au_head = flat * aus + aus
+    expected = low + high + adjacency + fuse + adm + rrm + classifier + au_head
+    assert expected == 47809
+    assert num_params("full") == expected
+    # The no-ADM map has the same size: one matrix from the whole face to all actions.
+    assert num_params("no_adm") == expected
+    assert num_params("no_au") == expected - au_head
+    no_rrm_classifier = flat * NUM_CLASSES + NUM_CLASSES
+    assert num_params("no_rrm") == expected - rrm - classifier + no_rrm_classifier
+
+
+@pytest.mark.parametrize("name", ["full", "no_adm", "lean"])
+def test_output_shapes(name):
+    batch, labels = make_batch()
+    _, outputs, loss, terms = forward(name, batch, labels)
+    groups = 7 if name == "lean" else 6
+    assert outputs["logits"].shape == (6, NUM_CLASSES)
+    assert outputs["logits"].dtype == jnp.float32
+    assert outputs["actions"].shape == (6, groups * 4, 16)
+    if name == "lean":
+        assert "rrm_weights" not in outputs
+    else:
+        np.testing.assert_allclose(outputs["rrm_weights"].sum(-1), 1.0, rtol=1e-5)
+    assert ("au_logits" in outputs) == (name != "lean")
+    assert np.isfinite(loss) and set(terms) == ({"ce"} if name == "lean" else {"ce", "au"})
+
+
+def test_one_training_step_reaches_every_parameter():
+    def create():
+        return model_for("full", dropout=0.25, hflip=True)
+
+    graphdef = nnx.split(nnx.eval_shape(create), nnx.Param, ...)[0]
+    params, rest = jax.jit(lambda: nnx.split(create(), nnx.Param, ...)[1:])()
+    batch, labels = make_batch()
+    tx = optax.adam(1e-2)
+
+    @jax.jit
+    def step(params, opt_state):
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params, rest)
+            inputs = model.prepare(batch, key(2), train=True)
+            return model.loss(model(inputs, train=True, key=key(3)), labels)[0]
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss, grads
+
+    opt_state = tx.init(params)
+    new_params, opt_state, first_loss, grads = step(params, opt_state)
+    for path, grad in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.abs(np.asarray(grad)).max() > 0, jax.tree_util.keystr(path)
+    for _ in range(20):
+        new_params, opt_state, loss, _ = step(new_params, opt_state)
+    assert np.isfinite(loss) and loss < first_loss
+
+
+def test_au_loss_is_masked_when_there_are_no_au_labels():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(4, len(AU_LIST))), jnp.float32)
+    targets = jnp.asarray(rng.integers(0, 2, (4, len(AU_LIST))), jnp.float32)
+    assert au_loss(logits, targets, jnp.zeros(4)) == 0.0
+    # Samples without AU labels do not count, whatever their logits.
+    mask = jnp.array([1.0, 1.0, 0.0, 0.0])
+    changed = logits.at[2:].set(50.0)
+    np.testing.assert_allclose(au_loss(changed, targets, mask), au_loss(logits, targets, mask))
+    np.testing.assert_allclose(
+        au_loss(logits, targets, mask), au_loss(logits[:2], targets[:2], jnp.ones(2)), rtol=1e-6
+    )
+    grad = jax.grad(au_loss)(logits, targets, mask)
+    assert np.all(grad[2:] == 0) and np.any(grad[:2] != 0)
+
+    # A dataset without AU coding (all-zero AU vectors): the model's loss is the CE alone,
+    # and the AU fields never reach the logits.
+    batch, labels = make_batch()
+    unlabelled = {**batch, "action_units": jnp.zeros_like(batch["action_units"])}
+    inputs, outputs, loss, terms = forward("full", unlabelled, labels)
+    assert np.all(inputs["au_mask"] == 0)
+    assert terms["au"] == 0.0 and loss == terms["ce"]
+    labelled_inputs, labelled, _, labelled_terms = forward("full", batch, labels)
+    assert np.all(labelled_inputs["au_mask"] == 1) and labelled_terms["au"] > 0
+    np.testing.assert_array_equal(labelled["logits"], outputs["logits"])
+
+
+# --- in the engine ----------------------------------------------------------------------
+
+
+def test_loso_run_trains_and_draws_the_weights_figure(synthetic_data_dir, tmp_path):
+    config = dere_grl_config.get_config()
+    changes = {
+        **fixtures.settings(synthetic_data_dir),
+        "seeds": (0,),
+        "train.steps": 20,
+        "train.checkpoint_every": 20,
+        "engine.mode": "sequential",
+        "model.crop_size": fixtures.OVERRIDES["crop_size"],
+    }
+    for dotted, value in changes.items():
+        *path, name = dotted.split(".")
+        holder = config
+        for part in path:
+            holder = holder[part]
+        holder[name] = value
+    workdir = tmp_path / "dere_grl"
+    metrics = engine.LosoRun(config, workdir).train()
+    assert 0.0 <= metrics["uf1"] <= 1.0
+    figure = workdir / FIGURE_PNG
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((workdir / "metrics.json").read_text())["n_folds"] == fixtures.NUM_SUBJECTS
+    # Evaluation from the checkpoints draws it again.
+    figure.unlink()
+    engine.LosoRun(config, workdir).evaluate()
+    assert figure.exists()
