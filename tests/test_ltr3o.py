@@ -91,9 +91,9 @@ def test_shapes_parameter_count_and_outputs():
     # The motion prior follows the stored ramp: the middle candidates move most.
     assert (inputs["prior"][:, 1:3].mean(1) > inputs["prior"][:, [0, 3]].mean(1)).all()
     strain_model = model_with(use_strain=True)
-    assert strain_model.prepare(fake_batch(), jax.random.key(0), train=False)["motion"].shape[
-        -1
-    ] == 6
+    assert (
+        strain_model.prepare(fake_batch(), jax.random.key(0), train=False)["motion"].shape[-1] == 6
+    )
 
 
 def test_each_weight_at_zero_removes_its_term():

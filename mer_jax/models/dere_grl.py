@@ -503,6 +503,9 @@ def _plot_weights(
         ticks = {"jaw": 0, **starts}
         axes.set_xticks(list(ticks.values()), labels=list(ticks), rotation=45, ha="right")
         axes.set_yticks(list(ticks.values()), labels=list(ticks))
+        for start in list(ticks.values())[1:]:  # component borders
+            axes.axhline(start - 0.5, color="white", linewidth=0.4, alpha=0.5)
+            axes.axvline(start - 0.5, color="white", linewidth=0.4, alpha=0.5)
         axes.set_title(f"Learned adjacency (68 landmarks)\n(mean over {num_replicas} models)")
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=110)

@@ -154,9 +154,7 @@ class CandidateEncoder(nnx.Module):
                 for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)
             ]
         )
-        self.norms = nnx.List(
-            [nnx.BatchNorm(n_out, dtype=dtype, rngs=rngs) for n_out in features]
-        )
+        self.norms = nnx.List([nnx.BatchNorm(n_out, dtype=dtype, rngs=rngs) for n_out in features])
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         """(N, H, W, in_features) -> (N, features[-1])."""
