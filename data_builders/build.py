@@ -8,9 +8,11 @@
 `--dry_run` reads the annotation and lists the frame folders (no image is opened) and
 prints the number of samples and subjects, the counts per raw emotion and per protocol
 label, and every row skipped or fixed with its reason; `--summary_json PATH` also
-writes them as JSON. Without `--dry_run` the same summary is printed and the dataset is
-built into `--data_dir` (the cache the training configs read; a complete build there
-is reused).
+writes them as JSON. For the macro-expression pair corpora read from a folder
+(casme3_macro, ckplus, video_folder) it prints the clips, subjects, frame rates with
+their k, the pairs a build would cut and the clips too short for one. Without
+`--dry_run` the same summary is printed and the dataset is built into `--data_dir`
+(the cache the training configs read; a complete build there is reused).
 """
 
 import argparse
@@ -23,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import data_builders
+from data_builders import macro_pairs
 from data_builders.clip_builder import ReleaseBuilder
+from data_builders.macro_pairs import MacroReleaseBuilder
 from data_builders.summary import format_summary, release_summary
 from mer_jax.errors import UserError
 
@@ -52,7 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m data_builders.build",
         description="Check (--dry_run) or build a MER dataset.",
     )
-    parser.add_argument("name", help=f"dataset: {', '.join(data_builders.BUILDERS)}")
+    parser.add_argument(
+        "name",
+        help=f"dataset: {', '.join(data_builders.BUILDERS)}; macro-expression pair corpora: "
+        f"{', '.join(data_builders.MACRO_BUILDERS)}",
+    )
     parser.add_argument("--manual_dir", help="the licensed release folder")
     parser.add_argument("--data_dir", default=default_data_dir(), help="built datasets cache")
     parser.add_argument("--config", help="builder config, e.g. raw or cropped")
@@ -78,7 +86,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         builder = data_builders.get_builder(
             args.name, data_dir=args.data_dir, config=args.config, overrides=overrides
         )
-        if isinstance(builder, ReleaseBuilder):
+        if isinstance(builder, MacroReleaseBuilder):
+            macro_release = data_builders.read_macro_release(
+                args.name,
+                args.manual_dir,
+                data_dir=args.data_dir,
+                config=args.config,
+                overrides=overrides,
+            )
+            summary = macro_pairs.release_summary(
+                macro_release,
+                name=args.name,
+                config=builder.builder_config.name,
+                manual_dir=args.manual_dir,
+                options=builder.builder_config.pair_options(),
+            )
+            print(macro_pairs.format_summary(summary))
+            if args.summary_json:
+                args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+                args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+        elif isinstance(builder, ReleaseBuilder):
             release = data_builders.read_release(
                 args.name,
                 args.manual_dir,

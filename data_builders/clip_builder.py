@@ -19,10 +19,10 @@ import abc
 import dataclasses
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import tensorflow_datasets as tfds
@@ -147,41 +147,15 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
         self, records: list[ClipRecord], labels: list[int]
     ) -> Iterator[tuple[str, dict[str, object]]]:
         options = self.builder_config.clip_options()
-        workers = max(1, min(self._workers or os.cpu_count() or 1, len(records)))
         failures: list[str] = []
-        with tqdm(total=len(records), desc=f"{self.name} clip features", unit="clip") as bar:
-            if workers == 1:
-                for record, label in zip(records, labels, strict=True):
-                    try:
-                        example = clip_example(record, options, label)
-                    except UserError as error:
-                        failures.append(_failure(record, error, bar))
-                        continue
-                    finally:
-                        bar.update()
-                    yield record.sample_id, example
-            else:
-                # "spawn": forking a process that may hold JAX or TFDS threads can deadlock.
-                pool = ProcessPoolExecutor(
-                    workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker,
-                )
-                try:
-                    futures = {
-                        pool.submit(clip_example, record, options, label): record
-                        for record, label in zip(records, labels, strict=True)
-                    }
-                    for future in as_completed(futures):
-                        bar.update()
-                        try:
-                            example = future.result()
-                        except UserError as error:
-                            failures.append(_failure(futures[future], error, bar))
-                            continue
-                        yield example["sample_id"], example
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)
+        calls = [(record, options, label) for record, label in zip(records, labels, strict=True)]
+        for index, example, error in map_clips(
+            clip_example, calls, workers=self._workers, desc=f"{self.name} clip features"
+        ):
+            if error is not None:
+                failures.append(_failure(records[index], error))
+                continue
+            yield example["sample_id"], example
         if failures:
             # Raising leaves the build in TFDS's incomplete directory, which is removed:
             # nothing of it reads as a finished dataset.
@@ -192,14 +166,71 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
             )
 
 
-def _failure(record: ClipRecord, error: UserError, bar: tqdm) -> str:
+def map_clips[Result](
+    function: Callable[..., Result],
+    calls: Sequence[tuple[Any, ...]],
+    *,
+    workers: int | None,
+    desc: str,
+    unit: str = "clip",
+) -> Iterator[tuple[int, Result | None, UserError | None]]:
+    """Runs `function(*call)` for every call, in worker processes, with a progress bar.
+
+    The clip stage of every builder: one call per clip, each independent. A call that
+    raises UserError (no face, unreadable frame) does not stop the others; it is yielded
+    with its error so the caller can name every failed clip at the end.
+
+    Args:
+        function: a module-level function (it is pickled into spawned workers).
+        calls: the positional arguments of each call.
+        workers: processes (None: all cores); never more than there are calls. With 1
+            everything runs in this process, in order.
+        desc, unit: the progress bar's label and unit.
+
+    Yields:
+        (index into calls, result or None, UserError or None), in completion order.
+    """
+    workers = max(1, min(workers or os.cpu_count() or 1, len(calls)))
+    with tqdm(total=len(calls), desc=desc, unit=unit) as bar:
+        if workers == 1:
+            for index, call in enumerate(calls):
+                try:
+                    result = function(*call)
+                except UserError as error:
+                    bar.update()
+                    yield index, None, error
+                    continue
+                bar.update()
+                yield index, result, None
+            return
+        # "spawn": forking a process that may hold JAX or TFDS threads can deadlock.
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+        )
+        try:
+            futures = {pool.submit(function, *call): index for index, call in enumerate(calls)}
+            for future in as_completed(futures):
+                bar.update()
+                try:
+                    result = future.result()
+                except UserError as error:
+                    yield futures[future], None, error
+                    continue
+                yield futures[future], result, None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _failure(record: ClipRecord, error: UserError) -> str:
     """One line naming a failed clip, its annotation row and the reason; shown at once."""
     message = str(error)
     if record.annotation_row:
         message = f"{record.annotation_row}: {message}"
     if "no face found" in message and record.landmarks_path is None and record.landmarks_location:
         message += f" (the sidecar would be read from {record.landmarks_location})"
-    bar.write(f"failed: {message}")
+    tqdm.write(f"failed: {message}")
     return message
 
 

@@ -33,7 +33,7 @@ file name), coordinates in pixels of the frames the build reads.
 import csv
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -279,13 +279,29 @@ def child_dir(parent: Path, name: str) -> Path | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def read_annotation_sheet(sheet_path: Path, layout: str, log: ReleaseLog) -> list[SheetRow]:
+def read_annotation_sheet(
+    sheet_path: Path,
+    layout: str,
+    log: ReleaseLog,
+    *,
+    header_aliases: Mapping[str, str] = HEADER_ALIASES,
+    required: Sequence[str] = REQUIRED_FIELDS,
+) -> list[SheetRow]:
     """The clip rows of a coding sheet, read by header name.
 
     The header is the first row holding a "Subject" cell, in the first sheet that has
     one: release sheets carry title rows (SAMM about 13) above it. Columns without a
     known header (blank spacer columns, Notes, Duration) are ignored. Rows with text but
     no Subject or Filename (footnotes) are skipped and logged.
+
+    Args:
+        sheet_path, layout, log: the sheet, the expected layout quoted in errors, and
+            where skipped rows are noted.
+        header_aliases: normalised header -> field; a sheet with other header words
+            (CAS(ME)^3's macro-expression sheet writes "sub", "seq") passes its own. The
+            header row is the first holding a cell that maps to "subject".
+        required: the fields that must have a column; an absent emotion column reads
+            as "" when it is not required.
 
     Raises:
         UserError: no header row, or a required column missing; the message names the
@@ -300,13 +316,13 @@ def read_annotation_sheet(sheet_path: Path, layout: str, log: ReleaseLog) -> lis
             rows = enumerate(worksheet.iter_rows(values_only=True), start=1)
             for header_number, header in rows:
                 keys = [_header_key(cell) for cell in header]
-                if "subject" not in keys:
+                if "subject" not in (header_aliases.get(key) for key in keys):
                     continue
                 columns: dict[str, int] = {}
                 for index, key in enumerate(keys):
-                    if key in HEADER_ALIASES:
-                        columns.setdefault(HEADER_ALIASES[key], index)
-                missing = [name for name in REQUIRED_FIELDS if name not in columns]
+                    if key in header_aliases:
+                        columns.setdefault(header_aliases[key], index)
+                missing = [name for name in required if name not in columns]
                 if missing:
                     raise UserError(
                         f"{sheet_path.name}, sheet {worksheet.title!r}, header row "
@@ -348,7 +364,7 @@ def _sheet_rows(
             apex=cells.get("apex", ""),
             offset=cells["offset"],
             action_units=cells.get("action_units", ""),
-            emotion=cells["emotion"],
+            emotion=cells.get("emotion", ""),
         )
 
 

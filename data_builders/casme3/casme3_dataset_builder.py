@@ -12,7 +12,7 @@ differ from the folder's ("A" / "a"): records keep it in lower case, like the fo
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
@@ -85,6 +85,31 @@ def _subject_dirs(root: Path) -> dict[str, Path]:
     return found
 
 
+def part_a_task_frames(root: Path, layout: str) -> tuple[Path, Callable[[SheetRow], Path | None]]:
+    """The frame root of a Part A release and the "color" frame folder of a sheet row.
+
+    Shared by the micro- and macro-expression builders: both cut clips from the same
+    task recordings (`spNO.1/a/color/`).
+
+    Returns:
+        (the folder the subject folders sit in, row -> its task's color folder or None).
+
+    Raises:
+        UserError: no subject folder like spNO.1 below root; the message shows `layout`.
+    """
+    subject_dirs = _subject_dirs(root)
+    if not subject_dirs:
+        raise UserError(f"{root} holds no subject folder like spNO.1; {layout}")
+    frame_root = Path(os.path.commonpath([path.parent for path in subject_dirs.values()]))
+
+    def clip_dir_of(row: SheetRow) -> Path | None:
+        subject_dir = subject_dirs.get(row.subject)
+        task_dir = None if subject_dir is None else child_dir(subject_dir, row.filename)
+        return None if task_dir is None else child_dir(task_dir, "color")
+
+    return frame_root, clip_dir_of
+
+
 def read_casme3(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> ReleaseRecords:
     """The micro-expression clips of a CAS(ME)^3 Part A release, in sheet order.
 
@@ -94,16 +119,7 @@ def read_casme3(root: str | Path, *, errata: Sequence[Erratum] | None = None) ->
     """
     root = Path(root)
     sheet_path = find_annotation(root, "*part_A_ME_label_JpgIndex*.xlsx", CASME3_LAYOUT, depth=3)
-    subject_dirs = _subject_dirs(root)
-    if not subject_dirs:
-        raise UserError(f"{root} holds no subject folder like spNO.1; {CASME3_LAYOUT}")
-    frame_root = Path(os.path.commonpath([path.parent for path in subject_dirs.values()]))
-
-    def clip_dir_of(row: SheetRow) -> Path | None:
-        subject_dir = subject_dirs.get(row.subject)
-        task_dir = None if subject_dir is None else child_dir(subject_dir, row.filename)
-        return None if task_dir is None else child_dir(task_dir, "color")
-
+    frame_root, clip_dir_of = part_a_task_frames(root, CASME3_LAYOUT)
     return read_sheet_release(
         sheet_path,
         layout=CASME3_LAYOUT,

@@ -1,0 +1,158 @@
+"""TFDS builder of `casme3_macro`: CAS(ME)^3 Part A macro-expression clips as frame pairs.
+
+Part A ships whole task recordings as frame folders (`spNO.1/a/color/1.jpg ...`); the
+macro-expression sheet cuts clips by onset..offset from them, exactly as the micro
+`casme3` builder does with its sheet (same subject folders, same `color` folders, same
+handling of lost frames: gaps tolerated and reported, a clip whose onset or offset
+frame is missing skipped and reported, a repeated row skipped).
+
+The macro sheet: our assumption, from public code that reads the release, is that it
+is `cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx` next to the micro sheet, with
+the header `sub, seq, onset, apex, offset, ...emotion` ("sub" = Subject like spNO.1,
+"seq" = the task folder like "a"). The file is found as the one .xlsx whose name
+contains the config field `annotation_contains` (default "part_A_MaE_label"), and the
+header is read by name, accepting the micro sheet's spellings too (Subject, Filename,
+Onset, ...). Neither apex nor emotion is used.
+
+Subjects are namespaced exactly like the micro builder's (`casme3/spNO.1`, the same
+function): CAS(ME)^3 macro clips share their people with its micro clips, and the
+pre-training guard compares these names with the downstream test subjects. Clip names
+are `<task>_<onset>` (one task recording holds several clips), so pair ids read
+`casme3_macro/spNO.1/a_120/130`.
+"""
+
+import dataclasses
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from data_builders.casme3.casme3_dataset_builder import (
+    FPS,
+    casme3_subject_folder,
+    part_a_task_frames,
+)
+from data_builders.macro_pairs import (
+    MacroPairsConfig,
+    MacroRelease,
+    MacroReleaseBuilder,
+    clip_from_record,
+)
+from data_builders.records import (
+    HEADER_ALIASES,
+    ClipSource,
+    ReleaseLog,
+    find_annotation,
+    join_release,
+    read_annotation_sheet,
+)
+from mer_jax.errors import UserError
+
+DATASET = "casme3_macro"
+# The subject namespace: the micro builder's, so the same person has the same name.
+SUBJECT_NAMESPACE = "casme3"
+DEFAULT_ANNOTATION = "part_A_MaE_label"
+# The macro sheet's header words, besides the micro sheet's.
+MACRO_HEADER_ALIASES = {
+    **HEADER_ALIASES,
+    "sub": "subject",
+    "seq": "filename",
+    "sequence": "filename",
+}
+_REQUIRED = ("subject", "filename", "onset", "offset")
+
+
+def casme3_macro_layout(annotation_contains: str) -> str:
+    """The expected layout, quoted in errors."""
+    return (
+        f"expected layout: <root>/.../*{annotation_contains}*.xlsx (e.g. "
+        "cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx, at most 3 folders down) and "
+        "the Part A frames <root>/part_A/.../spNO.1/a/color/1.jpg, one folder of frames "
+        "per task recording"
+    )
+
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+CAS(ME)^3 is licence-gated. Request it from the Institute of Psychology, Chinese Academy
+of Sciences (CAS(ME)^3 page of http://casme.psych.ac.cn; see also
+https://github.com/jingtingEmmaLi/CAS-ME-3), unpack Part A and its annotation folder
+into one folder and pass that folder as manual_dir. Only the macro-expression rows of
+Part A (RGB "color" frames) are read; the sheet name is our assumption: if yours
+differs, set --override annotation_contains=<part of its name>.
+{casme3_macro_layout(DEFAULT_ANNOTATION)}.
+Optional landmarks sidecars, as for the micro builder: <root>/landmarks/spNO.1/a/color.csv.
+"""
+
+
+@dataclasses.dataclass(eq=False)
+class Casme3MacroConfig(MacroPairsConfig):
+    """The pair options and the macro sheet's name.
+
+    Attributes:
+        annotation_contains: the macro sheet is the one .xlsx whose name contains this.
+    """
+
+    annotation_contains: str = DEFAULT_ANNOTATION
+
+    def __post_init__(self) -> None:
+        """Rejects a sheet name part that would match anything."""
+        if not re.fullmatch(r"[A-Za-z0-9_.()+-]+", self.annotation_contains):
+            raise UserError(
+                f"annotation_contains {self.annotation_contains!r} must be a plain part of a "
+                "file name (letters, digits, _ . ( ) + -)"
+            )
+        super().__post_init__()
+
+
+def read_casme3_macro(
+    root: str | Path, *, annotation_contains: str = DEFAULT_ANNOTATION
+) -> MacroRelease:
+    """The macro-expression clips of a CAS(ME)^3 Part A release, in sheet order.
+
+    Raises:
+        UserError: no macro sheet or no subject folders (the message shows the layout),
+            or a malformed row (the message names the sheet and row).
+    """
+    root = Path(root)
+    layout = casme3_macro_layout(annotation_contains)
+    sheet_path = find_annotation(root, f"*{annotation_contains}*.xlsx", layout, depth=3)
+    frame_root, clip_dir_of = part_a_task_frames(root, layout)
+    log = ReleaseLog()
+    rows = [
+        # The apex is not used: a macro sheet's apex cell cannot fail or change a clip.
+        replace(
+            row,
+            subject=casme3_subject_folder(row.subject, row.where),
+            filename=row.filename.lower(),
+            apex="",
+        )
+        for row in read_annotation_sheet(
+            sheet_path, layout, log, header_aliases=MACRO_HEADER_ALIASES, required=_REQUIRED
+        )
+    ]
+    records = join_release(
+        rows,
+        annotation=sheet_path,
+        source=ClipSource(SUBJECT_NAMESPACE, FPS, False, frame_root, root / "landmarks"),
+        clip_dir_of=clip_dir_of,
+        errata=(),  # the micro sheet's errata are not about these rows
+        log=log,
+    )
+    clips = tuple(
+        clip_from_record(record, dataset=DATASET, clip=f"{record.filename}_{record.onset}")
+        for record in records.records
+    )
+    return MacroRelease(DATASET, sheet_path, clips, records.notes)
+
+
+class Builder(MacroReleaseBuilder):
+    """casme3_macro: one "train" split of frame pairs of Part A macro-expressions."""
+
+    BUILDER_CONFIGS = [Casme3MacroConfig(name="default", description="Part A color, dlib faces")]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    IDENTITIES = "CAS(ME)^3 subject ids (casme3/spNO.N), shared with the micro clips"
+
+    def read_clips(self, manual_dir: Path) -> MacroRelease:
+        """The Part A macro-expression clips in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
+        return read_casme3_macro(
+            manual_dir, annotation_contains=self.builder_config.annotation_contains
+        )
