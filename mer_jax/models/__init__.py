@@ -1,7 +1,7 @@
 """MER methods and their registry: a config's `name` picks the class, other keys configure it."""
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax.numpy as jnp
@@ -13,6 +13,7 @@ from mer_jax.models.base import MERModel
 from mer_jax.models.dere_grl import DeReGRL
 from mer_jax.models.fr import FR
 from mer_jax.models.ltr3o import LTR3O
+from mer_jax.models.miacnet import MIACNet
 from mer_jax.models.ststnet import STSTNet
 
 MODELS: dict[str, type[MERModel]] = {
@@ -20,10 +21,30 @@ MODELS: dict[str, type[MERModel]] = {
     "fr": FR,
     "ltr3o": LTR3O,
     "dere_grl": DeReGRL,
+    "miacnet": MIACNet,
 }
 
 # Constructor arguments the caller supplies itself rather than the model config.
 _CALLER_ARGS = frozenset({"self", "num_classes", "rngs", "dtype"})
+
+
+def model_settings(model_config: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The values of constructor arguments `keys` of the configured method (see
+    `constructor_settings`)."""
+    return constructor_settings(MODELS[model_config["name"]], model_config, keys)
+
+
+def constructor_settings(
+    model_class: type, model_config: Mapping[str, Any], keys: Iterable[str]
+) -> dict[str, Any]:
+    """The values of constructor arguments `keys` of `model_class`: the config's where it
+    sets them, else the constructor's defaults (e.g. to compare a fine-tuning config with
+    the pre-training that made its initial weights)."""
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(model_class.__init__).parameters.items()
+    }
+    return {key: model_config[key] if key in model_config else defaults.get(key) for key in keys}
 
 
 def create_model(
