@@ -1,13 +1,18 @@
-r"""Trains and evaluates one experiment config under leak-free LOSO.
+r"""Trains and evaluates one experiment config under leak-free LOSO, or pre-trains.
 
   python launch.py --config configs/fr.py --workdir runs/fr
   python launch.py --config configs/fr.py --workdir runs/fr --mode eval
   python launch.py --config configs/fr.py --config.train.steps=2000 --config.seeds='(0,1,2,3,4)'
+  python launch.py --config configs/ma2mi_pretrain.py --workdir runs/ma2mi
+  python launch.py --config configs/miacnet.py --config.init_from=runs/ma2mi
 
 `train` trains every fold and seed (resuming from the workdir's checkpoints if
 a run was interrupted) and writes config.json, metrics.json, predictions.csv,
 confusion_matrix.png, curves.png, timing.json, checkpoints/ and tensorboard/.
 `eval` restores the checkpoints and recomputes every evaluation output.
+A config with `task = "pretrain"` runs MA2MI pre-training instead
+(`mer_jax.train.pretrain`: reconstructions.png, pretrain_metrics.json, the
+exported branches).
 """
 
 import pathlib
@@ -47,7 +52,7 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)
     # Imported here so that --help and flag errors answer without starting JAX.
     from mer_jax.evaluate import report
-    from mer_jax.train import engine
+    from mer_jax.train import engine, pretrain
 
     config = _CONFIG.value
     if config is None:
@@ -55,8 +60,13 @@ def main(argv: list[str]) -> None:
     config_path = flags.FLAGS["config"].config_filename
     workdir = pathlib.Path(_WORKDIR.value or f"runs/{pathlib.Path(config_path).stem}")
     tic = time.perf_counter()
+    pretraining = config.get("task", "loso") == "pretrain"
     try:
-        run = engine.LosoRun(config, workdir)
+        run = (
+            pretrain.PretrainRun(config, workdir)
+            if pretraining
+            else engine.LosoRun(config, workdir)
+        )
         if _MODE.value == "train":
             metrics = run.train()
         else:
@@ -64,7 +74,10 @@ def main(argv: list[str]) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(report.format_summary(metrics))
+    if pretraining:
+        print(pretrain.summarize(metrics, workdir))
+    else:
+        print(report.format_summary(metrics))
     print(f"{_MODE.value} finished in {time.perf_counter() - tic:.0f} s; outputs in {workdir}")
 
 

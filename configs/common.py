@@ -39,6 +39,10 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "ststnet"
+    # A finished pre-training workdir whose exported branches initialise the model
+    # (MIACNet after configs/ma2mi_pretrain.py); its corpus must share no subject with
+    # this run's dataset, which is checked.
+    config.init_from = config_dict.placeholder(str)
 
     config.train = ml_collections.ConfigDict()
     # A fixed schedule chosen beforehand: no early stopping on the test subject.

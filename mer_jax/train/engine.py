@@ -48,11 +48,11 @@ from mer_jax import models
 from mer_jax.data import loso, resident
 from mer_jax.errors import UserError
 from mer_jax.evaluate import report
-from mer_jax.train import checkpoint, optim
+from mer_jax.train import checkpoint, optim, pretrained
 
 # Config sections whose change makes an existing workdir's checkpoints meaningless;
 # where the data lives is not one of them (a moved cache holds the same build).
-_RUN_DEFINING_SECTIONS = ("data", "model", "train", "seeds")
+_RUN_DEFINING_SECTIONS = ("data", "model", "train", "seeds", "init_from")
 _LOCATION_KEYS = ("data.data_dir", "data.manual_dir")
 
 
@@ -185,11 +185,13 @@ def build_functions(
     num_classes: int,
     tx: optax.GradientTransformation,
     steps_per_call: int,
+    init_from: pretrained.PretrainedBranches | None = None,
 ) -> tuple[Functions, tuple[str, ...]]:
     """The jitted init/train/predict functions and the dataset fields the model reads.
 
     `train` runs `steps_per_call` steps: the whole dispatch under `lax.scan`, or 1
-    (called once per step) for the "python" loop.
+    (called once per step) for the "python" loop. With `init_from`, every replica
+    starts from those pre-trained branches (the other layers from its own seed).
     """
     dtype = jnp.dtype(config.engine.compute_dtype)
 
@@ -205,6 +207,8 @@ def build_functions(
 
     def init_one(key: jax.Array) -> dict[str, Any]:
         _, params, rest = nnx.split(create(jax.random.fold_in(key, 0)), nnx.Param, ...)
+        if init_from is not None:
+            pretrained.apply(params, rest, init_from)
         return {"params": params, "rest": rest, "opt_state": tx.init(params)}
 
     def train_step(state, step, data, train_idx, n_train, key):
@@ -296,9 +300,17 @@ class LosoRun:
             raise UserError("config.seeds is empty; give at least one seed, e.g. (0,).")
         self.replicas = [Replica(f, s) for s in self.seeds for f in range(self.folds.num_folds)]
 
+        init_from = None
+        if config.get("init_from"):
+            init_from = pretrained.load(config.init_from)
+            pretrained.check_branch_config(
+                init_from, models.model_settings(config.model, keys=init_from.branch_config)
+            )
+            pretrained.check_no_subject_overlap(init_from, self.dataset["subject"])
+
         self.tx = optim.make_optimizer(config.train)
         self.functions, fields = build_functions(
-            config, len(self.dataset.class_names), self.tx, self.steps_per_call
+            config, len(self.dataset.class_names), self.tx, self.steps_per_call, init_from
         )
         self.data = resident.put_on_device(self.dataset, fields, self.mesh)
         # Trained (count, host state) per chunk, kept only for methods that draw figures
@@ -665,7 +677,7 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
     changed = [
         key
         for section in _RUN_DEFINING_SECTIONS
-        for key in _diff_keys(before.get(section), now.get(section), section)
+        for key in diff_keys(before.get(section), now.get(section), section)
         if key not in _LOCATION_KEYS
     ]
     if changed:
@@ -676,12 +688,13 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
         )
 
 
-def _diff_keys(before: Any, now: Any, prefix: str) -> list[str]:
+def diff_keys(before: Any, now: Any, prefix: str) -> list[str]:
+    """The dotted keys under `prefix` whose values differ between two config JSONs."""
     if isinstance(before, dict) and isinstance(now, dict):
         return [
             key
             for name in sorted(set(before) | set(now))
-            for key in _diff_keys(before.get(name), now.get(name), f"{prefix}.{name}")
+            for key in diff_keys(before.get(name), now.get(name), f"{prefix}.{name}")
         ]
     return [] if before == now else [prefix]
 

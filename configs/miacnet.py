@@ -1,0 +1,45 @@
+r"""MIACNet (Li, Niu, Zhao 2024) under LOSO on the synthetic database, from scratch or
+initialised from an MA2MI pre-training.
+
+Commands:
+  python launch.py --config configs/miacnet.py --workdir runs/miacnet
+  python launch.py --config configs/ma2mi_pretrain.py --workdir runs/ma2mi
+  python launch.py --config configs/miacnet.py --workdir runs/miacnet_ma2mi \
+      --config.init_from=runs/ma2mi
+
+The branch settings (`miacnet.BRANCH_KEYS`: input size, widths, grid, ViT) are read by
+configs/ma2mi_pretrain.py from here, so a pre-training made with the default configs fits
+this model; `init_from` checks it, and refuses a pre-training corpus that shares a subject
+with this run's dataset. Sizes are for a 2-core CPU (grey input 28, action blocks 16/32, width
+32, a 7 x 7 token grid); `--config.model.input_size=112 --config.model.grid=14
+--config.model.grayscale=False --config.model.action_channels='(32,64,128)'
+--config.model.embed_dim=128` is the GPU size (set the same in the pre-training).
+
+Expected result on the default synthetic database (16 subjects, CASME II 5-class, LOSO,
+seeds 0/1/2): MEASURED_RESULT
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = common.get_base_config()
+    config.model.name = "miacnet"
+    # The pre-trainable branches (shared with configs/ma2mi_pretrain.py).
+    config.model.input_size = 28
+    config.model.grayscale = True
+    config.model.action_channels = (16, 32)
+    config.model.embed_dim = 32
+    config.model.grid = 7
+    config.model.vit_depth = 2
+    config.model.vit_heads = 4
+    config.model.vit_mlp_ratio = 2
+    # The classifier and training.
+    config.model.dropout = 0.3
+    config.model.hflip = True
+    config.train.steps = 400
+    config.train.batch_size = 32
+    config.train.learning_rate = 1e-3
+    return config

@@ -1,0 +1,189 @@
+"""MA2MI pre-training runs, and MIACNet fine-tuning initialised from them (init_from + guard)."""
+
+import json
+
+import fixtures
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import data_builders
+from configs import ma2mi_pretrain, miacnet
+from mer_jax.errors import UserError
+from mer_jax.train import engine, pretrain, pretrained
+
+synthetic_data_dir = fixtures.synthetic_data_dir
+
+# 2 subjects x 1 clip of the macro generator, 8 pairs a clip at 32 x 32: seconds to build.
+MACRO_OVERRIDES = {
+    "num_subjects": 2,
+    "clips_per_subject": 1,
+    "crop_size": 64,
+    "pair_size": 32,
+    "pairs_per_clip": 8,
+}
+# Small branches that fit both the 32 px pairs and the 64 px micro crops.
+BRANCHES = {
+    "input_size": 14,
+    "grid": 7,
+    "action_channels": (8,),
+    "embed_dim": 8,
+    "vit_depth": 1,
+    "vit_heads": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def macro_data_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("macro_data")
+    data_builders.build("synthetic_macro", data_dir=data_dir, overrides=MACRO_OVERRIDES, workers=1)
+    return data_dir
+
+
+def set_keys(config, changes):
+    for dotted, value in changes.items():
+        *path, name = dotted.split(".")
+        holder = config
+        for part in path:
+            holder = holder[part]
+        holder[name] = value
+    return config
+
+
+def pretrain_config(data_dir, **changes):
+    config = ma2mi_pretrain.get_config()
+    set_keys(
+        config,
+        {
+            "data.data_dir": str(data_dir),
+            "data.overrides": MACRO_OVERRIDES,
+            "data.streaming": "resident",
+            "model.recon_size": 14,
+            "model.decoder_channels": (8,),
+            **{f"model.{k}": v for k, v in BRANCHES.items()},
+            "train.steps": 10,
+            "train.batch_size": 16,
+            "train.warmup_steps": 0,
+            "train.log_every": 5,
+            "train.checkpoint_every": 5,
+            **changes,
+        },
+    )
+    return config
+
+
+def finetune_config(data_dir, init_from, **changes):
+    config = fixtures.tiny_config(data_dir, base="miacnet")
+    return set_keys(
+        config,
+        {
+            "engine.mode": "sequential",
+            "seeds": (0,),
+            "train.steps": 20,
+            "init_from": str(init_from),
+            **{f"model.{k}": v for k, v in BRANCHES.items()},
+            **changes,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def pretrained_workdir(macro_data_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ma2mi")
+    metrics = pretrain.PretrainRun(pretrain_config(macro_data_dir), workdir).train()
+    return workdir, metrics
+
+
+def test_pretraining_writes_its_outputs(pretrained_workdir):
+    workdir, metrics = pretrained_workdir
+    for name in ("config.json", pretrain.CORPUS_JSON, pretrain.METRICS_JSON, "pretrained.json"):
+        assert (workdir / name).is_file(), name
+    assert (workdir / pretrain.FIGURE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metrics["steps"] == 10 and metrics["source"] == "resident"
+    assert metrics["pairs_per_s"] > 0
+    assert metrics["frames_per_s"] == pytest.approx(2 * metrics["pairs_per_s"])
+    assert np.isfinite(metrics["fixed_pairs_eval"]["loss"])
+    corpus = json.loads((workdir / pretrain.CORPUS_JSON).read_text())
+    assert corpus["subjects"] == ["synthetic_macro/sub01", "synthetic_macro/sub02"]
+    # A finished run restarted in its workdir trains no further and says the same.
+    again = pretrain.PretrainRun(pretrain_config(workdir.parent), workdir)
+    assert again.evaluate()["fixed_pairs_eval"] == metrics["fixed_pairs_eval"]
+
+
+def test_streaming_through_grain_without_excluded_subjects(macro_data_dir, tmp_path):
+    config = pretrain_config(
+        macro_data_dir,
+        **{"data.streaming": "grain", "data.exclude_subjects": ("synthetic_macro/sub02",)},
+    )
+    metrics = pretrain.PretrainRun(config, tmp_path).train()
+    assert metrics["source"] == "grain" and metrics["steps"] == 10
+    assert np.isfinite(metrics["final_train"]["loss"])
+    assert json.loads((tmp_path / "pretrained.json").read_text())["subjects"] == [
+        "synthetic_macro/sub01"
+    ]
+    wrong = pretrain_config(macro_data_dir, **{"data.exclude_subjects": ("casme3/spNO.1",)})
+    with pytest.raises(UserError, match="does not hold"):
+        pretrain.PretrainRun(wrong, tmp_path / "other")
+
+
+def test_init_from_restores_exactly_the_pretrained_branches(pretrained_workdir, synthetic_data_dir):
+    workdir, _ = pretrained_workdir
+    run = engine.LosoRun(finetune_config(synthetic_data_dir, workdir), workdir.parent / "ft")
+    keys = jax.numpy.stack([jax.random.key(0), jax.random.key(1)])  # two replicas
+    state = jax.device_get(jax.jit(run.functions.init)(keys))
+    exported = pretrained.load(workdir)
+    params = nnx.to_pure_dict(state["params"])
+    for branch in ("action", "position"):
+        for replica in (0, 1):
+            jax.tree.map(
+                lambda mine, theirs, r=replica: np.testing.assert_array_equal(mine[r], theirs),
+                params[branch],
+                _with_keys_of(params[branch], exported.params[branch]),
+            )
+    # The layers pre-training has no counterpart for keep each replica's own initialisation.
+    kernel = params["classifier"]["kernel"]
+    assert not np.allclose(kernel[0], kernel[1])
+
+
+def _with_keys_of(model_tree, loaded_tree):
+    """The checkpoint stores list indices as strings; line them up with the model's keys."""
+    if isinstance(model_tree, dict):
+        return {k: _with_keys_of(v, loaded_tree[str(k)]) for k, v in model_tree.items()}
+    return loaded_tree
+
+
+def test_fine_tuning_from_pretraining_runs(pretrained_workdir, synthetic_data_dir, tmp_path):
+    workdir, _ = pretrained_workdir
+    config = finetune_config(synthetic_data_dir, workdir)
+    metrics = engine.LosoRun(config, tmp_path).train()
+    assert metrics["n_folds"] == fixtures.NUM_SUBJECTS
+
+
+def test_guard_rejects_a_corpus_sharing_subjects(pretrained_workdir, synthetic_data_dir, tmp_path):
+    workdir, _ = pretrained_workdir
+    # The same pre-training, as if its corpus had held two people of the downstream data.
+    leaky = tmp_path / "leaky"
+    leaky.mkdir()
+    (leaky / pretrained.EXPORT_DIR).symlink_to(workdir / pretrained.EXPORT_DIR)
+    meta = json.loads((workdir / pretrained.EXPORT_JSON).read_text())
+    meta["subjects"] += ["synthetic_me/sub01", "synthetic_me/sub03"]
+    (leaky / pretrained.EXPORT_JSON).write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"2 subject\(s\) of this LOSO run.*sub01, .*sub03"):
+        engine.LosoRun(finetune_config(synthetic_data_dir, leaky), tmp_path / "ft")
+
+
+def test_branch_settings_must_match_the_pretraining(
+    pretrained_workdir, synthetic_data_dir, tmp_path
+):
+    workdir, _ = pretrained_workdir
+    config = finetune_config(synthetic_data_dir, workdir, **{"model.embed_dim": 24})
+    with pytest.raises(UserError, match=r"model.embed_dim=8 \(here 24\)"):
+        engine.LosoRun(config, tmp_path)
+
+
+def test_miacnet_config_feeds_the_pretraining_config():
+    branches = miacnet.get_config().model
+    model = ma2mi_pretrain.get_config().model
+    for key in pretrain.miacnet.BRANCH_KEYS:
+        assert model[key] == branches[key], key
