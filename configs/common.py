@@ -54,6 +54,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.train.schedule = "constant"
     config.train.warmup_steps = 0
     config.train.grad_clip = 0.0
+    # Learning-rate multiplier of the branches loaded by `init_from` (0 freezes them);
+    # without init_from there are none and it has no effect.
+    config.train.pretrained_lr_scale = 1.0
     config.train.checkpoint_every = 500
 
     config.engine = ml_collections.ConfigDict()

@@ -189,6 +189,22 @@ def test_default_models_shapes_and_parameter_counts():
     assert MA2MI.fields == ("frame_t", "frame_t_plus_k")
 
 
+def test_flatten_head_keeps_locations_and_rejects_unknown_heads():
+    build = lambda: MIACNet(NUM_CLASSES, head="flatten", rngs=nnx.Rngs(key()))
+    flat = abstract(build)
+    # The classifier reads all 7 x 7 locations of the width-32 fused map.
+    assert num_params(flat.classifier) == 7 * 7 * 32 * NUM_CLASSES + NUM_CLASSES
+    assert num_params(flat) == 38091 - (32 * NUM_CLASSES + NUM_CLASSES) + 7845 == 45771
+    inputs = {
+        "motion": jax.ShapeDtypeStruct((4, 28, 28, 1), jnp.float32),
+        "face": jax.ShapeDtypeStruct((4, 28, 28, 1), jnp.float32),
+    }
+    outputs = traced(build, lambda model, x: model(x, train=False), inputs)
+    assert outputs["logits"].shape == (4, NUM_CLASSES)
+    with pytest.raises(ValueError, match="head must be one of"):
+        abstract(lambda: MIACNet(NUM_CLASSES, head="max", rngs=nnx.Rngs(key())))
+
+
 @pytest.mark.parametrize(
     "branch_kwargs",
     [

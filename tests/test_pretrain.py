@@ -4,6 +4,8 @@ import json
 
 import fixtures
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -11,7 +13,7 @@ from flax import nnx
 import data_builders
 from configs import ma2mi_pretrain, miacnet
 from mer_jax.errors import UserError
-from mer_jax.train import engine, pretrain, pretrained
+from mer_jax.train import engine, optim, pretrain, pretrained
 
 synthetic_data_dir = fixtures.synthetic_data_dir
 
@@ -187,3 +189,28 @@ def test_miacnet_config_feeds_the_pretraining_config():
     model = ma2mi_pretrain.get_config().model
     for key in pretrain.miacnet.BRANCH_KEYS:
         assert model[key] == branches[key], key
+
+
+def test_pretrained_lr_scale_slows_or_freezes_only_the_loaded_branches():
+    params = {name: {"w": jnp.ones(3)} for name in ("action", "position", "classifier")}
+    grads = {"action": {"w": jnp.full(3, 0.5)}, "position": {"w": jnp.full(3, -2.0)}}
+    grads["classifier"] = {"w": jnp.array([1.0, -1.0, 3.0])}
+
+    def first_update(scale, branches=("action", "position")):
+        train = ml_collections.ConfigDict(miacnet.get_config().train.to_dict())
+        train.pretrained_lr_scale = scale
+        tx = optim.make_optimizer(train, branches)
+        return tx.update(grads, tx.init(params), params)[0]
+
+    full, slow, frozen = first_update(1.0), first_update(0.1), first_update(0.0)
+    for branch in ("action", "position"):
+        np.testing.assert_allclose(slow[branch]["w"], 0.1 * full[branch]["w"], rtol=1e-6)
+        np.testing.assert_array_equal(frozen[branch]["w"], 0.0)
+        assert np.all(np.abs(full[branch]["w"]) > 0)
+    for update in (slow, frozen):
+        np.testing.assert_allclose(update["classifier"]["w"], full["classifier"]["w"])
+    # From scratch (no loaded branches) the scale has nothing to act on.
+    scratch = first_update(0.1, branches=())
+    np.testing.assert_allclose(scratch["action"]["w"], full["action"]["w"])
+    with pytest.raises(UserError, match=">= 0"):
+        first_update(-1.0)

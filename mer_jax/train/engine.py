@@ -308,7 +308,9 @@ class LosoRun:
             )
             pretrained.check_no_subject_overlap(init_from, self.dataset["subject"])
 
-        self.tx = optim.make_optimizer(config.train)
+        self.tx = optim.make_optimizer(
+            config.train, tuple(init_from.params) if init_from is not None else ()
+        )
         self.functions, fields = build_functions(
             config, len(self.dataset.class_names), self.tx, self.steps_per_call, init_from
         )

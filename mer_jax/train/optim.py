@@ -1,5 +1,9 @@
 """The optimizer, from `config.train`: one optax chain, every part configured."""
 
+from collections.abc import Sequence
+from typing import Any
+
+import jax
 import ml_collections
 import optax
 
@@ -28,8 +32,35 @@ def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
     return optax.join_schedules([warmup, schedules[train.schedule]], [train.warmup_steps])
 
 
-def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """The optimizer of `config.train` (name, learning rate, schedule, decay, clipping)."""
+def make_optimizer(
+    train: ml_collections.ConfigDict, pretrained_branches: Sequence[str] = ()
+) -> optax.GradientTransformation:
+    """The optimizer of `config.train` (name, learning rate, schedule, decay, clipping).
+
+    `pretrained_branches` names the top-level sub-modules loaded by `init_from`: their
+    updates are multiplied by `train.pretrained_lr_scale` (0 freezes them, with no
+    optimizer state kept for them). Without them (training from scratch) the scale has
+    nothing to act on, so a fine-tuning config can carry it for its `init_from` runs.
+    """
+    # A pre-training config (configs/ma2mi_pretrain.py) has no init_from, nor this field.
+    scale = train.get("pretrained_lr_scale", 1.0)
+    if scale < 0:
+        raise UserError(f"train.pretrained_lr_scale must be >= 0, got {scale}.")
+    tx = _base_optimizer(train)
+    if scale == 1.0 or not pretrained_branches:
+        return tx
+    pretrained_tx = optax.set_to_zero() if scale == 0 else optax.chain(tx, optax.scale(scale))
+
+    def labels(params: Any) -> Any:
+        def label(path: tuple[Any, ...], _: Any) -> str:
+            return "pretrained" if path[0].key in pretrained_branches else "new"
+
+        return jax.tree_util.tree_map_with_path(label, params)
+
+    return optax.multi_transform({"new": tx, "pretrained": pretrained_tx}, labels)
+
+
+def _base_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
     if train.optimizer not in _OPTIMIZERS:
         raise UserError(
             f"Unknown train.optimizer {train.optimizer!r}; use one of {sorted(_OPTIMIZERS)}."
