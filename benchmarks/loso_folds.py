@@ -11,13 +11,13 @@ device memory (where the backend reports it; otherwise XLA's compiled estimate).
 The predictions of both layouts should agree; the benchmark prints both UF1s.
 """
 
-import json
-import pathlib
 import tempfile
 import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from benchmarks import write_results
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ststnet.py", "Experiment config.")
 _MODES = flags.DEFINE_list("modes", ["stacked", "sequential"], "Engine modes to compare.")
@@ -70,10 +70,7 @@ def main(argv: list[str]) -> None:
             f"wall-time ratio {results[0]['mode']}/{results[1]['mode']}: "
             f"{results[0]['wall_s'] / results[1]['wall_s']:.2f}"
         )
-    if _OUT.value:
-        path = pathlib.Path(_OUT.value)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2))
+    write_results(_OUT.value, results)
 
 
 if __name__ == "__main__":

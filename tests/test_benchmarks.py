@@ -1,0 +1,23 @@
+"""The linear probe's classifier: it learns a separable input and never sees test labels."""
+
+import numpy as np
+
+from benchmarks.linear_probe import ridge_loso
+from mer_jax.data import loso
+
+
+def test_ridge_loso_learns_and_never_reads_the_test_subjects_labels():
+    rng = np.random.default_rng(0)
+    subjects = np.repeat([f"s{i}" for i in range(6)], 10)
+    labels = np.tile(np.arange(5), 12)
+    # The class as a one-hot pattern on 20 features of noise: linearly separable.
+    features = rng.normal(0, 0.3, (60, 4, 5))
+    features[np.arange(60), 0, labels] += 3.0
+    folds = loso.leave_one_group_out(subjects)
+    preds = ridge_loso(features, labels, folds, 5, penalty=0.1)
+    assert np.mean(preds == labels) == 1.0
+    # Shuffling the held-out subject's labels cannot change its own predictions.
+    shuffled = labels.copy()
+    shuffled[subjects == "s0"] = rng.permutation(shuffled[subjects == "s0"])
+    again = ridge_loso(features, shuffled, folds, 5, penalty=0.1)
+    np.testing.assert_array_equal(again[subjects == "s0"], preds[subjects == "s0"])
