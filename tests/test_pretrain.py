@@ -193,8 +193,10 @@ def test_miacnet_config_feeds_the_pretraining_config():
 
 def test_pretrained_lr_scale_slows_or_freezes_only_the_loaded_branches():
     params = {name: {"w": jnp.ones(3)} for name in ("action", "position", "classifier")}
-    grads = {"action": {"w": jnp.full(3, 0.5)}, "position": {"w": jnp.full(3, -2.0)}}
-    grads["classifier"] = {"w": jnp.array([1.0, -1.0, 3.0])}
+    grads = {"action": {"w": jnp.full(3, 0.5)}, "position": {"w": jnp.full(3, 2.0)}}
+    # Gradients of the parameters' sign: AdamW's first step then adds its decay to the
+    # update instead of cancelling it (a near-zero update compares only to rounding).
+    grads["classifier"] = {"w": jnp.array([1.0, 0.5, 3.0])}
 
     def first_update(scale, branches=("action", "position")):
         train = ml_collections.ConfigDict(miacnet.get_config().train.to_dict())
@@ -208,7 +210,7 @@ def test_pretrained_lr_scale_slows_or_freezes_only_the_loaded_branches():
         np.testing.assert_array_equal(frozen[branch]["w"], 0.0)
         assert np.all(np.abs(full[branch]["w"]) > 0)
     for update in (slow, frozen):
-        np.testing.assert_allclose(update["classifier"]["w"], full["classifier"]["w"])
+        np.testing.assert_allclose(update["classifier"]["w"], full["classifier"]["w"], rtol=1e-6)
     # From scratch (no loaded branches) the scale has nothing to act on.
     scratch = first_update(0.1, branches=())
     np.testing.assert_allclose(scratch["action"]["w"], full["action"]["w"])
