@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import cv2
 import tensorflow_datasets as tfds
@@ -153,17 +153,11 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
             clip_example, calls, workers=self._workers, desc=f"{self.name} clip features"
         ):
             if error is not None:
-                failures.append(_failure(records[index], error))
+                record = records[index]
+                failures.append(clip_failure(record, record.annotation_row, error))
                 continue
             yield example["sample_id"], example
-        if failures:
-            # Raising leaves the build in TFDS's incomplete directory, which is removed:
-            # nothing of it reads as a finished dataset.
-            raise UserError(
-                f"{self.name}: {len(failures)} of {len(records)} clips could not be built; "
-                "nothing was written. Fix or remove them (or add a landmarks sidecar where "
-                "no face was found) and build again:\n  " + "\n  ".join(sorted(failures))
-            )
+        raise_failures(self.name, failures, len(records))
 
 
 def map_clips[Result](
@@ -223,15 +217,33 @@ def map_clips[Result](
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _failure(record: ClipRecord, error: UserError) -> str:
-    """One line naming a failed clip, its annotation row and the reason; shown at once."""
-    message = str(error)
-    if record.annotation_row:
-        message = f"{record.annotation_row}: {message}"
-    if "no face found" in message and record.landmarks_path is None and record.landmarks_location:
-        message += f" (the sidecar would be read from {record.landmarks_location})"
+class LocatedClip(Protocol):
+    """A clip with a landmarks file (or none) and where one would be read from."""
+
+    landmarks_path: Path | None
+    landmarks_location: Path | None
+
+
+def clip_failure(clip: LocatedClip, where: str, error: UserError) -> str:
+    """One line naming a failed clip (`where`: its annotation row or folder) and the
+    reason, with where a landmarks sidecar would go when no face was found; shown at once."""
+    message = f"{where}: {error}" if where else str(error)
+    if "no face found" in message and clip.landmarks_path is None and clip.landmarks_location:
+        message += f" (the sidecar would be read from {clip.landmarks_location})"
     tqdm.write(f"failed: {message}")
     return message
+
+
+def raise_failures(name: str, failures: Sequence[str], num_clips: int) -> None:
+    """Fails a build in which some clips failed, naming them all (after trying every clip)."""
+    if failures:
+        # Raising leaves the build in TFDS's incomplete directory, which is removed:
+        # nothing of it reads as a finished dataset.
+        raise UserError(
+            f"{name}: {len(failures)} of {num_clips} clips could not be built; nothing was "
+            "written. Fix or remove them (or add a landmarks sidecar where no face was "
+            "found) and build again:\n  " + "\n  ".join(sorted(failures))
+        )
 
 
 class ReleaseBuilder(ClipDatasetBuilder):

@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
-from data_builders.clip_builder import map_clips
+from data_builders.clip_builder import clip_failure, map_clips, raise_failures
 from data_builders.clip_features import _shared_landmarker, load_frame
 from data_builders.records import ClipRecord, RowNote, read_landmarks_sidecar
 from mer_jax.errors import UserError
@@ -507,7 +507,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
             desc=f"{self.name} frame pairs",
         ):
             if error is not None:
-                failures.append(_failure(clips[index], error))
+                failures.append(clip_failure(clips[index], clips[index].where, error))
                 continue
             assert result is not None
             if result.skipped:
@@ -519,13 +519,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
             for example in result.examples:
                 num_pairs += 1
                 yield example["pair_id"], example
-        if failures:
-            # Raising leaves the build in TFDS's incomplete directory, which is removed.
-            raise UserError(
-                f"{self.name}: {len(failures)} of {len(clips)} clips could not be built; "
-                "nothing was written. Fix or remove them (or add a landmarks file where no "
-                "face was found) and build again:\n  " + "\n  ".join(sorted(failures))
-            )
+        raise_failures(self.name, failures, len(clips))
         if not num_pairs:
             raise UserError(
                 f"{self.name}: no clip of {release.source} gave a pair:\n  "
@@ -537,17 +531,6 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
             num_clips=num_clips,
             skipped_clips=sorted(skipped),
         )
-
-
-def _failure(clip: MacroClip, error: UserError) -> str:
-    """One line naming a failed clip and the reason; shown at once."""
-    message = str(error)
-    if clip.where:
-        message = f"{clip.where}: {message}"
-    if "no face found" in message and clip.landmarks_path is None and clip.landmarks_location:
-        message += f" (a landmarks file would be read from {clip.landmarks_location})"
-    tqdm.write(f"failed: {message}")
-    return message
 
 
 class MacroReleaseBuilder(MacroPairsBuilder):
