@@ -11,7 +11,9 @@ another crop size, set --config.model.crop_size to it (landmarks live in crop pi
 Expected result on the default synthetic database (16 subjects, CASME II 5-class, LOSO,
 seeds 0/1/2), measured: UF1 0.612 +- 0.024, UAR 0.610 +- 0.026, accuracy 0.585 +- 0.024
 (chance 0.2), 500 steps of batch 32: 336 s wall on the 2-core CPU shared with other jobs
-(563 s in another run beside a test run; about 12 ms a training step). Ablations, same
+(563 s in another run beside a test run; about 12 ms a training step). On another
+2-core CPU (AMD EPYC), same code: UF1 0.599 +- 0.030, UAR 0.600 +- 0.031,
+accuracy 0.581 +- 0.026, 100 s. Ablations, same
 protocol: without ADM UF1 0.512 +- 0.027, without RRM 0.625 +- 0.017, without the AU
 loss 0.618 +- 0.026 (README). The workdir also gets dere_grl_weights.png: the RRM
 weight per facial component and class, and the learned adjacency.

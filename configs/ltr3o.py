@@ -8,7 +8,10 @@ encoder, 400 steps of batch 32, 16 folds x 3 seeds. Expected result on the defau
 synthetic database (16 subjects, CASME II 5-class, LOSO, seeds 0/1/2), measured from a
 fresh clone: UF1 0.533 +- 0.030, UAR 0.506 +- 0.038, accuracy 0.544 +- 0.015 (chance
 0.2); 10 min 52 s including the first data generation and build, on a 2-core CPU shared
-with another training run. The ablations are in the README's results table.
+with another training run. On another, idle 2-core CPU (AMD EPYC), same code: UF1
+0.514 +- 0.033, UAR 0.490 +- 0.039, accuracy 0.520 +- 0.022, 3 min 4 s in all (README:
+results move by up to about 0.02 UF1 across CPUs). The ablations are in the README's
+results table.
 
 Ablations (the README's rows): --config.model.weight_rank=0 (no ranking),
 --config.model.weight_cal=0 (no calibration), --config.model.num_candidates=1.
