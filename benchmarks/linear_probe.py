@@ -7,7 +7,7 @@ subjects only) on, per sample:
 - `flow`: the stored TV-L1 onset->apex flow (u, v at S x S), what STSTNet and FR read;
 - `motion_image`: MIACNet's action-branch input, `miacnet.preprocess_pair`'s motion
   image (apex - onset at the config's input size, divided by its RMS);
-- `difference`: the plain grey apex - onset difference, block-averaged to the same size.
+- `difference`: the same apex - onset difference without the division by its RMS.
 It trains nothing on the accelerator and takes seconds; it tells whether a model
 trailing the others lacks signal in its input or fails to use it (README, MIACNet).
 """
@@ -43,13 +43,13 @@ def probe_features(dataset, model_config) -> dict[str, np.ndarray]:
 
     size, grayscale = model_config.input_size, model_config.grayscale
     onset, apex = jnp.asarray(dataset["onset_image"]), jnp.asarray(dataset["apex_image"])
-    motion = miacnet.preprocess_pair(onset, apex, input_size=size, grayscale=grayscale)
-    both = miacnet.frames_to_images(jnp.concatenate([onset, apex]), size=size, grayscale=True)
-    first, second = jnp.split(both, 2)
+    inputs = miacnet.preprocess_pair(onset, apex, input_size=size, grayscale=grayscale)
+    motion, scale = np.asarray(inputs["motion"]), np.asarray(inputs["motion_scale"])
     return {
         "flow": dataset["flow"][..., :2].astype(np.float32),
-        "motion_image": np.asarray(motion["motion"]),
-        "difference": np.asarray(second - first),
+        "motion_image": motion,
+        # preprocess_pair divided the difference by `scale`; undone, it is the raw one.
+        "difference": motion * scale[:, None, None, None],
     }
 
 

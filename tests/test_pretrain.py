@@ -5,7 +5,6 @@ import json
 import fixtures
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -199,7 +198,7 @@ def test_pretrained_lr_scale_slows_or_freezes_only_the_loaded_branches():
     grads["classifier"] = {"w": jnp.array([1.0, 0.5, 3.0])}
 
     def first_update(scale, branches=("action", "position")):
-        train = ml_collections.ConfigDict(miacnet.get_config().train.to_dict())
+        train = miacnet.get_config().train
         train.pretrained_lr_scale = scale
         tx = optim.make_optimizer(train, branches)
         return tx.update(grads, tx.init(params), params)[0]
