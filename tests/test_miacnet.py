@@ -1,8 +1,8 @@
 """MIACNet and MA2MI: the shared preprocessing, branch shapes and parameter counts, the
 branch transfer contract, a fine-tuning step and a pre-training run on moving disks."""
 
+import dataclasses
 import functools
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -11,13 +11,14 @@ import optax
 import pytest
 from flax import nnx
 
-from mer_jax.models import MODELS, create_model
-from mer_jax.models import ma2mi as ma2mi_module
-from mer_jax.models.ma2mi import MA2MI, branch_config, reconstruction_figure
+from mer_jax.errors import UserError
+from mer_jax.evaluate.figures import plot_reconstructions
+from mer_jax.models import MODELS, branch_settings, create_model
+from mer_jax.models.ma2mi import MA2MI
 from mer_jax.models.miacnet import (
-    BRANCH_KEYS,
     SHARED_BRANCHES,
     ActionBranch,
+    BranchSettings,
     MIACNet,
     PositionBranch,
     preprocess_pair,
@@ -114,15 +115,15 @@ def test_branch_shapes_and_parameter_counts():
         1,
         input_size=size,
         grid=grid,
-        channels=channels,
-        embed_dim=dim,
+        features=channels,
+        embed_features=dim,
         dtype=jnp.float32,
         rngs=nnx.Rngs(key()),
     )
     build_position = lambda: PositionBranch(
         1,
         grid=grid,
-        embed_dim=dim,
+        embed_features=dim,
         depth=2,
         heads=4,
         mlp_ratio=2,
@@ -213,8 +214,8 @@ def test_flatten_head_keeps_locations_and_rejects_unknown_heads():
             "input_size": 56,
             "grayscale": False,
             "grid": 14,
-            "action_channels": (8, 16, 24),
-            "embed_dim": 16,
+            "action_features": (8, 16, 24),
+            "embed_features": 16,
             "vit_depth": 1,
             "vit_heads": 2,
             "vit_mlp_ratio": 1,
@@ -224,35 +225,39 @@ def test_flatten_head_keeps_locations_and_rejects_unknown_heads():
 def test_miacnet_and_ma2mi_share_branch_shapes(branch_kwargs):
     miacnet = abstract(lambda: MIACNet(3, rngs=nnx.Rngs(key()), **branch_kwargs))
     pretrainer = abstract(
-        lambda: MA2MI(rngs=nnx.Rngs(key()), recon_size=28, decoder_channels=(8,), **branch_kwargs)
+        lambda: MA2MI(rngs=nnx.Rngs(key()), recon_size=28, decoder_features=(8,), **branch_kwargs)
     )
     for name in SHARED_BRANCHES:
         mine, theirs = param_shapes(getattr(miacnet, name)), param_shapes(getattr(pretrainer, name))
         assert jax.tree.structure(mine) == jax.tree.structure(theirs)
         assert mine == theirs
     config = {"name": "miacnet", **branch_kwargs}
-    assert branch_config(config) == branch_config({**config, "hflip": True, "recon_size": 56})
+    pretraining = {"name": "ma2mi", **branch_kwargs, "hflip": True, "recon_size": 56}
+    assert branch_settings(config) == branch_settings(pretraining)
 
 
-def test_branch_keys_have_the_same_defaults_and_fill_in():
-    fine_tune = inspect.signature(MIACNet.__init__).parameters
-    pre_train = inspect.signature(MA2MI.__init__).parameters
-    for name in BRANCH_KEYS:
-        assert fine_tune[name].default == pre_train[name].default, name
-    assert set(branch_config({"name": "ma2mi"})) == set(BRANCH_KEYS)
+def test_branch_settings_are_shared_and_fill_in():
+    assert MIACNet.BRANCH_SETTINGS is MA2MI.BRANCH_SETTINGS is BranchSettings
+    names = {field.name for field in dataclasses.fields(BranchSettings)}
+    assert set(branch_settings({"name": "ma2mi"})) == names
+    assert branch_settings({"name": "miacnet"}) == branch_settings({"name": "ma2mi"})
     # Lists (a config read back from JSON) and tuples compare equal.
-    assert branch_config({"action_channels": [16, 32]}) == branch_config({})
-    assert branch_config({"grid": 14, "input_size": 56}) != branch_config({})
-    assert ma2mi_module.SHARED_BRANCHES == ("action", "position")
+    listed = branch_settings({"name": "miacnet", "action_features": [16, 32]})
+    assert listed == branch_settings({"name": "miacnet"})
+    resized = branch_settings({"name": "miacnet", "grid": 14, "input_size": 56})
+    assert resized != branch_settings({"name": "miacnet"})
+    assert MA2MI.SHARED_BRANCHES == SHARED_BRANCHES == ("action", "position")
+    with pytest.raises(UserError, match="no pre-trainable branches"):
+        branch_settings({"name": "ststnet"})
 
 
 def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="power of 2"):
         abstract(lambda: MIACNet(3, input_size=30, grid=7, rngs=nnx.Rngs(key())))
     with pytest.raises(ValueError, match="stride-2 blocks"):
-        abstract(lambda: MIACNet(3, action_channels=(16,), rngs=nnx.Rngs(key())))
+        abstract(lambda: MIACNet(3, action_features=(16,), rngs=nnx.Rngs(key())))
     with pytest.raises(ValueError, match="divisible"):
-        abstract(lambda: MIACNet(3, embed_dim=30, rngs=nnx.Rngs(key())))
+        abstract(lambda: MIACNet(3, embed_features=30, rngs=nnx.Rngs(key())))
 
 
 def test_registry_builds_miacnet():
@@ -386,8 +391,8 @@ def test_ma2mi_reconstruction_loss_falls_on_moving_disks(tmp_path):
     assert all(jax.tree.leaves(changed)), changed
 
     path = tmp_path / "reconstructions.png"
-    reconstruction_figure(
-        batch["frame_t"][:4], outputs["target"][:4], outputs["reconstruction"][:4], path
+    plot_reconstructions(
+        path, batch["frame_t"][:4], outputs["target"][:4], outputs["reconstruction"][:4]
     )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

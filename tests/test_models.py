@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from mer_jax.errors import UserError
-from mer_jax.models import MODELS, create_model, layers
+from mer_jax.models import MODELS, create_model, layers, model_class
 from mer_jax.models.fr import FR
 from mer_jax.models.layers import (
     cross_entropy,
@@ -185,10 +185,10 @@ def test_fields_are_the_flow_and_strain_features():
 def test_fr_proposal_loss_weighting():
     batch, labels = make_batch()
     losses = {}
-    for lambda_prop in (0.0, 1.0):
-        model = FR(NUM_CLASSES, lambda_prop=lambda_prop, rngs=rngs())
+    for weight_prop in (0.0, 1.0):
+        model = FR(NUM_CLASSES, weight_prop=weight_prop, rngs=rngs())
         outputs = model(model.prepare(batch, prng_key(0), train=False), train=False)
-        losses[lambda_prop] = model.loss(outputs, labels)
+        losses[weight_prop] = model.loss(outputs, labels)
     (loss_off, terms_off), (loss_on, terms_on) = losses[0.0], losses[1.0]
     assert set(terms_on) == {"ce", "proposal"}
     np.testing.assert_allclose(loss_off, terms_off["ce"], rtol=1e-6)
@@ -280,20 +280,28 @@ def test_vmap_over_stacked_parameter_copies(config_name):
 def test_registry_builds_from_mapping_and_configdict():
     assert {"ststnet", "fr", "ltr3o"} <= set(MODELS)
     assert MODELS["ststnet"] is STSTNet and MODELS["fr"] is FR
-    config = ml_collections.ConfigDict({"name": "fr", "lambda_prop": 0.0, "use_strain": True})
+    config = ml_collections.ConfigDict({"name": "fr", "weight_prop": 0.0, "use_strain": True})
     model = create_model(config, 5, rngs=rngs())
-    assert isinstance(model, FR) and model.lambda_prop == 0.0 and model.num_classes == 5
+    assert isinstance(model, FR) and model.weight_prop == 0.0 and model.num_classes == 5
 
 
 def test_registry_unknown_name_lists_known_models():
     with pytest.raises(UserError, match=r"'resnet'.*" + re.escape(str(sorted(MODELS)))):
         create_model({"name": "resnet"}, NUM_CLASSES, rngs=rngs())
-    with pytest.raises(UserError, match="Unknown model name None"):
+    with pytest.raises(UserError, match="Unknown model.name None"):
         create_model({}, NUM_CLASSES, rngs=rngs())
 
 
+def test_a_model_of_the_other_task_is_refused():
+    assert MODELS["ma2mi"].TASK == "pretrain" and MODELS["fr"].TASK == "loso"
+    with pytest.raises(UserError, match=r"'ma2mi' is a 'pretrain' model.*'loso' models are"):
+        model_class({"name": "ma2mi"}, "loso")
+    with pytest.raises(UserError, match=r"'fr' is a 'loso' model"):
+        model_class({"name": "fr"}, "pretrain")
+
+
 def test_registry_unknown_key_names_it_and_accepted_keys():
-    with pytest.raises(UserError, match=r"\['lamda_prop'\].*'lambda_prop'"):
+    with pytest.raises(UserError, match=r"\['lamda_prop'\].*'weight_prop'"):
         create_model({"name": "fr", "lamda_prop": 0.5}, NUM_CLASSES, rngs=rngs())
     with pytest.raises(UserError, match="'hflip'"):
         create_model({"name": "ststnet", "flip": True}, NUM_CLASSES, rngs=rngs())

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mer_jax.evaluate import plots, report
+from mer_jax.evaluate import figures, report
 from mer_jax.evaluate.metrics import classification_metrics
 from mer_jax.evaluate.report import Predictions
 
@@ -301,7 +301,7 @@ def test_crash_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
             file.write(PNG_SIGNATURE)
         raise RuntimeError("killed mid-write")
 
-    monkeypatch.setattr(plots, "plot_curves", crashing_plot)
+    monkeypatch.setattr(figures, "plot_curves", crashing_plot)
     with pytest.raises(RuntimeError, match="killed mid-write"):
         report.write_all(tmp_path, make_predictions(COMPOSITE), CLASSES, make_history())
     # metrics.json is written last, so a crashed run has none; no temporary is left.
@@ -310,10 +310,10 @@ def test_crash_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_plot_inputs_are_checked(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(2, 2\) but there are 3 class names"):
-        plots.plot_confusion_matrix(tmp_path / "c.png", [[1, 0], [0, 1]], CLASSES, "t")
+        figures.plot_confusion_matrix(tmp_path / "c.png", [[1, 0], [0, 1]], CLASSES, "t")
     history = make_history()
     history["loss"] = history["loss"][:, 0]
     with pytest.raises(ValueError, match=r"history\['loss'\] has shape \(10,\)"):
-        plots.plot_curves(tmp_path / "c.png", history)
+        figures.plot_curves(tmp_path / "c.png", history)
     with pytest.raises(ValueError, match="'step'"):
-        plots.plot_curves(tmp_path / "c.png", {"loss": np.zeros((3, 2))})
+        figures.plot_curves(tmp_path / "c.png", {"loss": np.zeros((3, 2))})

@@ -30,7 +30,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from mer_jax.evaluate import plots
+from mer_jax.evaluate import figures
 from mer_jax.evaluate.metrics import classification_metrics
 
 METRICS_JSON = "metrics.json"
@@ -453,7 +453,7 @@ def write_all(
         workdir: the run's directory (created if missing).
         predictions: the out-of-fold predictions of every seed.
         class_names: the C class names, in class-index order.
-        history: training curves, see `plots.plot_curves`.
+        history: training curves, see `figures.plot_curves`.
 
     Returns:
         The metrics written to metrics.json (see `summarize`).
@@ -463,7 +463,7 @@ def write_all(
     metrics = summarize(predictions, class_names)
     write_predictions_csv(workdir / PREDICTIONS_CSV, predictions, len(metrics["class_names"]))
     with _atomic_path(workdir / CONFUSION_MATRIX_PNG) as temporary:
-        plots.plot_confusion_matrix(
+        figures.plot_confusion_matrix(
             temporary,
             metrics["confusion_matrix"],
             metrics["class_names"],
@@ -471,6 +471,6 @@ def write_all(
             f"({metrics['n_samples']} samples x {len(metrics['seeds'])} seeds)",
         )
     with _atomic_path(workdir / CURVES_PNG) as temporary:
-        plots.plot_curves(temporary, history)
+        figures.plot_curves(temporary, history)
     write_metrics_json(workdir / METRICS_JSON, metrics)
     return metrics

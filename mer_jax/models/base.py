@@ -1,28 +1,40 @@
-"""The contract every MER method implements, so one engine trains them all.
+"""The contract every model implements, so one training step serves them all.
 
-The engine keeps a built dataset resident on the device as a dict of arrays
-(one leading sample axis). For each step it gathers a batch of those arrays and
-hands it to the method, which turns it into network inputs on the device
-(`prepare`), runs the network (`__call__`) and scores it (`loss`). The engine
-never looks inside a method; a method never sees the fold layout.
+The runs keep a dataset resident on the device as a dict of arrays (one leading
+sample axis). For each step they gather a batch of those arrays and hand it to the
+model, which turns it into network inputs on the device (`prepare`), runs the network
+(`__call__`) and scores it (`loss`). The runs never look inside a model; a model never
+sees the fold layout, the files or the plots.
+
+Two kinds of model share the contract: the MER classifiers (`MERModel`, trained under
+LOSO by `mer_jax.train.engine`) and the pre-training models (MA2MI, trained by
+`mer_jax.train.pretraining` on frame pairs, without labels).
 """
 
-import pathlib
-from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import jax
 from flax import nnx
 
 
-class MERModel(nnx.Module):
-    """Base class of every method (STSTNet, FR, LTR3O, DeRe-GRL, MIACNet).
+class Model(nnx.Module):
+    """Base of every model.
 
-    Subclasses set `fields`, the names of the built-dataset features they read
-    (e.g. ("flow", "strain")); only those are put on the device.
+    Subclasses set `fields`, the names of the dataset features they read (e.g.
+    ("flow", "strain")); only those are put on the device. `TASK` says which run trains
+    them: "loso" (a classifier) or "pretrain".
     """
 
+    TASK: ClassVar[str]
     fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def settings_from_build(cls, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Constructor arguments that must equal the build's own settings (e.g. the crop
+        size landmarks are measured in), read from the build's metadata. Default: none."""
+        del metadata
+        return {}
 
     def prepare(
         self, batch: dict[str, jax.Array], key: jax.Array, *, train: bool
@@ -37,35 +49,28 @@ class MERModel(nnx.Module):
     def __call__(
         self, inputs: dict[str, jax.Array], *, train: bool, key: jax.Array | None = None
     ) -> dict[str, jax.Array]:
-        """Returns a dict holding at least "logits" (batch, num_classes)."""
+        """The network's outputs (a classifier's hold at least "logits" (batch, classes))."""
         raise NotImplementedError
 
     def loss(
-        self, outputs: dict[str, jax.Array], labels: jax.Array
+        self, outputs: dict[str, jax.Array], labels: jax.Array | None
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Returns the scalar training loss and named scalar terms for the curves."""
+        """Returns the scalar training loss and named scalar terms for the curves
+        (`labels` is None for a pre-training model)."""
         raise NotImplementedError
 
-    @classmethod
-    def write_figures(
-        cls,
-        trained: Sequence["MERModel"],
-        data: Mapping[str, jax.Array],
-        class_names: Sequence[str],
-        workdir: pathlib.Path,
-    ) -> list[str]:
-        """Draws method-specific pictures of a finished run into `workdir` (default: none).
 
-        The engine calls this once per run, after the reports, in train and eval modes.
+class MERModel(Model):
+    """Base of the MER classifiers (STSTNet, FR, LTR3O, DeRe-GRL, MIACNet)."""
+
+    TASK: ClassVar[str] = "loso"
+
+    def summaries(self, inputs: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """Arrays that show what a trained model learned, for `mer_jax.evaluate.figures`
+        to draw (e.g. DeRe-GRL's relation weights per sample); default: none.
 
         Args:
-            trained: one trained model per (fold, seed) replica.
-            data: the resident dataset: the `fields` the method reads, plus "label".
-            class_names: the expression classes, in label order.
-            workdir: the run's output folder.
-
-        Returns:
-            The names of the files written.
+            inputs: `prepare`'s output for a batch of samples (train=False).
         """
-        del trained, data, class_names, workdir
-        return []
+        del inputs
+        return {}

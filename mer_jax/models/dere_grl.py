@@ -34,33 +34,29 @@ Only that outline is published fact; the layer-level design is **[our reading]**
   relation term z_r = sum_{n,m} alpha_n alpha_m relu(U a_n + V a_m + c); the classifier
   reads [z_w, z_r]. Without RRM (`use_rrm=False`): the classifier reads the
   concatenated action features.
-- Loss: CE + `lambda_au` * AU loss. AU loss: multi-label BCE of a linear AU head on the
+- Loss: CE + `weight_au` * AU loss. AU loss: multi-label BCE of a linear AU head on the
   concatenated action features, against the AUs parsed from the annotation
   (`action_units`), class-frequency balanced within the batch: for each AU its positive
   and its negative samples weigh one half each, whatever their counts. A sample whose
   AU vector is all zero carries no AU supervision (a dataset without AU coding, or a
-  clip coded with no AU of `AU_LIST`) and is masked out per sample. Batch-local
+  clip coded with none of the build's AUs) and is masked out per sample. Batch-local
   balancing fits nothing across folds.
 """
 
-import pathlib
-from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jax.typing import DTypeLike
 
-from mer_jax.data.action_units import AU_LIST
 from mer_jax.errors import UserError
 from mer_jax.models import graph
 from mer_jax.models.base import MERModel
 from mer_jax.models.layers import cross_entropy, hflip_flow
 
-FIGURE_PNG = "dere_grl_weights.png"
 _LOW_FEATURES = 7
 _HIGH_FEATURES = 6
 
@@ -135,6 +131,14 @@ class DeReGRL(MERModel):
         "action_units",
     )
 
+    @classmethod
+    def settings_from_build(cls, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """The crop size the landmarks and flow are measured in, and the AU vector length."""
+        return {
+            "crop_size": int(metadata["crop_size"]),
+            "num_action_units": len(metadata["action_units"]),
+        }
+
     def __init__(
         self,
         num_classes: int,
@@ -151,7 +155,8 @@ class DeReGRL(MERModel):
         action_features: int = 16,
         use_rrm: bool = True,
         relation_features: int = 16,
-        lambda_au: float = 0.5,
+        weight_au: float = 0.5,
+        num_action_units: int = 20,
         dropout: float = 0.0,
         hflip: bool = False,
         label_smoothing: float = 0.0,
@@ -162,9 +167,9 @@ class DeReGRL(MERModel):
 
         Args:
             num_classes: number of expression classes.
-            crop_size: side C of the dataset's face crops (its builder's `crop_size`,
-                128 by default): landmarks and flow values are in crop pixels and the
-                flow map spans the crop, so this places the landmarks on the flow map.
+            crop_size: side C of the dataset's face crops (read from the build:
+                `settings_from_build`): landmarks and flow values are in crop pixels and
+                the flow map spans the crop, so this places the landmarks on the flow map.
             hidden_features: width of the graph streams and of the fused node features H.
             num_layers: graph convolutions per stream.
             use_high_order: add the high-order stream (False: low-order stream only).
@@ -176,7 +181,8 @@ class DeReGRL(MERModel):
             action_features: dims of one action feature.
             use_rrm: relation reconstruction (False: the no-RRM ablation).
             relation_features: dims of the pairwise relation term.
-            lambda_au: weight of the AU loss; 0 is the no-AU-loss ablation (no AU head).
+            weight_au: weight of the AU loss; 0 is the no-AU-loss ablation (no AU head).
+            num_action_units: length of the dataset's AU vectors (read from the build).
             dropout: dropout rate on the classifier input.
             hflip: random horizontal flips in training (landmarks renumbered, flow
                 mirrored, u negated); not in the paper.
@@ -195,11 +201,12 @@ class DeReGRL(MERModel):
             ("num_actions", num_actions),
             ("action_features", action_features),
             ("relation_features", relation_features),
+            ("num_action_units", num_action_units),
         ):
             if value < 1:
                 raise UserError(f"DeRe-GRL needs {name} >= 1, got {value}.")
-        if lambda_au < 0:
-            raise UserError(f"DeRe-GRL needs lambda_au >= 0, got {lambda_au}.")
+        if weight_au < 0:
+            raise UserError(f"DeRe-GRL needs weight_au >= 0, got {weight_au}.")
         self.num_classes = num_classes
         self.crop_size = crop_size
         self.use_high_order = use_high_order
@@ -208,7 +215,7 @@ class DeReGRL(MERModel):
         self.use_rrm = use_rrm
         self.num_actions = num_actions
         self.action_features = action_features
-        self.lambda_au = lambda_au
+        self.weight_au = weight_au
         self.hflip = hflip
         self.label_smoothing = label_smoothing
         self.dtype = dtype
@@ -271,8 +278,8 @@ class DeReGRL(MERModel):
         self.dropout = nnx.Dropout(dropout)
         self.classifier = nnx.Linear(classifier_in, num_classes, dtype=dtype, rngs=rngs)
         self.au_head = (
-            nnx.Linear(flat_actions, len(AU_LIST), dtype=dtype, rngs=rngs)
-            if lambda_au > 0
+            nnx.Linear(flat_actions, num_action_units, dtype=dtype, rngs=rngs)
+            if weight_au > 0
             else None
         )
 
@@ -344,7 +351,7 @@ class DeReGRL(MERModel):
         Returns:
             "logits" (batch, C) float32; "actions" (batch, N, D) the N = components x M
             action features; "rrm_weights" (batch, N) float32 (with RRM); "au_logits"
-            (batch, num_aus) float32 (with `lambda_au` > 0); "au_targets", "au_mask"
+            (batch, num_aus) float32 (with `weight_au` > 0); "au_targets", "au_mask"
             passed through from `prepare` for the loss.
         """
         adjacency, _ = self.adjacency()
@@ -380,132 +387,30 @@ class DeReGRL(MERModel):
     def loss(
         self, outputs: dict[str, jax.Array], labels: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """CE + lambda_au * AU loss; terms {"ce"} and, with the AU head, {"au"} (unweighted)."""
+        """CE + weight_au * AU loss; terms {"ce"} and, with the AU head, {"au"} (unweighted)."""
         ce = cross_entropy(outputs["logits"], labels, label_smoothing=self.label_smoothing)
         if self.au_head is None:
             return ce, {"ce": ce}
         au = au_loss(outputs["au_logits"], outputs["au_targets"], outputs["au_mask"])
-        return ce + self.lambda_au * au, {"ce": ce, "au": au}
+        return ce + self.weight_au * au, {"ce": ce, "au": au}
 
-    # -- pictures ---------------------------------------------------------------------
+    # -- what the trained model shows ------------------------------------------------
 
     def group_names(self) -> tuple[str, ...]:
-        """Names of the action groups: the components, or "face" without ADM."""
+        """Names of the action groups: the components, or "face k" without ADM."""
         if self.use_adm:
             return self.component_names
         return tuple(f"face {k + 1}" for k in range(len(self.component_names)))
 
-    @classmethod
-    def write_figures(
-        cls,
-        trained: Sequence[MERModel],
-        data: Mapping[str, jax.Array],
-        class_names: Sequence[str],
-        workdir: pathlib.Path,
-    ) -> list[str]:
-        """Draws the RRM weight per component and class, and the learned adjacency.
-
-        The weights are each replica's mean over the samples of a class (all samples of
-        the dataset: a picture of what the models attend to, not an evaluation), summed
-        over a component's M actions, then averaged over the replicas; the adjacency is
-        softmax(relu(E E^T)) averaged over the replicas. Writes `FIGURE_PNG`.
-        """
-        first = trained[0]
-        assert isinstance(first, DeReGRL)
-        if not first.use_rrm and first.adjacency_embedding is None:
-            return []
-        graphdef = nnx.graphdef(first)
-        labels = np.asarray(jax.device_get(data["label"]))
-        fields = {name: data[name] for name in cls.fields}
-
-        @jax.jit
-        def summaries(state: nnx.State, fields: dict[str, jax.Array]) -> dict[str, jax.Array]:
-            model = nnx.merge(graphdef, state)
-            out = {}
-            if model.use_rrm:
-                inputs = model.prepare(fields, jax.random.key(0), train=False)
-                out["rrm_weights"] = model(inputs, train=False)["rrm_weights"]
-            _, learned = model.adjacency()
-            if learned is not None:
-                out["adjacency"] = learned
-            return out
-
-        per_replica = [jax.device_get(summaries(nnx.state(m), fields)) for m in trained]
-        weights = adjacency = None
-        if first.use_rrm:
-            groups = len(first.component_names)
-            # (replicas, samples, groups): each group's M actions summed.
-            stacked = np.stack([r["rrm_weights"] for r in per_replica])
-            stacked = stacked.reshape(*stacked.shape[:2], groups, first.num_actions).sum(-1)
-            weights = np.stack(
-                [
-                    stacked[:, labels == c].mean(axis=(0, 1))
-                    if (labels == c).any()
-                    else np.full(groups, np.nan)
-                    for c in range(len(class_names))
-                ]
-            )  # (classes, groups)
-        if first.adjacency_embedding is not None:
-            adjacency = np.mean([r["adjacency"] for r in per_replica], axis=0)
-        _plot_weights(
-            workdir / FIGURE_PNG,
-            weights,
-            first.group_names(),
-            class_names,
-            adjacency,
-            dict(zip(first.component_names, first.component_ranges, strict=True)),
-            len(trained),
-        )
-        return [FIGURE_PNG]
-
-
-def _plot_weights(
-    path: pathlib.Path,
-    weights: np.ndarray | None,
-    group_names: Sequence[str],
-    class_names: Sequence[str],
-    adjacency: np.ndarray | None,
-    component_ranges: Mapping[str, tuple[int, int]],
-    num_replicas: int,
-) -> None:
-    """The figure of `DeReGRL.write_figures`: one or two heatmap panels in one PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    panels = [p for p in (weights, adjacency) if p is not None]
-    figure = Figure(figsize=(6.0 * len(panels), 5.2))
-    FigureCanvasAgg(figure)
-    column = 1
-    if weights is not None:
-        axes = figure.add_subplot(1, len(panels), column)
-        column += 1
-        image = axes.imshow(weights, cmap="viridis", vmin=0.0)
-        figure.colorbar(image, ax=axes, label="RRM weight (sum over the component's actions)")
-        axes.set_xticks(range(len(group_names)), labels=list(group_names), rotation=45, ha="right")
-        axes.set_yticks(range(len(class_names)), labels=list(class_names))
-        for (row, col), value in np.ndenumerate(weights):
-            if np.isfinite(value):
-                axes.text(
-                    col,
-                    row,
-                    f"{value:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize="small",
-                    color="white" if value < 0.6 * np.nanmax(weights) else "black",
-                )
-        axes.set_title(f"RRM weights per component and class\n(mean over {num_replicas} models)")
-    if adjacency is not None:
-        axes = figure.add_subplot(1, len(panels), column)
-        image = axes.imshow(adjacency, cmap="magma", vmin=0.0)
-        figure.colorbar(image, ax=axes, label="learned adjacency softmax(relu(E E^T))")
-        starts = {name: a for name, (a, _) in component_ranges.items()}
-        ticks = {"jaw": 0, **starts}
-        axes.set_xticks(list(ticks.values()), labels=list(ticks), rotation=45, ha="right")
-        axes.set_yticks(list(ticks.values()), labels=list(ticks))
-        for start in list(ticks.values())[1:]:  # component borders
-            axes.axhline(start - 0.5, color="white", linewidth=0.4, alpha=0.5)
-            axes.axvline(start - 0.5, color="white", linewidth=0.4, alpha=0.5)
-        axes.set_title(f"Learned adjacency (68 landmarks)\n(mean over {num_replicas} models)")
-    figure.tight_layout()
-    figure.savefig(path, format="png", dpi=110)
+    def summaries(self, inputs: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """The RRM weights of each sample, (batch, groups, M), with RRM; the learned
+        adjacency softmax(relu(E E^T)), (68, 68), with a learnable adjacency (for
+        `mer_jax.evaluate.figures`)."""
+        out = {}
+        if self.use_rrm:
+            weights = self(inputs, train=False)["rrm_weights"]
+            out["rrm_weights"] = weights.reshape(weights.shape[0], -1, self.num_actions)
+        _, learned = self.adjacency()
+        if learned is not None:
+            out["adjacency"] = learned
+        return out

@@ -20,7 +20,7 @@ Only that outline is taken as published fact; the layer-level design here is
   and a binary proposal classifier p_c = sigmoid(w_c . f_c + b_c) with its own weights
   per class. Proposal loss L_prop = sum_c BCE(p_c, [y == c]), mean over the batch.
 - Classification branch: concatenated f_1..f_C -> (optional hidden layer, ReLU,
-  dropout) -> dense -> softmax. Loss L = CE + lambda_prop * L_prop.
+  dropout) -> dense -> softmax. Loss L = CE + weight_prop * L_prop.
 
 The defaults keep it to about 21.8k parameters for 3 classes so that CPU training of
 all LOSO folds and seeds stays fast.
@@ -121,7 +121,7 @@ class FR(MERModel):
         attention_kernel_size: int = 3,
         hidden_features: int | None = None,
         dropout: float = 0.0,
-        lambda_prop: float = 1.0,
+        weight_prop: float = 1.0,
         hflip: bool = False,
         label_smoothing: float = 0.0,
         dtype: DTypeLike = jnp.float32,
@@ -141,7 +141,7 @@ class FR(MERModel):
             hidden_features: width of an optional hidden layer in the classification
                 branch (None: the fused features go straight to the classifier).
             dropout: dropout rate on the classifier input (after the hidden layer if any).
-            lambda_prop: weight of the proposal loss; 0 is the no-proposal-loss ablation.
+            weight_prop: weight of the proposal loss; 0 is the no-proposal-loss ablation.
             hflip: random horizontal-flip augmentation in training.
             label_smoothing: label smoothing of the classification cross-entropy.
             dtype: compute dtype; parameters stay float32, logits are float32.
@@ -150,7 +150,7 @@ class FR(MERModel):
         self.num_classes = num_classes
         self.input_size = input_size
         self.use_strain = use_strain
-        self.lambda_prop = lambda_prop
+        self.weight_prop = weight_prop
         self.hflip = hflip
         self.label_smoothing = label_smoothing
         self.dtype = dtype
@@ -237,7 +237,7 @@ class FR(MERModel):
     def loss(
         self, outputs: dict[str, jax.Array], labels: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """CE + lambda_prop * proposal loss; terms {"ce", "proposal"} (proposal unweighted)."""
+        """CE + weight_prop * proposal loss; terms {"ce", "proposal"} (proposal unweighted)."""
         ce = cross_entropy(outputs["logits"], labels, label_smoothing=self.label_smoothing)
         proposal_targets = jax.nn.one_hot(labels, self.num_classes, dtype=jnp.float32)
         proposal = (
@@ -245,4 +245,4 @@ class FR(MERModel):
             .sum(axis=-1)
             .mean()
         )
-        return ce + self.lambda_prop * proposal, {"ce": ce, "proposal": proposal}
+        return ce + self.weight_prop * proposal, {"ce": ce, "proposal": proposal}

@@ -19,8 +19,8 @@ import optax
 from flax import nnx
 
 # Patch width (kernel rows x columns x input channels) up to which a CPU convolution
-# runs as patches + matmul (see `conv_general_dilated`); FR's whole training step
-# measured 90 ms at this bound, 240 ms with every conv as patches, 110 ms with none.
+# runs as patches + matmul (see `conv_general_dilated`): at this bound FR's whole
+# training step was fastest, against every conv as patches or none (README, "The engine").
 _MAX_PATCH_FEATURES = 32
 
 # Guards the min-max division for a flat map (e.g. a sample with no measured motion),
@@ -160,9 +160,9 @@ def conv_general_dilated(
     channels the methods start from) trains faster as shifted slices of the input
     concatenated into patches and one matmul, whose gradients are matmuls too (the
     same numbers up to float rounding). With more patch features the patch buffer
-    dominates and XLA's convolution wins (measured: FR's 14x14, 32 -> 8 channel 5x5
-    conv takes 60 ms forward + backward as patches, 6 ms as XLA's conv), so patches are
-    used only up to `_MAX_PATCH_FEATURES` (kernel rows x columns x input channels).
+    dominates and XLA's convolution wins (FR's 14x14, 32 -> 8 channel 5x5 conv trains
+    about ten times faster as XLA's conv), so patches are used only up to
+    `_MAX_PATCH_FEATURES` (kernel rows x columns x input channels).
     Other backends, and any dilated or grouped case, use XLA's own convolution.
     """
     nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
@@ -244,7 +244,7 @@ def max_pool(
         x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
     if stride == 1:
         # Separable: the max over rows, then over columns (2 x window slices instead of
-        # window^2), whose gradient XLA:CPU runs 14x faster (1.5 vs 21 ms for 14x14x32).
+        # window^2), whose gradient XLA:CPU runs an order of magnitude faster.
         rows, cols = x.shape[1] - window + 1, x.shape[2] - window + 1
         x = functools.reduce(jnp.maximum, [x[:, i : i + rows] for i in range(window)])
         return functools.reduce(jnp.maximum, [x[:, :, j : j + cols] for j in range(window)])

@@ -183,7 +183,7 @@ class LTR3O(MERModel):
         input_size: int = 28,
         use_strain: bool = False,
         encoder_features: Sequence[int] = (32, 64, 128),
-        scorer_hidden: int = 32,
+        scorer_features: int = 32,
         tau: float = 1.0,
         weight_aux: float = 0.5,
         weight_rank: float = 1.0,
@@ -205,7 +205,7 @@ class LTR3O(MERModel):
                 size are resized to it in `prepare`.
             use_strain: add the onset->t and t->offset strain maps (6 channels).
             encoder_features: output channels of the encoder's stages.
-            scorer_hidden: hidden width of the expressiveness scorer MLP.
+            scorer_features: hidden width of the expressiveness scorer MLP.
             tau: softmax temperature of the expressiveness weights.
             weight_aux: weight of the per-candidate auxiliary cross-entropy.
             weight_rank: weight of the ranking loss (0: no expressiveness ranking).
@@ -235,8 +235,10 @@ class LTR3O(MERModel):
         self.dtype = dtype
         in_features = 6 if use_strain else 4
         self.encoder = CandidateEncoder(in_features, encoder_features, dtype=dtype, rngs=rngs)
-        self.scorer_hidden = nnx.Linear(encoder_features[-1], scorer_hidden, dtype=dtype, rngs=rngs)
-        self.scorer_out = nnx.Linear(scorer_hidden, 1, dtype=dtype, rngs=rngs)
+        self.scorer_hidden = nnx.Linear(
+            encoder_features[-1], scorer_features, dtype=dtype, rngs=rngs
+        )
+        self.scorer_out = nnx.Linear(scorer_features, 1, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout)
         self.classifier = nnx.Linear(encoder_features[-1], num_classes, dtype=dtype, rngs=rngs)
 

@@ -16,7 +16,7 @@ the pre-trained network is then fine-tuned for micro-expression recognition (MIA
   attribute name).
 - The decoder predicts I_{t+k} as the base I_t plus a decoded residual:
   reconstruction = I_t(R) + motion_scale * D(position, bottleneck(action)), where
-  bottleneck is a 1x1 conv to `action_bottleneck` channels, D is 3x3 convs with ReLU on
+  bottleneck is a 1x1 conv to `bottleneck_features` channels, D is 3x3 convs with ReLU on
   [position, code] from the grid up, doubling the resolution up to R (nearest
   upsampling, then a sub-pixel output conv), and
   motion_scale is the RMS that `preprocess_pair` divided the motion image by (so D works
@@ -28,7 +28,7 @@ that is all the position path alone can do - the position branch sees only I_t, 
 grid (G x G, coarser than R), and nothing of I_{t+k}, so it cannot tell which way or
 how much the face moves. Every bit of error below the copy baseline (the "copy_mae"
 term: I_t against I_{t+k}) has to come through the action code. The code is a
-bottleneck - `action_bottleneck` channels at G x G (4 x 7 x 7 = 196 numbers by
+bottleneck - `bottleneck_features` channels at G x G (4 x 7 x 7 = 196 numbers by
 default) against R x R x C target values (784) - so the action branch cannot pass the
 difference image through pixel by pixel; it has to summarise the motion in a form the
 decoder can unfold with the position features (the face layout).
@@ -38,39 +38,24 @@ and columns), which keeps moving edges sharp; both smooth near zero (see `MA2MI.
 for why plain L1 does not train here).
 """
 
-import inspect
-import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from jax.typing import DTypeLike
 
+from mer_jax.models.base import Model
 from mer_jax.models.layers import conv
 from mer_jax.models.miacnet import (
-    BRANCH_KEYS,
     SHARED_BRANCHES,
-    MIACNet,
+    BranchSettings,
     doublings_between,
     frames_to_images,
     hflip_pair,
-    make_branches,
     preprocess_pair,
 )
-
-__all__ = [
-    "BRANCH_KEYS",
-    "MA2MI",
-    "SHARED_BRANCHES",
-    "ReconstructionDecoder",
-    "branch_config",
-    "image_gradient_l1",
-    "reconstruction_figure",
-    "smooth_l1",
-]
 
 
 def _upsample2(x: jax.Array) -> jax.Array:
@@ -90,7 +75,7 @@ class ReconstructionDecoder(nnx.Module):
 
     **[our reading]**: a 1x1 conv squeezes the action features to the code; the code is
     concatenated with the position features; 3x3 conv + ReLU layers of widths
-    `channels` follow, the last log2(R / G) - 1 of them after a nearest 2x upsampling
+    `features` follow, the last log2(R / G) - 1 of them after a nearest 2x upsampling
     each; the output 3x3 conv makes the last doubling itself, sub-pixel style (4 x
     `out_features` channels rearranged into 2 x 2 blocks, as in ESPCN), which keeps
     every conv off the full R x R grid - on a CPU the decoder otherwise cost more than
@@ -99,26 +84,26 @@ class ReconstructionDecoder(nnx.Module):
 
     def __init__(
         self,
-        embed_dim: int,
+        embed_features: int,
         *,
         bottleneck: int,
-        channels: Sequence[int],
+        features: Sequence[int],
         out_features: int,
         grid: int,
         recon_size: int,
         dtype: DTypeLike,
         rngs: nnx.Rngs,
     ) -> None:
-        """Builds the bottleneck conv, the `channels` convs and the output conv."""
+        """Builds the bottleneck conv, the `features` convs and the output conv."""
         self.doublings = doublings_between(recon_size, grid)
-        if not channels or len(channels) < self.doublings - 1:
+        if not features or len(features) < self.doublings - 1:
             raise ValueError(
-                f"decoder_channels {tuple(channels)} has {len(channels)} layers; going from "
+                f"decoder_features {tuple(features)} has {len(features)} layers; going from "
                 f"grid {grid} to recon_size {recon_size} needs at least "
                 f"{max(self.doublings - 1, 1)}"
             )
-        self.bottleneck = conv(embed_dim, bottleneck, (1, 1), dtype=dtype, rngs=rngs)
-        widths = [embed_dim + bottleneck, *channels]
+        self.bottleneck = conv(embed_features, bottleneck, (1, 1), dtype=dtype, rngs=rngs)
+        widths = [embed_features + bottleneck, *features]
         self.convs = nnx.List(
             [
                 conv(n_in, n_out, (3, 3), padding="SAME", dtype=dtype, rngs=rngs)
@@ -130,7 +115,7 @@ class ReconstructionDecoder(nnx.Module):
         # the baseline the action code has to beat, rather than from a random residual
         # (3.5 times the copy error on the tests' moving disks) that must first be unlearnt.
         self.out = conv(
-            channels[-1],
+            features[-1],
             out_channels,
             (3, 3),
             padding="SAME",
@@ -174,77 +159,63 @@ def image_gradient_l1(
     return smooth_l1(rec_rows - tgt_rows, beta).mean() + smooth_l1(rec_cols - tgt_cols, beta).mean()
 
 
-class MA2MI(nnx.Module):
+class MA2MI(Model):
     """MIACNet's two branches and a reconstruction decoder, for pre-training on frame pairs.
 
     See the module docstring for what is published and what is our reading.
     """
 
+    TASK: ClassVar[str] = "pretrain"
     fields: ClassVar[tuple[str, ...]] = ("frame_t", "frame_t_plus_k")
+    BRANCH_SETTINGS: ClassVar[type[BranchSettings]] = BranchSettings
+    # The sub-modules a pre-training exports for MIACNet (`config.init_from`).
+    SHARED_BRANCHES: ClassVar[tuple[str, ...]] = SHARED_BRANCHES
 
     def __init__(
         self,
         *,
-        rngs: nnx.Rngs,
-        dtype: DTypeLike = jnp.float32,
-        input_size: int = 28,
-        grayscale: bool = True,
-        action_channels: Sequence[int] = (16, 32),
-        embed_dim: int = 32,
-        grid: int = 7,
-        vit_depth: int = 2,
-        vit_heads: int = 4,
-        vit_mlp_ratio: int = 2,
         recon_size: int = 28,
-        action_bottleneck: int = 4,
-        decoder_channels: Sequence[int] = (32, 16),
+        bottleneck_features: int = 4,
+        decoder_features: Sequence[int] = (32, 16),
         weight_gradient: float = 1.0,
         l1_beta: float = 1.0,
         hflip: bool = True,
+        dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
+        **branch_settings: Any,
     ) -> None:
         """Builds the branches (as MIACNet builds them) and the decoder.
 
         Args:
-            rngs: initialisation randomness.
-            dtype: compute dtype; parameters stay float32, outputs are float32.
-            input_size, grayscale, action_channels, embed_dim, grid, vit_depth,
-                vit_heads, vit_mlp_ratio: the branch settings (`BRANCH_KEYS`), with
-                MIACNet's meanings and defaults; a fine-tuning must use the same.
             recon_size: side R of the reconstructed (and target) frame; grid times a
                 power of 2.
-            action_bottleneck: channels of the action code the decoder reads.
-            decoder_channels: widths of the decoder's 3x3 convs (at least one, and at
+            bottleneck_features: channels of the action code the decoder reads.
+            decoder_features: widths of the decoder's 3x3 convs (at least one, and at
                 least log2(recon_size / grid) - 1: one per upsampling but the last).
             weight_gradient: weight of the image-gradient L1 term.
             l1_beta: width of the quadratic zone of both L1 terms (smooth L1), in
                 multiples of each pair's motion RMS; 0 is plain L1 (see `loss`).
             hflip: mirror pairs (both frames together) at random in training.
+            dtype: compute dtype; parameters stay float32, outputs are float32.
+            rngs: initialisation randomness.
+            **branch_settings: the fields of `miacnet.BranchSettings`, with MIACNet's
+                meanings and defaults; a fine-tuning must use the same.
         """
-        self.input_size = input_size
-        self.grayscale = grayscale
+        branches = BranchSettings(**branch_settings)
+        self.input_size = branches.input_size
+        self.grayscale = branches.grayscale
         self.recon_size = recon_size
         self.weight_gradient = weight_gradient
         self.l1_beta = l1_beta
         self.hflip = hflip
         self.dtype = dtype
-        self.action, self.position = make_branches(
-            input_size=input_size,
-            grayscale=grayscale,
-            action_channels=action_channels,
-            embed_dim=embed_dim,
-            grid=grid,
-            vit_depth=vit_depth,
-            vit_heads=vit_heads,
-            vit_mlp_ratio=vit_mlp_ratio,
-            dtype=dtype,
-            rngs=rngs,
-        )
+        self.action, self.position = branches.build(dtype=dtype, rngs=rngs)
         self.decoder = ReconstructionDecoder(
-            embed_dim,
-            bottleneck=action_bottleneck,
-            channels=tuple(decoder_channels),
-            out_features=1 if grayscale else 3,
-            grid=grid,
+            branches.embed_features,
+            bottleneck=bottleneck_features,
+            features=tuple(decoder_features),
+            out_features=1 if branches.grayscale else 3,
+            grid=branches.grid,
             recon_size=recon_size,
             dtype=dtype,
             rngs=rngs,
@@ -292,7 +263,9 @@ class MA2MI(nnx.Module):
             "motion_scale": inputs["motion_scale"],
         }
 
-    def loss(self, outputs: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(
+        self, outputs: dict[str, jax.Array], labels: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(Smooth) L1 + weight_gradient * (smooth) L1 of the image gradients.
 
         **[our reading]**: both terms are smooth L1 with a quadratic zone as wide as
@@ -306,7 +279,9 @@ class MA2MI(nnx.Module):
         Terms: "l1" and "gradient", the two trained terms (unweighted); "mae", the plain
         mean absolute error of the reconstruction, and "copy_mae", that of predicting
         I_{t+k} as I_t - the baseline that only the action code can beat (not trained).
+        `labels` are not used: pre-training has none.
         """
+        del labels
         reconstruction, target = outputs["reconstruction"], outputs["target"]
         beta = self.l1_beta * outputs["motion_scale"][:, None, None, None]
         l1 = smooth_l1(reconstruction - target, beta).mean()
@@ -318,76 +293,3 @@ class MA2MI(nnx.Module):
             "copy_mae": jnp.abs(outputs["base"] - target).mean(),
         }
         return l1 + self.weight_gradient * gradient, terms
-
-
-def branch_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
-    """The `BRANCH_KEYS` settings of a MIACNet or MA2MI model config, defaults filled in.
-
-    Sequences become tuples, so a config read back from JSON compares equal. Two configs
-    whose branch configs are equal build branches of identical parameter shapes.
-    """
-    defaults = inspect.signature(MIACNet.__init__).parameters
-    settings = {}
-    for key in BRANCH_KEYS:
-        value = model_config[key] if key in model_config else defaults[key].default
-        settings[key] = tuple(value) if isinstance(value, (list, tuple)) else value
-    return settings
-
-
-def _displayable(images: Any) -> np.ndarray:
-    """(n, H, W, C) uint8 or [0, 1] float -> float (n, H, W, C) in [0, 1] for imshow."""
-    images = np.asarray(images)
-    if np.issubdtype(images.dtype, np.integer):
-        images = images.astype(np.float32) / 255.0
-    return np.clip(images.astype(np.float32), 0.0, 1.0)
-
-
-def reconstruction_figure(
-    frames_t: Any, targets: Any, reconstructions: Any, path: str | pathlib.Path
-) -> None:
-    """Writes a PNG grid, one column per pair: I_t, the target I_{t+k}, the reconstruction,
-    and |target - reconstruction| (one colour scale for the whole row).
-
-    Args:
-        frames_t: (n, P, P, 3) uint8 (or [0, 1] float) input frames I_t, any size.
-        targets: (n, R, R, C) float targets in [0, 1] (C = 1: drawn in grey).
-        reconstructions: (n, R, R, C) float reconstructions.
-        path: the PNG to write.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    frames_t = _displayable(frames_t)
-    raw_targets = np.asarray(targets, np.float32)
-    raw_reconstructions = np.asarray(reconstructions, np.float32)
-    error = np.abs(raw_targets - raw_reconstructions).mean(axis=-1)
-    rows = [
-        ("I_t", frames_t),
-        ("I_{t+k} (target)", _displayable(raw_targets)),
-        ("reconstruction", _displayable(raw_reconstructions)),
-    ]
-    count = len(frames_t)
-    figure = Figure(figsize=(1.6 * max(count, 1) + 0.6, 1.7 * (len(rows) + 1)))
-    FigureCanvasAgg(figure)
-    vmax = max(float(error.max()), 1e-6) if error.size else 1.0
-    error_axes = []
-    for column in range(count):
-        for row, (label, images) in enumerate(rows):
-            axes = figure.add_subplot(len(rows) + 1, count, row * count + column + 1)
-            image = images[column]
-            if image.shape[-1] == 1:
-                axes.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
-            else:
-                axes.imshow(image)
-            axes.set_axis_off()
-            if column == 0:
-                axes.set_title(label, fontsize="small", loc="left")
-        axes = figure.add_subplot(len(rows) + 1, count, len(rows) * count + column + 1)
-        error_axes.append(axes)
-        shown = axes.imshow(error[column], cmap="magma", vmin=0.0, vmax=vmax)
-        axes.set_axis_off()
-        if column == 0:
-            axes.set_title("|target - reconstruction|", fontsize="small", loc="left")
-    if count:
-        figure.colorbar(shown, ax=error_axes, location="bottom", fraction=0.08, pad=0.04)
-    figure.savefig(path, format="png", dpi=100)

@@ -19,7 +19,7 @@ branch shapes after MMNet (IJCAI 2022, same first author, the closest public cod
 - Action branch (`ActionBranch`): residual blocks (conv 3x3 - GroupNorm - ReLU -
   conv 3x3 - GroupNorm, 1x1 projection shortcut when the shape changes); the first
   log2(input_size / grid) blocks halve the resolution, so the last map is grid x grid;
-  a 1x1 conv projects it to `embed_dim`. Spatial *continuous attention*, as in MMNet's
+  a 1x1 conv projects it to `embed_features`. Spatial *continuous attention*, as in MMNet's
   CA block: each block computes a map sigmoid(conv3x3([channel-mean, channel-max])) of
   its residual features, multiplies it by the previous block's map (average-pooled to
   this block's grid), and scales its residual features by the product. GroupNorm rather
@@ -28,29 +28,26 @@ branch shapes after MMNet (IJCAI 2022, same first author, the closest public cod
 - Position branch (`PositionBranch`): a small ViT on the onset area-downsampled to
   grid x grid, patch 1 (a linear embedding of each pixel), learned position embeddings,
   `vit_depth` pre-LayerNorm blocks (multi-head self-attention with `vit_heads` heads, an
-  MLP of `vit_mlp_ratio` x width with GELU), a final LayerNorm -> (grid, grid, embed_dim).
+  MLP of `vit_mlp_ratio` x width with GELU), a final LayerNorm -> (grid, grid, embed_features).
 - Head: the two maps are added at the last feature map, then a per-location dense layer
   with ReLU (without it a linear head on the sum would reduce the position features to a
   per-sample bias of the logits: the nonlinearity is what lets position gate action),
   then global average pooling (`head="pool"`) or flattening (`head="flatten"`: each
   location keeps its own classifier weights, so *where* on the face the motion is counts
   directly; methods.md allows either), dropout, a dense classifier. Loss: cross-entropy.
-  On the synthetic database, seed 0, flattening with weight decay did better than
-  pooling (UF1 0.308 against 0.223; configs/miacnet.py and the README give the
-  3-seed figures).
+  (The README compares the two heads.)
 
 Sizes: the defaults are CPU-sized for the 2-core LOSO runs: grey input 28, grid 7, action
-blocks of 16 and 32 channels, width 32 (38k parameters for 5 classes; a training step of
-batch 32 took 20-26 ms on the project's 2-core CPU). The grid is the cost: the ViT
-attends over grid^2 tokens, and at grid 14 (196 tokens; input 56, RGB) the same step
-took 230 ms. A full (GPU) size, as a config sets it: RGB input 112, grid 14,
-action_channels (32, 64, 128), embed_dim 128 (MMNet: 224 inputs, ResNet-18 widths, 512).
+blocks of 16 and 32 channels, width 32. The grid is the cost: the ViT attends over grid^2
+tokens. A full (GPU) size, as a config sets it: RGB input 112, grid 14, action_features
+(32, 64, 128), embed_features 128 (MMNet: 224 inputs, ResNet-18 widths, 512).
 """
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -61,19 +58,6 @@ from jax.typing import DTypeLike
 from mer_jax.models.base import MERModel
 from mer_jax.models.layers import conv, cross_entropy
 
-# Constructor arguments that shape the two pre-trainable branches (and what they read):
-# MA2MI takes exactly these with the same defaults, so a fine-tuning config and its
-# pre-training agree on them (`ma2mi.branch_config`).
-BRANCH_KEYS: tuple[str, ...] = (
-    "input_size",
-    "grayscale",
-    "action_channels",
-    "embed_dim",
-    "grid",
-    "vit_depth",
-    "vit_heads",
-    "vit_mlp_ratio",
-)
 # The sub-modules MIACNet shares with MA2MI, by attribute name.
 SHARED_BRANCHES: tuple[str, ...] = ("action", "position")
 
@@ -286,19 +270,19 @@ class ActionBranch(nnx.Module):
         *,
         input_size: int,
         grid: int,
-        channels: Sequence[int],
-        embed_dim: int,
+        features: Sequence[int],
+        embed_features: int,
         dtype: DTypeLike,
         rngs: nnx.Rngs,
     ) -> None:
-        """Builds one `ContinuousAttentionBlock` per entry of `channels` (its width)."""
+        """Builds one `ContinuousAttentionBlock` per entry of `features` (its width)."""
         halvings = doublings_between(input_size, grid)
-        if len(channels) < halvings:
+        if len(features) < halvings:
             raise ValueError(
-                f"action_channels {tuple(channels)} has {len(channels)} blocks, but going from "
-                f"input_size {input_size} to grid {grid} needs {halvings} stride-2 blocks"
+                f"action_features {tuple(features)} has {len(features)} blocks, but going "
+                f"from input_size {input_size} to grid {grid} needs {halvings} stride-2 blocks"
             )
-        widths = [in_features, *channels]
+        widths = [in_features, *features]
         self.blocks = nnx.List(
             [
                 ContinuousAttentionBlock(
@@ -307,7 +291,7 @@ class ActionBranch(nnx.Module):
                 for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
             ]
         )
-        self.project = conv(channels[-1], embed_dim, (1, 1), dtype=dtype, rngs=rngs)
+        self.project = conv(features[-1], embed_features, (1, 1), dtype=dtype, rngs=rngs)
 
     def __call__(self, motion: jax.Array) -> jax.Array:
         """(N, S, S, C) motion image -> (N, G, G, D) action features."""
@@ -325,7 +309,7 @@ class TransformerBlock(nnx.Module):
     ) -> None:
         """Builds the block for tokens of width `dim` (divisible by `heads`)."""
         if dim % heads:
-            raise ValueError(f"embed_dim ({dim}) must be divisible by vit_heads ({heads})")
+            raise ValueError(f"embed_features ({dim}) must be divisible by vit_heads ({heads})")
         self.heads = heads
         self.dtype = dtype
         self.norm1 = nnx.LayerNorm(dim, dtype=dtype, rngs=rngs)
@@ -358,7 +342,7 @@ class PositionBranch(nnx.Module):
         in_features: int,
         *,
         grid: int,
-        embed_dim: int,
+        embed_features: int,
         depth: int,
         heads: int,
         mlp_ratio: int,
@@ -368,15 +352,16 @@ class PositionBranch(nnx.Module):
         """Builds the pixel embedding, the location embeddings and `depth` blocks."""
         self.grid = grid
         self.dtype = dtype
-        self.embed = nnx.Linear(in_features, embed_dim, dtype=dtype, rngs=rngs)
-        self.location = nnx.Param(0.02 * jax.random.normal(rngs.params(), (grid * grid, embed_dim)))
+        width = embed_features
+        self.embed = nnx.Linear(in_features, width, dtype=dtype, rngs=rngs)
+        self.location = nnx.Param(0.02 * jax.random.normal(rngs.params(), (grid * grid, width)))
         self.blocks = nnx.List(
             [
-                TransformerBlock(embed_dim, heads, mlp_ratio, dtype=dtype, rngs=rngs)
+                TransformerBlock(width, heads, mlp_ratio, dtype=dtype, rngs=rngs)
                 for _ in range(depth)
             ]
         )
-        self.norm = nnx.LayerNorm(embed_dim, dtype=dtype, rngs=rngs)
+        self.norm = nnx.LayerNorm(width, dtype=dtype, rngs=rngs)
 
     def __call__(self, face: jax.Array) -> jax.Array:
         """(N, S, S, C) face in [0, 1] -> (N, G, G, D)."""
@@ -389,80 +374,85 @@ class PositionBranch(nnx.Module):
         return self.norm(tokens).reshape(batch, grid, grid, -1)
 
 
-def make_branches(
-    *,
-    input_size: int,
-    grayscale: bool,
-    action_channels: Sequence[int],
-    embed_dim: int,
-    grid: int,
-    vit_depth: int,
-    vit_heads: int,
-    vit_mlp_ratio: int,
-    dtype: DTypeLike,
-    rngs: nnx.Rngs,
-) -> tuple[ActionBranch, PositionBranch]:
-    """The action and position branches from the `BRANCH_KEYS` values (MIACNet and MA2MI)."""
-    in_features = 1 if grayscale else 3
-    action = ActionBranch(
-        in_features,
-        input_size=input_size,
-        grid=grid,
-        channels=tuple(action_channels),
-        embed_dim=embed_dim,
-        dtype=dtype,
-        rngs=rngs,
-    )
-    position = PositionBranch(
-        in_features,
-        grid=grid,
-        embed_dim=embed_dim,
-        depth=vit_depth,
-        heads=vit_heads,
-        mlp_ratio=vit_mlp_ratio,
-        dtype=dtype,
-        rngs=rngs,
-    )
-    return action, position
+@dataclasses.dataclass(frozen=True)
+class BranchSettings:
+    """What shapes the two pre-trainable branches (and what they read).
+
+    MIACNet and MA2MI take these as keyword arguments with these defaults, so a
+    fine-tuning config and its pre-training agree on them (`models.branch_settings`).
+
+    Attributes:
+        input_size: side the frames are resized to; `grid` times a power of 2.
+        grayscale: luminance instead of RGB frames.
+        action_features: widths of the action branch's blocks; at least
+            log2(input_size / grid) of them (those have stride 2).
+        embed_features: width D of both branches' output maps.
+        grid: side G of both branches' output maps (and of the ViT's token grid).
+        vit_depth: transformer blocks of the position branch.
+        vit_heads: attention heads (must divide `embed_features`).
+        vit_mlp_ratio: hidden width of the ViT MLPs, in multiples of `embed_features`.
+    """
+
+    input_size: int = 28
+    grayscale: bool = True
+    action_features: tuple[int, ...] = (16, 32)
+    embed_features: int = 32
+    grid: int = 7
+    vit_depth: int = 2
+    vit_heads: int = 4
+    vit_mlp_ratio: int = 2
+
+    def __post_init__(self) -> None:
+        # A config read back from JSON holds lists: compare and hash as tuples.
+        object.__setattr__(self, "action_features", tuple(self.action_features))
+
+    def build(self, *, dtype: DTypeLike, rngs: nnx.Rngs) -> tuple["ActionBranch", "PositionBranch"]:
+        """The action and position branches (MIACNet and MA2MI build them here)."""
+        in_features = 1 if self.grayscale else 3
+        action = ActionBranch(
+            in_features,
+            input_size=self.input_size,
+            grid=self.grid,
+            features=self.action_features,
+            embed_features=self.embed_features,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        position = PositionBranch(
+            in_features,
+            grid=self.grid,
+            embed_features=self.embed_features,
+            depth=self.vit_depth,
+            heads=self.vit_heads,
+            mlp_ratio=self.vit_mlp_ratio,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        return action, position
 
 
 class MIACNet(MERModel):
     """MIACNet on the onset and apex frames; see the module docstring for what is published."""
 
     fields: ClassVar[tuple[str, ...]] = ("onset_image", "apex_image")
+    BRANCH_SETTINGS: ClassVar[type[BranchSettings]] = BranchSettings
 
     def __init__(
         self,
         num_classes: int,
         *,
-        input_size: int = 28,
-        grayscale: bool = True,
-        action_channels: Sequence[int] = (16, 32),
-        embed_dim: int = 32,
-        grid: int = 7,
-        vit_depth: int = 2,
-        vit_heads: int = 4,
-        vit_mlp_ratio: int = 2,
         dropout: float = 0.0,
         hflip: bool = False,
         label_smoothing: float = 0.0,
         head: str = "pool",
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
+        **branch_settings: Any,
     ) -> None:
         """Builds the network.
 
         Args:
             num_classes: number of expression classes.
-            input_size: side the frames are resized to; `grid` times a power of 2.
-            grayscale: luminance instead of RGB frames.
-            action_channels: widths of the action branch's blocks; at least
-                log2(input_size / grid) of them (those have stride 2).
-            embed_dim: width D of both branches' output maps.
-            grid: side G of both branches' output maps (and of the ViT's token grid).
-            vit_depth: transformer blocks of the position branch.
-            vit_heads: attention heads (must divide `embed_dim`).
-            vit_mlp_ratio: hidden width of the ViT MLPs, in multiples of `embed_dim`.
             dropout: dropout rate on the pooled features before the classifier.
             hflip: random horizontal flips (onset and apex together) in training.
             label_smoothing: cross-entropy label smoothing.
@@ -470,31 +460,24 @@ class MIACNet(MERModel):
                 average) or "flatten" (every location its own weights).
             dtype: compute dtype; parameters stay float32, logits are float32.
             rngs: initialisation randomness.
+            **branch_settings: the fields of `BranchSettings` (input size, widths, grid,
+                ViT), shared with the MA2MI pre-training.
         """
+        branches = BranchSettings(**branch_settings)
         self.num_classes = num_classes
-        self.input_size = input_size
-        self.grayscale = grayscale
+        self.input_size = branches.input_size
+        self.grayscale = branches.grayscale
         self.hflip = hflip
         self.label_smoothing = label_smoothing
         self.dtype = dtype
-        self.action, self.position = make_branches(
-            input_size=input_size,
-            grayscale=grayscale,
-            action_channels=action_channels,
-            embed_dim=embed_dim,
-            grid=grid,
-            vit_depth=vit_depth,
-            vit_heads=vit_heads,
-            vit_mlp_ratio=vit_mlp_ratio,
-            dtype=dtype,
-            rngs=rngs,
-        )
-        self.fusion = nnx.Linear(embed_dim, embed_dim, dtype=dtype, rngs=rngs)
+        self.action, self.position = branches.build(dtype=dtype, rngs=rngs)
+        width = branches.embed_features
+        self.fusion = nnx.Linear(width, width, dtype=dtype, rngs=rngs)
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.head = head
         self.dropout = nnx.Dropout(dropout)
-        head_in = embed_dim * (grid * grid if head == "flatten" else 1)
+        head_in = width * (branches.grid**2 if head == "flatten" else 1)
         self.classifier = nnx.Linear(head_in, num_classes, dtype=dtype, rngs=rngs)
 
     def prepare(
