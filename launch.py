@@ -11,8 +11,11 @@ a run was interrupted) and writes config.json, metrics.json, predictions.csv,
 confusion_matrix.png, curves.png, timing.json, checkpoints/ and tensorboard/.
 `eval` restores the checkpoints and recomputes every evaluation output.
 A config with `task = "pretrain"` runs MA2MI pre-training instead
-(`mer_jax.train.pretrain`: reconstructions.png, pretrain_metrics.json, the
+(`mer_jax.train.pretraining`: reconstructions.png, pretrain_metrics.json, the
 exported branches).
+
+The data flows one way: `data_builders.load` builds the configured dataset on first
+use and reads it; the run of the config's task (`mer_jax.train.RUNS`) receives it.
 """
 
 import pathlib
@@ -51,8 +54,8 @@ def main(argv: list[str]) -> None:
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     # Imported here so that --help and flag errors answer without starting JAX.
-    from mer_jax.evaluate import report
-    from mer_jax.train import engine, pretrain
+    import data_builders
+    from mer_jax.train import RUNS
 
     config = _CONFIG.value
     if config is None:
@@ -60,24 +63,15 @@ def main(argv: list[str]) -> None:
     config_path = flags.FLAGS["config"].config_filename
     workdir = pathlib.Path(_WORKDIR.value or f"runs/{pathlib.Path(config_path).stem}")
     tic = time.perf_counter()
-    pretraining = config.get("task", "loso") == "pretrain"
     try:
-        run = (
-            pretrain.PretrainRun(config, workdir)
-            if pretraining
-            else engine.LosoRun(config, workdir)
-        )
-        if _MODE.value == "train":
-            metrics = run.train()
-        else:
-            metrics = run.evaluate()
+        if config.task not in RUNS:
+            raise UserError(f"Unknown task {config.task!r}; use one of {sorted(RUNS)}.")
+        run = RUNS[config.task](config, workdir, data_builders.load(config.data))
+        metrics = run.train() if _MODE.value == "train" else run.evaluate()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    if pretraining:
-        print(pretrain.summarize(metrics, workdir))
-    else:
-        print(report.format_summary(metrics))
+    print(run.summarize(metrics))
     print(f"{_MODE.value} finished in {time.perf_counter() - tic:.0f} s; outputs in {workdir}")
 
 

@@ -25,12 +25,13 @@ _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
 
 def measure(config, mode: str) -> dict:
+    import data_builders
     from mer_jax.train import engine
 
     config = config.copy_and_resolve_references()
     config.engine.mode = mode
     with tempfile.TemporaryDirectory() as workdir:
-        run = engine.LosoRun(config, workdir)
+        run = engine.LosoRun(config, workdir, data_builders.load(config.data))
         tic = time.perf_counter()
         metrics = run.train()
         wall = time.perf_counter() - tic

@@ -1,31 +1,30 @@
-"""Defaults shared by every experiment config; each config overrides what it needs.
+"""The schema every experiment config derives from; each config overrides what it needs.
 
 Any field can be changed from the command line, e.g.
 `--config.train.steps=2000 --config.seeds='(0,1,2,3,4)' --config.engine.mode=stacked`.
+The same concept has the same name in every config: LOSO configs (task "loso") and the
+MA2MI pre-training config (task "pretrain") share this schema.
 """
-
-import os
 
 import ml_collections
 from ml_collections import config_dict
 
 
-def default_data_dir() -> str:
-    """Where built datasets are cached: $MER_JAX_DATA_DIR, else ~/.cache/mer_jax/datasets."""
-    return os.environ.get(
-        "MER_JAX_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "datasets")
-    )
-
-
 def get_base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    # Results are reported as mean +- std over these seeds; each seed trains every fold.
+    # "loso": train and evaluate a classifier under leak-free LOSO (mer_jax.train.engine);
+    # "pretrain": MA2MI pre-training on a macro-expression corpus (mer_jax.train.pretraining).
+    config.task = "loso"
+    # Results are reported as mean +- std over these seeds; each seed trains every fold
+    # (pre-training trains one model: one seed).
     config.seeds = (0, 1, 2)
 
     config.data = ml_collections.ConfigDict()
     # A builder name: synthetic_me (default, no licence needed) or a real database.
     config.data.name = "synthetic_me"
-    config.data.data_dir = default_data_dir()
+    # Where built datasets are cached; None: $MER_JAX_DATA_DIR, else
+    # ~/.cache/mer_jax/datasets.
+    config.data.data_dir = config_dict.placeholder(str)
     # Folder of the licensed release, for real databases (see data_builders/).
     config.data.manual_dir = config_dict.placeholder(str)
     # Builder config name (None = the builder's default).
@@ -38,6 +37,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.data.split = "loso"
 
     config.model = ml_collections.ConfigDict()
+    # A registered model (mer_jax.models.MODELS) of the config's task; the other keys are
+    # its constructor's arguments. Sizes that must agree with the build (e.g. DeRe-GRL's
+    # crop_size) are read from the build's metadata.
     config.model.name = "ststnet"
     # A finished pre-training workdir whose exported branches initialise the model
     # (MIACNet after configs/ma2mi_pretrain.py); its corpus must share no subject with
@@ -64,8 +66,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.engine.mode = "auto"
     # Replicas (fold x seed runs) per stacked chunk; 0 = as many as fit in device memory.
     config.engine.replicas_per_chunk = 0
-    # Devices on the mesh's fold axis; -1 = all.
-    config.engine.mesh_fold_devices = -1
+    # Devices the run uses (-1 = all): LOSO stacks replicas over them (the mesh's `fold`
+    # axis), pre-training splits each batch over them (its `data` axis).
+    config.engine.devices = -1
     # Training steps run between two host synchronisations (metrics, progress, checkpoints).
     config.engine.steps_per_dispatch = 100
     # How those steps run: "scan" (one lax.scan program), "python" (one jitted step per
@@ -77,3 +80,22 @@ def get_base_config() -> ml_collections.ConfigDict:
     # "disallow" turns any hidden host<->device copy in the training loop into an error.
     config.engine.transfer_guard = "disallow"
     return config
+
+
+def miacnet_branches() -> ml_collections.ConfigDict:
+    """The pre-trainable branch settings of MIACNet (`miacnet.BranchSettings`): shared by
+    configs/miacnet.py and configs/ma2mi_pretrain.py, so a pre-training made with the
+    default configs fits the fine-tuning (`init_from` checks it). CPU-sized; the GPU size
+    is in configs/miacnet.py's docstring."""
+    return ml_collections.ConfigDict(
+        {
+            "input_size": 28,
+            "grayscale": True,
+            "action_features": (16, 32),
+            "embed_features": 32,
+            "grid": 7,
+            "vit_depth": 2,
+            "vit_heads": 4,
+            "vit_mlp_ratio": 2,
+        }
+    )

@@ -5,13 +5,9 @@ Command:
 
 Sized for a 2-core CPU: K = 4 candidates of 14 x 14 motion maps, an 8/16/32-channel
 encoder, 400 steps of batch 32, 16 folds x 3 seeds. Expected result on the default
-synthetic database (16 subjects, CASME II 5-class, LOSO, seeds 0/1/2), measured from a
-fresh clone: UF1 0.533 +- 0.030, UAR 0.506 +- 0.038, accuracy 0.544 +- 0.015 (chance
-0.2); 10 min 52 s including the first data generation and build, on a 2-core CPU shared
-with another training run. On another, idle 2-core CPU (AMD EPYC), same code: UF1
-0.514 +- 0.033, UAR 0.490 +- 0.039, accuracy 0.520 +- 0.022, 3 min 4 s in all (README:
-results move by up to about 0.02 UF1 across CPUs). The ablations are in the README's
-results table.
+synthetic database (16 subjects, CASME II 5-class, LOSO, seeds 0/1/2): UF1 about 0.5
+(chance 0.2); the measured figures, with the wall time of a first run (data generation
+and build included), are in the README.
 
 Ablations (the README's rows): --config.model.weight_rank=0 (no ranking),
 --config.model.weight_cal=0 (no calibration), --config.model.num_candidates=1.
@@ -29,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_candidates = 4
     config.model.input_size = 14
     config.model.encoder_features = (8, 16, 32)
-    config.model.scorer_hidden = 16
+    config.model.scorer_features = 16
     # Loss weights: CE(z) + weight_aux * CE_aux + weight_rank * L_rank + weight_cal * L_cal.
     config.model.weight_aux = 0.5
     config.model.weight_rank = 1.0

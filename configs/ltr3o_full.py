@@ -6,7 +6,7 @@ Command:
 K = 8 candidates of 28 x 28 maps with strain (6 channels), a 32/64/128-channel encoder,
 2000 steps of batch 64, folds x seeds trained at once (`engine.mode=stacked`). Add
 `--config.data.name=casme2 --config.data.manual_dir=...` for a licensed database.
-Not measured on a GPU yet: no accelerator was available when it was written.
+The README says whether and where it has been measured.
 """
 
 import ml_collections
@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.input_size = 28
     config.model.use_strain = True
     config.model.encoder_features = (32, 64, 128)
-    config.model.scorer_hidden = 32
+    config.model.scorer_features = 32
     config.train.steps = 2000
     config.train.batch_size = 64
     config.train.schedule = "cosine"

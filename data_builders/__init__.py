@@ -25,6 +25,7 @@ casme3_macro, ckplus, video_folder) hold one example per frame pair (I_t, I_{t+k
 """
 
 import dataclasses
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -413,3 +414,45 @@ def load_examples(
             # Scalars come back as Python numbers: restore the declared dtype.
             arrays[key] = np.asarray(np.stack(values), dtype=feature.np_dtype)
     return arrays
+
+
+def load(data_config: Any) -> Any:
+    """INTERIM (replaced by the data_builders refactor): build on first use and read."""
+    import ml_collections  # noqa: F401
+
+    from mer_jax.data import protocols
+    from mer_jax.data.dataset import MERDataset, PairCorpus
+
+    if data_config.get("data_dir") is not None and not str(data_config.data_dir).strip():
+        raise UserError("data.data_dir is empty")
+    data_dir = data_config.get("data_dir") or os.environ.get(
+        "MER_JAX_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "datasets")
+    )
+    builder = build(
+        data_config.name,
+        data_dir=Path(data_dir).expanduser(),
+        manual_dir=data_config.get("manual_dir"),
+        config=data_config.get("builder_config"),
+        overrides=dict(data_config.get("overrides") or {}),
+    )
+    if isinstance(builder, MacroPairsBuilder):
+        return PairCorpus(
+            name=data_config.name,
+            metadata=dict(builder.info.metadata),
+            source=pair_source(builder),
+            frame_bytes=macro_corpus_bytes(builder),
+            load_all=lambda: load_examples(builder),
+        )
+    examples = load_examples(builder)
+    class_names = tuple(builder.info.metadata["class_names"])
+    if data_config.get("protocol"):
+        protocol = protocols.get_protocol(data_config.protocol)
+        labels = [
+            protocol.label_of(d, e)
+            for d, e in zip(examples["dataset"], examples["emotion"], strict=True)
+        ]
+        examples["label"] = np.array([-1 if lab is None else lab for lab in labels], np.int64)
+        class_names = tuple(protocol.class_names)
+    keep = examples["label"] >= 0
+    examples = {k: v[keep] for k, v in examples.items()}
+    return MERDataset(data_config.name, class_names, examples, dict(builder.info.metadata))

@@ -53,6 +53,15 @@ def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
+def make_run(
+    config: ml_collections.ConfigDict, workdir: Path, run_class: type | None = None
+) -> Any:
+    """What launch.py does: the run of the config's task, given the loaded data."""
+    from mer_jax.train import RUNS
+
+    return (run_class or RUNS[config.task])(config, workdir, data_builders.load(config.data))
+
+
 def settings(data_dir: Path, changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Dotted config keys -> values of a tiny run on the fixture data."""
     return {**TINY, "data.data_dir": str(data_dir), **(changes or {})}

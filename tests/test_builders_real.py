@@ -9,7 +9,6 @@ import pytest
 
 import data_builders
 from data_builders.megc2019 import COMPOSITE_LIST
-from mer_jax.data import resident
 from mer_jax.data.action_units import AU_LIST
 from mer_jax.errors import UserError
 
@@ -175,7 +174,7 @@ def test_configs_name_a_real_dataset(built):
             "protocol": None,
         }
     )
-    dataset = resident.load(config)  # the build above is found, not rebuilt
+    dataset = data_builders.load(config)  # the build above is found, not rebuilt
     assert dataset.num_samples == 4  # fear is excluded by casme2_5class
     assert dataset.class_names[0] == "happiness"
 

@@ -13,9 +13,10 @@ from flax import nnx
 
 from configs import dere_grl as dere_grl_config
 from mer_jax.data.action_units import AU_LIST
+from mer_jax.errors import UserError
+from mer_jax.evaluate.figures import DERE_GRL_PNG
 from mer_jax.models import create_model, graph
-from mer_jax.models.dere_grl import FIGURE_PNG, au_loss
-from mer_jax.train import engine
+from mer_jax.models.dere_grl import au_loss
 
 synthetic_data_dir = fixtures.synthetic_data_dir
 
@@ -28,7 +29,7 @@ ABLATIONS = {
     "full": {},
     "no_adm": {"use_adm": False},
     "no_rrm": {"use_rrm": False},
-    "no_au": {"lambda_au": 0.0},
+    "no_au": {"weight_au": 0.0},
     # Every other branch at once (one compile): no ADM, no high-order stream, no learned
     # adjacency, the jaw component, no RRM, no AU head.
     "lean": {
@@ -37,7 +38,7 @@ ABLATIONS = {
         "learnable_adjacency": False,
         "include_jaw": True,
         "use_rrm": False,
-        "lambda_au": 0.0,
+        "weight_au": 0.0,
     },
 }
 
@@ -297,12 +298,11 @@ def test_loso_run_trains_and_draws_the_weights_figure(synthetic_data_dir, tmp_pa
         "train.steps": 20,
         "train.checkpoint_every": 20,
         "engine.mode": "sequential",
-        "model.crop_size": fixtures.OVERRIDES["crop_size"],
         # A lighter graph (compile time is most of this test); RRM and the learned
         # adjacency, which the figure draws, stay on.
         "model.num_layers": 1,
         "model.use_high_order": False,
-        "model.lambda_au": 0.0,
+        "model.weight_au": 0.0,
         "model.hflip": False,
     }
     for dotted, value in changes.items():
@@ -312,8 +312,23 @@ def test_loso_run_trains_and_draws_the_weights_figure(synthetic_data_dir, tmp_pa
             holder = holder[part]
         holder[name] = value
     workdir = tmp_path / "dere_grl"
-    metrics = engine.LosoRun(config, workdir).train()
+    run = fixtures.make_run(config, workdir)
+    # The crop size the landmarks are measured in comes from the build, not the config.
+    assert run.model_config["crop_size"] == fixtures.OVERRIDES["crop_size"]
+    metrics = run.train()
     assert 0.0 <= metrics["uf1"] <= 1.0
-    figure = workdir / FIGURE_PNG
+    figure = workdir / DERE_GRL_PNG
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((workdir / "metrics.json").read_text())["n_folds"] == fixtures.NUM_SUBJECTS
+
+
+def test_a_crop_size_that_disagrees_with_the_build_is_an_error(synthetic_data_dir, tmp_path):
+    config = dere_grl_config.get_config()
+    for dotted, value in {**fixtures.settings(synthetic_data_dir), "model.crop_size": 128}.items():
+        *path, name = dotted.split(".")
+        holder = config
+        for part in path:
+            holder = holder[part]
+        holder[name] = value
+    with pytest.raises(UserError, match=r"model.crop_size=128, but the dataset was built with"):
+        fixtures.make_run(config, tmp_path)

@@ -25,6 +25,7 @@ from fixtures import (
     ROOT,
     launch,
     launch_env,
+    make_run,
     tiny_config,
     write_config_file,
 )
@@ -70,7 +71,7 @@ class RecordingRun(engine.LosoRun):
 
 
 def train(config: ml_collections.ConfigDict, workdir: Path) -> Trained:
-    run = RecordingRun(config, workdir)
+    run = make_run(config, workdir, RecordingRun)
     metrics = run.train()
     return Trained(run, workdir, metrics, run.layouts)
 
@@ -79,7 +80,7 @@ def train(config: ml_collections.ConfigDict, workdir: Path) -> Trained:
 def stacked(synthetic_data_dir, tmp_path_factory) -> Trained:
     """All 8 replicas (4 folds x 2 seeds) in one chunk over the 8 test devices."""
     config = tiny_config(
-        synthetic_data_dir, {"engine.mode": "stacked", "engine.mesh_fold_devices": -1}
+        synthetic_data_dir, {"engine.mode": "stacked", "engine.devices": -1}
     )
     return train(config, tmp_path_factory.mktemp("stacked"))
 
@@ -217,7 +218,7 @@ def copy_workdir(source: Path, destination: Path) -> dict[str, bytes]:
 def test_evaluate_reproduces_the_outputs_exactly(stacked, tmp_path):
     workdir = tmp_path / "workdir"
     before = copy_workdir(stacked.workdir, workdir)
-    metrics = engine.LosoRun(stacked.run.config, workdir).evaluate()
+    metrics = make_run(stacked.run.config, workdir).evaluate()
     for name in OUTPUTS:
         assert (workdir / name).is_file(), name
     assert json.loads((workdir / "metrics.json").read_bytes()) == json.loads(before["metrics.json"])
@@ -231,7 +232,7 @@ def test_evaluate_restores_checkpoints_onto_another_layout(sequential, tmp_path)
     copy_workdir(sequential.workdir, workdir)
     config = sequential.run.config.copy_and_resolve_references()
     config.engine.mode = "stacked"
-    engine.LosoRun(config, workdir).evaluate()
+    make_run(config, workdir).evaluate()
     if not assert_same_predictions(read_predictions(workdir), read_predictions(sequential.workdir)):
         metrics = json.loads((workdir / "metrics.json").read_text())
         assert_same_metrics(metrics, sequential.metrics)
@@ -258,7 +259,7 @@ def test_transfer_guard_rejects_a_hidden_copy_in_the_training_loop(
     assert stacked.run.config.engine.transfer_guard == "disallow"
     config = tiny_config(synthetic_data_dir, {"engine.mode": "sequential", "seeds": (0,)})
     with pytest.raises(Exception, match="[Dd]isallowed host-to-device transfer"):
-        HostArrayRun(config, tmp_path).train()
+        make_run(config, tmp_path, HostArrayRun).train()
 
 
 def test_bfloat16_compute_trains_to_finite_metrics(synthetic_data_dir, sequential, tmp_path):
@@ -266,7 +267,7 @@ def test_bfloat16_compute_trains_to_finite_metrics(synthetic_data_dir, sequentia
         synthetic_data_dir,
         {"engine.mode": "sequential", "engine.compute_dtype": "bfloat16", "seeds": (0,)},
     )
-    metrics = engine.LosoRun(config, tmp_path).train()
+    metrics = make_run(config, tmp_path).train()
     assert np.isfinite([metrics[k] for k in HEADLINE]).all()
     bf16 = read_predictions(tmp_path)
     assert np.isfinite(bf16.probs).all()
@@ -366,7 +367,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(resumed):
         for workdir in (killed, whole):
             directory = workdir / "checkpoints" / f"chunk_{index:03d}"
             assert finished_steps(directory)[-1] == RESUME_STEPS
-            ckpt = checkpoint.ChunkCheckpointer(directory, async_save=False)
+            ckpt = checkpoint.Checkpointer(directory, async_save=False)
             metas.append(ckpt.restore_meta(RESUME_STEPS))
             ckpt.close()
         assert metas[0]["history"]["step"] == list(range(20, RESUME_STEPS + 1, 20))

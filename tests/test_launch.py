@@ -13,8 +13,6 @@ import fixtures
 import pytest
 from fixtures import launch, tiny_config, write_config_file
 
-from mer_jax.train import engine
-
 # The session's tiny dataset, a fixture of this module too.
 synthetic_data_dir = fixtures.synthetic_data_dir
 
@@ -36,7 +34,7 @@ def ststnet_workdir(synthetic_data_dir, tmp_path_factory) -> Path:
     config = tiny_config(
         synthetic_data_dir, {"engine.mode": "sequential", "seeds": (0,), "train.steps": 20}
     )
-    engine.LosoRun(config, workdir).train()
+    fixtures.make_run(config, workdir).train()
     assert list((workdir / "checkpoints").glob("chunk_*"))
     return workdir
 

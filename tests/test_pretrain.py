@@ -11,8 +11,9 @@ from flax import nnx
 
 import data_builders
 from configs import ma2mi_pretrain, miacnet
+from mer_jax import models
 from mer_jax.errors import UserError
-from mer_jax.train import engine, optim, pretrain, pretrained
+from mer_jax.train import init_from, optim, pretraining
 
 synthetic_data_dir = fixtures.synthetic_data_dir
 
@@ -28,8 +29,8 @@ MACRO_OVERRIDES = {
 BRANCHES = {
     "input_size": 14,
     "grid": 7,
-    "action_channels": (8,),
-    "embed_dim": 8,
+    "action_features": (8,),
+    "embed_features": 8,
     "vit_depth": 1,
     "vit_heads": 2,
 }
@@ -61,12 +62,12 @@ def pretrain_config(data_dir, **changes):
             "data.overrides": MACRO_OVERRIDES,
             "data.streaming": "resident",
             "model.recon_size": 14,
-            "model.decoder_channels": (8,),
+            "model.decoder_features": (8,),
             **{f"model.{k}": v for k, v in BRANCHES.items()},
             "train.steps": 10,
             "train.batch_size": 16,
             "train.warmup_steps": 0,
-            "train.log_every": 5,
+            "engine.steps_per_dispatch": 5,
             "train.checkpoint_every": 5,
             **changes,
         },
@@ -92,23 +93,24 @@ def finetune_config(data_dir, init_from, **changes):
 @pytest.fixture(scope="module")
 def pretrained_workdir(macro_data_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ma2mi")
-    metrics = pretrain.PretrainRun(pretrain_config(macro_data_dir), workdir).train()
+    metrics = fixtures.make_run(pretrain_config(macro_data_dir), workdir).train()
     return workdir, metrics
 
 
 def test_pretraining_writes_its_outputs(pretrained_workdir):
     workdir, metrics = pretrained_workdir
-    for name in ("config.json", pretrain.CORPUS_JSON, pretrain.METRICS_JSON, "pretrained.json"):
+    outputs = ("config.json", pretraining.CORPUS_JSON, pretraining.METRICS_JSON, "pretrained.json")
+    for name in outputs:
         assert (workdir / name).is_file(), name
-    assert (workdir / pretrain.FIGURE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (workdir / pretraining.FIGURE_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert metrics["steps"] == 10 and metrics["source"] == "resident"
     assert metrics["pairs_per_s"] > 0
     assert metrics["frames_per_s"] == pytest.approx(2 * metrics["pairs_per_s"])
     assert np.isfinite(metrics["fixed_pairs_eval"]["loss"])
-    corpus = json.loads((workdir / pretrain.CORPUS_JSON).read_text())
+    corpus = json.loads((workdir / pretraining.CORPUS_JSON).read_text())
     assert corpus["subjects"] == ["synthetic_macro/sub01", "synthetic_macro/sub02"]
     # A finished run restarted in its workdir trains no further and says the same.
-    again = pretrain.PretrainRun(pretrain_config(workdir.parent), workdir)
+    again = fixtures.make_run(pretrain_config(workdir.parent), workdir)
     assert again.evaluate()["fixed_pairs_eval"] == metrics["fixed_pairs_eval"]
 
 
@@ -117,7 +119,7 @@ def test_streaming_through_grain_without_excluded_subjects(macro_data_dir, tmp_p
         macro_data_dir,
         **{"data.streaming": "grain", "data.exclude_subjects": ("synthetic_macro/sub02",)},
     )
-    metrics = pretrain.PretrainRun(config, tmp_path).train()
+    metrics = fixtures.make_run(config, tmp_path).train()
     assert metrics["source"] == "grain" and metrics["steps"] == 10
     assert np.isfinite(metrics["final_train"]["loss"])
     assert json.loads((tmp_path / "pretrained.json").read_text())["subjects"] == [
@@ -125,15 +127,16 @@ def test_streaming_through_grain_without_excluded_subjects(macro_data_dir, tmp_p
     ]
     wrong = pretrain_config(macro_data_dir, **{"data.exclude_subjects": ("casme3/spNO.1",)})
     with pytest.raises(UserError, match="does not hold"):
-        pretrain.PretrainRun(wrong, tmp_path / "other")
+        fixtures.make_run(wrong, tmp_path / "other")
 
 
 def test_init_from_restores_exactly_the_pretrained_branches(pretrained_workdir, synthetic_data_dir):
     workdir, _ = pretrained_workdir
-    run = engine.LosoRun(finetune_config(synthetic_data_dir, workdir), workdir.parent / "ft")
+    run = fixtures.make_run(finetune_config(synthetic_data_dir, workdir), workdir.parent / "ft")
     keys = jax.numpy.stack([jax.random.key(0), jax.random.key(1)])  # two replicas
     state = jax.device_get(jax.jit(run.functions.init)(keys))
-    exported = pretrained.load(workdir)
+    config = run.config
+    exported = init_from.prepare(workdir, config.model, ["synthetic_me/sub99"])
     params = nnx.to_pure_dict(state["params"])
     for branch in ("action", "position"):
         for replica in (0, 1):
@@ -157,7 +160,7 @@ def _with_keys_of(model_tree, loaded_tree):
 def test_fine_tuning_from_pretraining_runs(pretrained_workdir, synthetic_data_dir, tmp_path):
     workdir, _ = pretrained_workdir
     config = finetune_config(synthetic_data_dir, workdir)
-    metrics = engine.LosoRun(config, tmp_path).train()
+    metrics = fixtures.make_run(config, tmp_path).train()
     assert metrics["n_folds"] == fixtures.NUM_SUBJECTS
 
 
@@ -166,28 +169,26 @@ def test_guard_rejects_a_corpus_sharing_subjects(pretrained_workdir, synthetic_d
     # The same pre-training, as if its corpus had held two people of the downstream data.
     leaky = tmp_path / "leaky"
     leaky.mkdir()
-    (leaky / pretrained.EXPORT_DIR).symlink_to(workdir / pretrained.EXPORT_DIR)
-    meta = json.loads((workdir / pretrained.EXPORT_JSON).read_text())
+    (leaky / init_from.EXPORT_DIR).symlink_to(workdir / init_from.EXPORT_DIR)
+    meta = json.loads((workdir / init_from.EXPORT_JSON).read_text())
     meta["subjects"] += ["synthetic_me/sub01", "synthetic_me/sub03"]
-    (leaky / pretrained.EXPORT_JSON).write_text(json.dumps(meta))
+    (leaky / init_from.EXPORT_JSON).write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"2 subject\(s\) of this LOSO run.*sub01, .*sub03"):
-        engine.LosoRun(finetune_config(synthetic_data_dir, leaky), tmp_path / "ft")
+        fixtures.make_run(finetune_config(synthetic_data_dir, leaky), tmp_path / "ft")
 
 
 def test_branch_settings_must_match_the_pretraining(
     pretrained_workdir, synthetic_data_dir, tmp_path
 ):
     workdir, _ = pretrained_workdir
-    config = finetune_config(synthetic_data_dir, workdir, **{"model.embed_dim": 24})
-    with pytest.raises(UserError, match=r"model.embed_dim=8 \(here 24\)"):
-        engine.LosoRun(config, tmp_path)
+    config = finetune_config(synthetic_data_dir, workdir, **{"model.embed_features": 24})
+    with pytest.raises(UserError, match=r"model.embed_features=8 \(here 24\)"):
+        fixtures.make_run(config, tmp_path)
 
 
 def test_miacnet_config_feeds_the_pretraining_config():
-    branches = miacnet.get_config().model
-    model = ma2mi_pretrain.get_config().model
-    for key in pretrain.miacnet.BRANCH_KEYS:
-        assert model[key] == branches[key], key
+    fine_tuning = models.branch_settings(miacnet.get_config().model)
+    assert models.branch_settings(ma2mi_pretrain.get_config().model) == fine_tuning
 
 
 def test_pretrained_lr_scale_slows_or_freezes_only_the_loaded_branches():

@@ -1,10 +1,10 @@
-"""Orbax checkpoints of one chunk of stacked replicas (folds x seeds).
+"""Orbax checkpoints of a training state and its JSON meta, one folder each.
 
-Each chunk of replicas trained together has its own directory
-`checkpoints/chunk_000/` holding the stacked state and a JSON `meta` item
-(model name, which (fold, seed) each row is, the training curves so far), so a
-run resumes exactly where it stopped and `--mode=eval` can restore the final
-weights onto whatever devices it has, through abstract targets.
+A LOSO run keeps one folder per chunk of stacked replicas (`checkpoints/chunk_000/`:
+the stacked state, and meta saying which (fold, seed) each row is and the curves so
+far); pre-training keeps one (`checkpoints/pretrain/`). A run resumes exactly where it
+stopped, and `--mode=eval` restores the final weights onto whatever devices it has,
+through abstract targets.
 """
 
 import pathlib
@@ -14,8 +14,8 @@ import jax
 import orbax.checkpoint as ocp
 
 
-class ChunkCheckpointer:
-    """Saves and restores the stacked training state of one chunk of replicas."""
+class Checkpointer:
+    """Saves and restores a training state and its meta in one folder (latest step kept)."""
 
     def __init__(self, directory: pathlib.Path, *, async_save: bool = True):
         self.directory = pathlib.Path(directory).absolute()

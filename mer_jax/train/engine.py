@@ -18,12 +18,13 @@ from (seed, fold, step) alone, so both layouts train the same models.
 `engine.loop` chooses how the steps of one dispatch run: "scan" (`lax.scan`, one
 device program per dispatch) or "python" (one jitted step per call, queued
 asynchronously and synchronised once per dispatch). XLA:CPU runs convolutions inside
-a while loop several times slower than outside one (jax-ml/jax#12868; measured here:
-FR's step 37 ms alone, 230 ms inside `lax.scan`), so "auto" uses "python" on a CPU.
+a while loop several times slower than outside one (jax-ml/jax#12868; the README gives
+the measurement), so "auto" uses "python" on a CPU.
 
 Stages of a run, in order: plan the replicas and chunks; per chunk, initialise
-or resume from its checkpoint, train, save, and predict its test subjects once;
-pool all out-of-fold predictions into the workdir's reports.
+or resume from its checkpoint, train (`run.TrainingRun.train_loop`), save, and predict
+its test subjects once; pool all out-of-fold predictions into the workdir's reports.
+The dataset arrives loaded (`data_builders.load`, called by launch.py).
 """
 
 import dataclasses
@@ -41,19 +42,14 @@ import numpy as np
 import optax
 import tqdm
 from flax import nnx
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
-from tensorboardX import SummaryWriter
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mer_jax import models
-from mer_jax.data import loso, resident
+from mer_jax.data import loso
+from mer_jax.data.dataset import MERDataset, put_on_device
 from mer_jax.errors import UserError
-from mer_jax.evaluate import report
-from mer_jax.train import checkpoint, optim, pretrained
-
-# Config sections whose change makes an existing workdir's checkpoints meaningless;
-# where the data lives is not one of them (a moved cache holds the same build).
-_RUN_DEFINING_SECTIONS = ("data", "model", "train", "seeds", "init_from")
-_LOCATION_KEYS = ("data.data_dir", "data.manual_dir")
+from mer_jax.evaluate import figures, report
+from mer_jax.train import checkpoint, init_from, optim, run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,26 +80,16 @@ class Chunk:
 
 
 @dataclasses.dataclass
-class RunStats:
-    """Where the time and memory of a run went (written to timing.json)."""
+class LosoStats(run.RunStats):
+    """Where the time and memory of a LOSO run went (written to timing.json)."""
 
-    mode: str
-    loop: str
-    backend: str
-    device_kind: str
-    num_devices: int
-    num_replicas: int
-    num_chunks: int
-    replicas_per_chunk: int
-    compile_s: float = 0.0
-    train_s: float = 0.0
-    train_samples: int = 0
+    mode: str = ""
+    loop: str = ""
+    num_replicas: int = 0
+    num_chunks: int = 0
+    replicas_per_chunk: int = 0
     peak_device_bytes: int | None = None
     compiled_bytes_per_device: int | None = None
-
-    @property
-    def samples_per_s(self) -> float:
-        return self.train_samples / self.train_s if self.train_s else 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -133,17 +119,9 @@ def resolve_loop(engine: ml_collections.ConfigDict) -> str:
 
 
 def make_mesh(mode: str, engine: ml_collections.ConfigDict) -> Mesh:
-    """A ('fold', 'data') mesh: all devices on `fold` when stacked, one device when sequential."""
-    devices = jax.devices()
-    if mode == "sequential":
-        devices = devices[:1]
-    fold_devices = engine.mesh_fold_devices if engine.mesh_fold_devices > 0 else len(devices)
-    if len(devices) % fold_devices:
-        raise UserError(
-            f"engine.mesh_fold_devices={fold_devices} does not divide the {len(devices)} devices."
-        )
-    grid = np.asarray(devices).reshape(fold_devices, len(devices) // fold_devices)
-    return Mesh(grid, ("fold", "data"), axis_types=(AxisType.Auto, AxisType.Auto))
+    """The run's devices on the `fold` axis when stacked; one device when sequential."""
+    devices = run.run_devices(engine)
+    return run.make_mesh(devices[:1] if mode == "sequential" else devices, "fold")
 
 
 def plan_chunks(replicas: list[Replica], replicas_per_chunk: int, fold_devices: int) -> list[Chunk]:
@@ -178,25 +156,29 @@ class Functions:
     init: Callable[..., Any]  # not jitted here: jitted per chunk, onto that chunk's sharding
     train: Callable[..., Any]
     predict: Callable[..., Any]
+    summarize: Callable[..., Any]
 
 
 def build_functions(
     config: ml_collections.ConfigDict,
+    model_config: dict[str, Any],
     num_classes: int,
     tx: optax.GradientTransformation,
     steps_per_call: int,
-    init_from: pretrained.PretrainedBranches | None = None,
-) -> tuple[Functions, tuple[str, ...]]:
-    """The jitted init/train/predict functions and the dataset fields the model reads.
+    branches: init_from.PretrainedBranches | None = None,
+) -> tuple[Functions, models.MERModel]:
+    """The jitted init/train/predict functions and an abstract model of the run's settings.
 
     `train` runs `steps_per_call` steps: the whole dispatch under `lax.scan`, or 1
-    (called once per step) for the "python" loop. With `init_from`, every replica
-    starts from those pre-trained branches (the other layers from its own seed).
+    (called once per step) for the "python" loop. With `branches` (`config.init_from`),
+    every replica starts from those pre-trained branches (the other layers from its own
+    seed). `summarize` (for `figures.METHOD_FIGURES`) gives each replica's
+    `MERModel.summaries` over a set of samples.
     """
     dtype = jnp.dtype(config.engine.compute_dtype)
 
     def create(key: jax.Array) -> models.MERModel:
-        return models.create_model(config.model, num_classes, rngs=nnx.Rngs(key), dtype=dtype)
+        return models.create_model(model_config, num_classes, rngs=nnx.Rngs(key), dtype=dtype)
 
     # The graph (structure + static attributes) is the same for every replica;
     # only the state arrays are stacked.
@@ -204,11 +186,12 @@ def build_functions(
     graphdef = nnx.split(abstract_model, nnx.Param, ...)[0]
     fields = tuple(abstract_model.fields)
     batch_size = config.train.batch_size
+    update = run.make_update(graphdef, tx)
 
     def init_one(key: jax.Array) -> dict[str, Any]:
         _, params, rest = nnx.split(create(jax.random.fold_in(key, 0)), nnx.Param, ...)
-        if init_from is not None:
-            pretrained.apply(params, rest, init_from)
+        if branches is not None:
+            init_from.apply(params, rest, branches)
         return {"params": params, "rest": rest, "opt_state": tx.init(params)}
 
     def train_step(state, step, data, train_idx, n_train, key):
@@ -218,23 +201,7 @@ def build_functions(
         # never gathered during training.
         idx = train_idx[jax.random.randint(sample_key, (batch_size,), 0, n_train)]
         batch = {name: data[name][idx] for name in fields}
-        labels = data["label"][idx]
-
-        def loss_fn(params):
-            # copy=True: the merged module must not alias the outer state, or updating
-            # BatchNorm statistics inside jax.grad mutates it from another trace level.
-            model = nnx.merge(graphdef, params, state["rest"], copy=True)
-            inputs = model.prepare(batch, prepare_key, train=True)
-            outputs = model(inputs, train=True, key=dropout_key)
-            loss, terms = model.loss(outputs, labels)
-            accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == labels)
-            _, _, rest = nnx.split(model, nnx.Param, ...)
-            return loss, (rest, {"loss": loss, "accuracy": accuracy, **terms})
-
-        grads, (rest, metrics) = jax.grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "rest": rest, "opt_state": opt_state}, metrics
+        return update(state, batch, data["label"][idx], prepare_key, dropout_key)
 
     def train(state, data, train_idx, n_train, keys, start_step):
         def one_replica(state, train_idx, n_train, key):
@@ -261,12 +228,21 @@ def build_functions(
 
         return jax.vmap(one_replica)(state, test_idx, keys)
 
+    def summarize(state, data):
+        def one_replica(state):
+            model = nnx.merge(graphdef, state["params"], state["rest"])
+            fields_only = {name: data[name] for name in fields}
+            return model.summaries(model.prepare(fields_only, jax.random.key(0), train=False))
+
+        return jax.vmap(one_replica)(state)
+
     functions = Functions(
         init=jax.vmap(init_one),
         train=jax.jit(train, donate_argnums=0),
         predict=jax.jit(predict),
+        summarize=jax.jit(summarize),
     )
-    return functions, fields
+    return functions, abstract_model
 
 
 # ---------------------------------------------------------------------------
@@ -274,13 +250,15 @@ def build_functions(
 # ---------------------------------------------------------------------------
 
 
-class LosoRun:
+class LosoRun(run.TrainingRun):
     """One configured LOSO experiment over all folds and seeds, in one workdir."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
-        self.config = config
-        self.workdir = pathlib.Path(workdir)
-        _validate_schedule(config)
+    TASK = "loso"
+
+    def __init__(
+        self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dataset: MERDataset
+    ):
+        super().__init__(config, workdir)
         self.mode = resolve_mode(config.engine)
         self.loop = resolve_loop(config.engine)
         per_dispatch = config.engine.steps_per_dispatch
@@ -288,7 +266,7 @@ class LosoRun:
         self.mesh = make_mesh(self.mode, config.engine)
         self.fold_devices = self.mesh.shape["fold"]
 
-        self.dataset = resident.load(config.data)
+        self.dataset = dataset
         self.folds = loso.make_folds(
             config.data.split,
             subjects=self.dataset["subject"],
@@ -300,40 +278,36 @@ class LosoRun:
             raise UserError("config.seeds is empty; give at least one seed, e.g. (0,).")
         self.replicas = [Replica(f, s) for s in self.seeds for f in range(self.folds.num_folds)]
 
-        init_from = None
+        models.model_class(config.model, self.TASK)
+        self.model_config = models.with_build_settings(config.model, dataset.metadata)
+        branches = None
         if config.get("init_from"):
-            init_from = pretrained.load(config.init_from)
-            pretrained.check_branch_config(
-                init_from, models.model_settings(config.model, keys=init_from.branch_config)
-            )
-            pretrained.check_no_subject_overlap(init_from, self.dataset["subject"])
-
-        self.tx = optim.make_optimizer(
-            config.train, tuple(init_from.params) if init_from is not None else ()
+            branches = init_from.prepare(config.init_from, config.model, dataset["subject"])
+        self.tx = optim.make_optimizer(config.train, branches.names if branches else ())
+        self.functions, self.abstract_model = build_functions(
+            config,
+            self.model_config,
+            len(dataset.class_names),
+            self.tx,
+            self.steps_per_call,
+            branches,
         )
-        self.functions, fields = build_functions(
-            config, len(self.dataset.class_names), self.tx, self.steps_per_call, init_from
-        )
-        self.data = resident.put_on_device(self.dataset, fields, self.mesh)
-        # Trained (count, host state) per chunk, kept only for methods that draw figures
-        # of their trained models (`MERModel.write_figures`); see `_write_figures`.
-        draws = models.MODELS[config.model.name].write_figures.__func__
-        self.figure_states: list | None = (
-            None if draws is models.MERModel.write_figures.__func__ else []
-        )
+        self.data = put_on_device(dataset, self.abstract_model.fields, self.mesh)
+        # Summaries of every trained replica (chunk by chunk, real rows only) for the
+        # method's figure, if it has one.
+        self.figure = figures.METHOD_FIGURES.get(config.model.name)
+        self.summaries: list[dict[str, np.ndarray]] = []
         self.train_idx, self.n_train = _padded_indices(self.folds.train_mask)
         self.test_idx, self.n_test = _padded_indices(self.folds.test_mask)
 
         self.stacked = NamedSharding(self.mesh, PartitionSpec("fold"))
-        self.stats = RunStats(
-            mode=self.mode,
-            loop=self.loop,
+        self.stats = LosoStats(
             backend=jax.default_backend(),
             device_kind=jax.devices()[0].device_kind,
             num_devices=self.mesh.size,
+            mode=self.mode,
+            loop=self.loop,
             num_replicas=len(self.replicas),
-            num_chunks=0,
-            replicas_per_chunk=0,
         )
 
     # -- chunk layout -------------------------------------------------------
@@ -412,15 +386,11 @@ class LosoRun:
 
     def train(self) -> dict[str, Any]:
         """Trains (or resumes) every chunk, then writes the evaluation outputs."""
-        _check_workdir(self.config, self.workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        # Written before training, so an interrupted run can be checked when it resumes.
-        resolved = json.loads(self.config.to_json_best_effort())
-        (self.workdir / "config.json").write_text(json.dumps(resolved, indent=2, sort_keys=True))
+        self.write_config()
         chunks = self.chunks()
         self._note_layout(chunks)
         steps = self.config.train.steps
-        writer = SummaryWriter(str(self.workdir / "tensorboard"))
+        writer = self.writer()
         try:
             results = []
             with tqdm.tqdm(total=len(chunks) * steps, unit="step", desc="LOSO training") as bar:
@@ -431,21 +401,16 @@ class LosoRun:
                 writer.add_scalar(f"eval/{name}", metrics[name], steps)
         finally:
             writer.close()
-        (self.workdir / "timing.json").write_text(
-            json.dumps(
-                {**dataclasses.asdict(self.stats), "samples_per_s": self.stats.samples_per_s},
-                indent=2,
-            )
-        )
+        (self.workdir / "timing.json").write_text(json.dumps(self.stats.as_dict(), indent=2))
         return metrics
 
     def _train_chunk(
-        self, chunk: Chunk, bar: tqdm.tqdm, writer: SummaryWriter, multi: bool
+        self, chunk: Chunk, bar: tqdm.tqdm, writer: Any, multi: bool
     ) -> tuple[Chunk, np.ndarray, dict[str, list]]:
         config = self.config
-        steps, per_dispatch = config.train.steps, config.engine.steps_per_dispatch
+        per_dispatch = config.engine.steps_per_dispatch
         arrays = self._chunk_arrays(chunk)
-        ckpt = checkpoint.ChunkCheckpointer(self.workdir / "checkpoints" / chunk.name)
+        ckpt = checkpoint.Checkpointer(self.checkpoint_root / chunk.name)
         meta = {
             "model": config.model.name,
             "replicas": _replica_list(chunk),
@@ -461,14 +426,13 @@ class LosoRun:
             state = init(arrays["keys"])
         bar.update(step)
 
-        if step < steps:
+        if step < config.train.steps:
             compiled, compile_s = self._compile_train(chunk)
             self.stats.compile_s += compile_s
             self._note_memory(compiled)
-        prefix = f"train/{chunk.name}" if multi else "train"
         replicated = NamedSharding(self.mesh, PartitionSpec())
-        while step < steps:
-            tic = time.perf_counter()
+
+        def dispatch(state: run.State, step: int) -> tuple[run.State, run.Metrics]:
             # The step numbers go over explicitly; everything else the steps need is
             # already on the device, so a hidden host<->device copy here would be a bug
             # (and slow): the transfer guard makes it an error.
@@ -489,26 +453,24 @@ class LosoRun:
                     )
                     per_call.append(metrics)
             # Each call's metrics are its steps' means: the dispatch's mean is their mean.
-            metrics = {
+            return state, {
                 name: np.mean([m[name] for m in jax.device_get(per_call)], axis=0)
                 for name in per_call[0]
             }
-            self.stats.train_s += time.perf_counter() - tic
-            self.stats.train_samples += len(chunk.replicas) * per_dispatch * config.train.batch_size
-            step += per_dispatch
-            _append_history(meta["history"], step, metrics, len(chunk.replicas))
-            for name, values in metrics.items():
-                writer.add_scalar(
-                    f"{prefix}/{name}", float(np.mean(values[: len(chunk.replicas)])), step
-                )
-            bar.update(per_dispatch)
-            real = len(chunk.replicas)
-            bar.set_postfix(
-                loss=f"{np.mean(metrics['loss'][:real]):.3f}",
-                acc=f"{np.mean(metrics['accuracy'][:real]):.3f}",
-            )
-            if step % config.train.checkpoint_every == 0 or step == steps:
-                ckpt.save(step, state, meta)
+
+        state = self.train_loop(
+            state=state,
+            step=step,
+            dispatch=dispatch,
+            checkpointer=ckpt,
+            meta=meta,
+            stats=self.stats,
+            samples_per_dispatch=len(chunk.replicas) * per_dispatch * config.train.batch_size,
+            bar=bar,
+            writer=writer,
+            tag=f"train/{chunk.name}" if multi else "train",
+            rows=len(chunk.replicas),
+        )
         ckpt.close()
         self._note_memory()
         return chunk, self._predict(chunk, state, arrays), meta["history"]
@@ -516,26 +478,27 @@ class LosoRun:
     def _predict(self, chunk: Chunk, state: Any, arrays: dict[str, jax.Array]) -> np.ndarray:
         """Each replica's class probabilities on its own test subjects, evaluated once."""
         probs = self.functions.predict(state, self.data, arrays["test_idx"], arrays["keys"])
-        if self.figure_states is not None:
-            trained = {"params": state["params"], "rest": state["rest"]}
-            self.figure_states.append((len(chunk.replicas), jax.device_get(trained)))
+        if self.figure is not None:
+            summaries = jax.device_get(self.functions.summarize(state, self.data))
+            # Padding rows repeat a replica: left out.
+            self.summaries.append({k: v[: len(chunk.replicas)] for k, v in summaries.items()})
         return np.asarray(jax.device_get(probs))
 
     # -- evaluation from checkpoints -----------------------------------------
 
     def evaluate(self) -> dict[str, Any]:
         """Restores every chunk's final checkpoint and recomputes all evaluation outputs."""
-        root = self.workdir / "checkpoints"
+        root = self.checkpoint_root
         directories = sorted(root.glob("chunk_*")) if root.is_dir() else []
         if not directories:
             raise UserError(
                 f"No checkpoints in {root}: --mode=eval needs a finished training run in this "
                 "workdir (run with --mode=train first)."
             )
-        _check_workdir(self.config, self.workdir)
+        self.check_workdir()
         results, seen = [], []
         for index, directory in enumerate(directories):
-            ckpt = checkpoint.ChunkCheckpointer(directory, async_save=False)
+            ckpt = checkpoint.Checkpointer(directory, async_save=False)
             step = ckpt.latest_step()
             meta = ckpt.restore_meta(step) if step is not None else None
             if meta is None or step != self.config.train.steps:
@@ -588,24 +551,19 @@ class LosoRun:
         return metrics
 
     def _write_figures(self) -> None:
-        """Hands every replica's trained model to the method's `write_figures`, once."""
-        if not self.figure_states:
+        """Draws the method's figure from every replica's summaries, once per run."""
+        if self.figure is None or not self.summaries:
             return
-        dtype = jnp.dtype(self.config.engine.compute_dtype)
-        num_classes = len(self.dataset.class_names)
-        abstract = nnx.eval_shape(
-            lambda: models.create_model(
-                self.config.model, num_classes, rngs=nnx.Rngs(0), dtype=dtype
-            )
-        )
-        graphdef = nnx.split(abstract, nnx.Param, ...)[0]
-        trained = [
-            nnx.merge(graphdef, *jax.tree.map(lambda x, r=row: x[r], (s["params"], s["rest"])))
-            for count, s in self.figure_states
-            for row in range(count)  # padding rows repeat a replica: left out
-        ]
-        self.figure_states = []
-        type(abstract).write_figures(trained, self.data, self.dataset.class_names, self.workdir)
+        stacked = {
+            name: np.concatenate([part[name] for part in self.summaries])
+            for name in self.summaries[0]
+        }
+        self.summaries = []
+        labels = np.asarray(self.dataset.labels)
+        self.figure(self.workdir, stacked, labels, self.dataset.class_names, self.abstract_model)
+
+    def summarize(self, metrics: dict[str, Any]) -> str:
+        return report.format_summary(metrics)
 
     # -- bookkeeping ------------------------------------------------------------
 
@@ -630,20 +588,6 @@ class LosoRun:
             self.stats.peak_device_bytes = int(memory["peak_bytes_in_use"])
 
 
-def _validate_schedule(config: ml_collections.ConfigDict) -> None:
-    steps, per_dispatch = config.train.steps, config.engine.steps_per_dispatch
-    if per_dispatch <= 0 or steps <= 0 or steps % per_dispatch:
-        raise UserError(
-            f"train.steps={steps} must be a positive multiple of "
-            f"engine.steps_per_dispatch={per_dispatch}."
-        )
-    if config.train.checkpoint_every % per_dispatch:
-        raise UserError(
-            f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
-            f"engine.steps_per_dispatch={per_dispatch} (checkpoints are taken between dispatches)."
-        )
-
-
 def _replica_list(chunk: Chunk) -> list[list[int]]:
     return [[r.fold, r.seed] for r in chunk.replicas]
 
@@ -660,51 +604,6 @@ def _check_meta(meta: dict, chunk: Chunk, config: ml_collections.ConfigDict, whe
             "(engine.mode or replicas_per_chunk changed). Resume with the engine settings of "
             "the original run (see config.json), or use another --workdir."
         )
-
-
-def _check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-    """Refuses a workdir whose checkpoints come from a different experiment."""
-    saved = workdir / "config.json"
-    has_checkpoints = any((workdir / "checkpoints").glob("chunk_*"))
-    if not has_checkpoints or not saved.exists():
-        return
-    before = json.loads(saved.read_text())
-    now = json.loads(config.to_json_best_effort())
-    if before.get("model", {}).get("name") != now["model"]["name"]:
-        raise UserError(
-            f"Workdir {workdir} holds checkpoints of model "
-            f"{before.get('model', {}).get('name')!r}, but the config trains "
-            f"{now['model']['name']!r}. Use another --workdir, or delete {workdir / 'checkpoints'}."
-        )
-    changed = [
-        key
-        for section in _RUN_DEFINING_SECTIONS
-        for key in diff_keys(before.get(section), now.get(section), section)
-        if key not in _LOCATION_KEYS
-    ]
-    if changed:
-        raise UserError(
-            f"Workdir {workdir} holds checkpoints of a run with other settings "
-            f"({', '.join(changed)} differ from its config.json). Use another --workdir to train "
-            "this config, or rerun with the settings of config.json."
-        )
-
-
-def diff_keys(before: Any, now: Any, prefix: str) -> list[str]:
-    """The dotted keys under `prefix` whose values differ between two config JSONs."""
-    if isinstance(before, dict) and isinstance(now, dict):
-        return [
-            key
-            for name in sorted(set(before) | set(now))
-            for key in diff_keys(before.get(name), now.get(name), f"{prefix}.{name}")
-        ]
-    return [] if before == now else [prefix]
-
-
-def _append_history(history: dict[str, list], step: int, metrics: dict, real: int) -> None:
-    history["step"].append(step)
-    for name, values in metrics.items():
-        history.setdefault(name, []).append([float(v) for v in np.asarray(values)[:real]])
 
 
 def _merge_histories(histories: list[dict[str, list]]) -> dict[str, np.ndarray]:

@@ -1,12 +1,12 @@
-"""Pre-trained branches: exported by a pre-training run, loaded by a fine-tuning run.
+"""`config.init_from`: branches exported by a pre-training run, loaded by a LOSO run.
 
-A pre-training workdir (MA2MI, `mer_jax.train.pretrain`) ends with
+A pre-training workdir (MA2MI, `mer_jax.train.pretraining`) ends with
 `pretrained/`: the parameters and normalisation statistics of the sub-modules a
 downstream model shares with it (MIACNet's `action` and `position` branches),
-and `pretrained.json`: the model settings those shapes come from and the
+and `pretrained.json`: the branch settings those shapes come from and the
 corpus's namespaced subjects. A LOSO run with `--config.init_from=<that workdir>`
 starts every (fold, seed) replica from these weights (the other layers keep
-their random initialisation) after two checks:
+their random initialisation) after two checks, both made by `prepare`:
 
 - the branch settings of its model config equal the pre-training ones (else the
   shapes would not fit, or worse, fit by chance);
@@ -29,6 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from mer_jax import models
 from mer_jax.errors import UserError
 
 EXPORT_DIR = "pretrained"
@@ -41,10 +42,15 @@ class PretrainedBranches:
 
     params: dict[str, Any]  # {branch: pure dict of its nnx.Param values}
     rest: dict[str, Any]  # {branch: pure dict of its other state, e.g. BatchNorm statistics}
-    branch_config: dict[str, Any]
+    settings: dict[str, Any]  # `models.branch_settings` of the pre-training's model config
     subjects: tuple[str, ...]
     identities_known: bool
     source: str  # the workdir, for messages
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The top-level sub-modules these weights replace (e.g. "action", "position")."""
+        return tuple(self.params)
 
 
 def export(
@@ -53,7 +59,7 @@ def export(
     rest: nnx.State,
     *,
     branches: Sequence[str],
-    branch_config: Mapping[str, Any],
+    settings: Mapping[str, Any],
     corpus: Mapping[str, Any],
 ) -> pathlib.Path:
     """Writes `branches` of a trained model (host or device state) into `workdir`."""
@@ -68,7 +74,7 @@ def export(
     checkpointer.save(target, tree, force=True)
     meta = {
         "branches": list(branches),
-        "branch_config": dict(branch_config),
+        "branch_settings": dict(settings),
         "subjects": sorted(corpus["subjects"]),
         "identities_known": bool(corpus["identities_known"]),
         "datasets": list(corpus["datasets"]),
@@ -77,7 +83,25 @@ def export(
     return target
 
 
-def load(init_from: str | pathlib.Path) -> PretrainedBranches:
+def prepare(
+    init_from: str | pathlib.Path,
+    model_config: Mapping[str, Any],
+    downstream_subjects: Sequence[str],
+) -> PretrainedBranches:
+    """The branches a pre-training workdir exported, checked against the LOSO run that
+    starts from them: same branch settings, and no subject in common.
+
+    Raises:
+        UserError: no exported branches there, other branch settings, or a shared
+            subject (each message says what to do).
+    """
+    branches = _load(init_from)
+    _check_settings(branches, models.branch_settings(model_config))
+    _check_no_subject_overlap(branches, downstream_subjects)
+    return branches
+
+
+def _load(init_from: str | pathlib.Path) -> PretrainedBranches:
     """Reads the branches a pre-training workdir exported."""
     workdir = pathlib.Path(init_from).expanduser()
     meta_path, tree_path = workdir / EXPORT_JSON, (workdir / EXPORT_DIR).absolute()
@@ -92,24 +116,24 @@ def load(init_from: str | pathlib.Path) -> PretrainedBranches:
     return PretrainedBranches(
         params=tree["params"],
         rest=tree.get("rest", {}),
-        branch_config=meta["branch_config"],
+        settings=meta["branch_settings"],
         subjects=tuple(meta["subjects"]),
         identities_known=meta["identities_known"],
         source=str(workdir),
     )
 
 
-def check_branch_config(pretrained: PretrainedBranches, branch_config: Mapping[str, Any]) -> None:
+def _check_settings(pretrained: PretrainedBranches, settings: Mapping[str, Any]) -> None:
     """The fine-tuning model must build its branches exactly as pre-training did."""
-    now = json.loads(json.dumps(dict(branch_config)))  # tuples -> lists, as stored
+    now = json.loads(json.dumps(dict(settings)))  # tuples -> lists, as stored
     differ = sorted(
         key
-        for key in set(now) | set(pretrained.branch_config)
-        if now.get(key) != pretrained.branch_config.get(key)
+        for key in set(now) | set(pretrained.settings)
+        if now.get(key) != pretrained.settings.get(key)
     )
     if differ:
         settings = ", ".join(
-            f"model.{k}={pretrained.branch_config.get(k)!r} (here {now.get(k)!r})" for k in differ
+            f"model.{k}={pretrained.settings.get(k)!r} (here {now.get(k)!r})" for k in differ
         )
         raise UserError(
             f"init_from={pretrained.source} was pre-trained with other branch settings: "
@@ -118,7 +142,7 @@ def check_branch_config(pretrained: PretrainedBranches, branch_config: Mapping[s
         )
 
 
-def check_no_subject_overlap(
+def _check_no_subject_overlap(
     pretrained: PretrainedBranches, downstream_subjects: Sequence[str]
 ) -> None:
     """Refuses a pre-training corpus holding any subject of the downstream LOSO run."""
