@@ -55,11 +55,12 @@ def probe_features(dataset, model_config) -> dict[str, np.ndarray]:
 
 def main(argv: list[str]) -> None:
     del argv
-    from mer_jax.data import loso, resident
+    import data_builders
+    from mer_jax.data import loso
     from mer_jax.evaluate import metrics
 
     config = _CONFIG.value
-    dataset = resident.load(config.data)
+    dataset = data_builders.load(config.data)
     labels = dataset.labels
     folds = loso.make_folds(
         config.data.split, subjects=dataset["subject"], datasets=dataset["dataset"]

@@ -1,5 +1,7 @@
 """MER datasets as TFDS builders (array_record, no TensorFlow): build, check and read them.
 
+    dataset = data_builders.load(config.data)   # build on first use, read: what runs call
+
     builder = data_builders.build("synthetic_me", overrides={"num_subjects": 4})
     examples = data_builders.load_examples(builder)   # dict of stacked numpy arrays
     builder = data_builders.build("casme2", data_dir="~/mer_data", manual_dir="~/CASME2")
@@ -14,7 +16,7 @@ pre-training (synthetic_macro, casme3_macro, ckplus, video_folder;
 own cache folder. `python -m data_builders.cli NAME --manual_dir DIR --dry_run` checks a
 release before a long build. Where things are:
 
-- `loading`: `build`, `read_release`, `load_examples`, `pair_source`,
+- `loading`: `load`, `build`, `read_release`, `load_examples`, `pair_source`,
   `macro_corpus_bytes`;
 - `registry`: `BUILDERS`, `get_builder`, `default_data_dir`;
 - `records` (the clips found on disk), `reading` (the rules every release reader
@@ -25,6 +27,7 @@ release before a long build. Where things are:
 
 from data_builders.loading import (
     build,
+    load,
     load_examples,
     macro_corpus_bytes,
     pair_source,
@@ -38,6 +41,7 @@ __all__ = [
     "builder_names",
     "default_data_dir",
     "get_builder",
+    "load",
     "load_examples",
     "macro_corpus_bytes",
     "pair_source",

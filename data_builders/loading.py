@@ -1,11 +1,18 @@
-"""Building on first use, checking a release, and reading builds back: `build`,
-`read_release` (the dry run), `load_examples`, `pair_source` and `macro_corpus_bytes`.
+"""Building on first use, checking a release, and reading builds back.
+
+`load(config.data)` is what a run calls: it builds the configured dataset unless a
+complete build is cached, reads it and returns the `mer_jax.data.dataset` type of its
+kind (`MERDataset` for clips, `PairCorpus` for pairs). The functions below it serve
+scripts and tests: `build`, `read_release` (the dry run), `load_examples`,
+`pair_source` and `macro_corpus_bytes`.
 """
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -21,8 +28,11 @@ from data_builders.registry import (
     AnyBuilder,
     builder_class,
     builder_names,
+    default_data_dir,
     get_builder,
 )
+from mer_jax.data.dataset import MERDataset, PairCorpus
+from mer_jax.data.protocols import get_protocol
 from mer_jax.errors import UserError
 
 
@@ -250,3 +260,79 @@ def load_examples(
             # Scalars come back as Python numbers: restore the declared dtype.
             arrays[key] = np.asarray(np.stack(values), dtype=feature.np_dtype)
     return arrays
+
+
+def _data_dir(data_config: ml_collections.ConfigDict) -> Path:
+    """data.data_dir as a folder path; None or absent: the default cache."""
+    data_dir = data_config.get("data_dir")
+    if data_dir is None:
+        data_dir = default_data_dir()
+    if not str(data_dir).strip():
+        raise UserError(
+            "data.data_dir is empty; give the folder where built datasets are cached, e.g. "
+            f"--config.data.data_dir={default_data_dir()} (the default)."
+        )
+    path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"data.data_dir {path} is a file, not a folder; give a folder.")
+    return path
+
+
+def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
+    """Builds the configured dataset on first use (cached in data_dir) and reads it.
+
+    Reads `name`, `data_dir` (None or absent: `default_data_dir()`), `manual_dir`,
+    `builder_config`, `overrides` and `protocol` of `config.data`.
+
+    A clip dataset comes back as a `MERDataset` of every sample with a label: samples
+    the protocol excludes (label -1, e.g. CASME II fear/sadness in the 5-class protocol)
+    are dropped, and with `data.protocol` set the labels are first re-derived from the
+    raw emotion strings with that protocol's label map. A pair corpus comes back as a
+    `PairCorpus`, its pairs read on demand. Both carry the build's metadata.
+
+    Raises:
+        UserError: an empty data_dir or one that is a file, what `build` raises, a
+            protocol set for a pair corpus, or no labelled sample at all.
+    """
+    name = data_config.get("name")
+    data_dir = _data_dir(data_config)
+    protocol_name = data_config.get("protocol")
+    if builder_class(name).KIND == "pairs" and protocol_name:
+        raise UserError(
+            f"data.protocol={protocol_name!r} is set, but {name!r} is a macro-expression pair "
+            "corpus, which has no labels; unset data.protocol."
+        )
+    builder = build(
+        name,
+        data_dir=data_dir,
+        manual_dir=data_config.get("manual_dir"),
+        config=data_config.get("builder_config"),
+        overrides=dict(data_config.get("overrides") or {}),
+    )
+    metadata = dict(builder.info.metadata)
+    if isinstance(builder, MacroPairsBuilder):
+        return PairCorpus(
+            name=name,
+            metadata=metadata,
+            source=PairSource(builder),
+            frame_bytes=macro_corpus_bytes(builder),
+            load_all=functools.partial(load_examples, builder),
+        )
+    examples = load_examples(builder)
+    class_names = tuple(metadata["class_names"])
+    if protocol_name:
+        protocol = get_protocol(protocol_name)
+        labels = [
+            protocol.label_of(str(d), str(e))
+            for d, e in zip(examples["dataset"], examples["emotion"], strict=True)
+        ]
+        examples["label"] = np.array([-1 if lab is None else lab for lab in labels], np.int64)
+        class_names = tuple(protocol.class_names)
+    keep = examples["label"] >= 0
+    examples = {k: v[keep] for k, v in examples.items()}
+    if not keep.any():
+        raise UserError(
+            f"Dataset {name!r} has no sample with a label under its protocol; "
+            "check data.protocol and the annotation's emotion column."
+        )
+    return MERDataset(name, class_names, examples, metadata)

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import fake_releases
 import grain
+import ml_collections
 import numpy as np
 import pytest
 import skimage.data
@@ -17,6 +18,7 @@ from data_builders.casme2 import read_casme2
 from data_builders.macro_pairs import PairOptions, clip_pairs, pair_step, plan_pairs
 from data_builders.records import MacroClip
 from data_builders.synthetic_macro.synthetic_macro_dataset_builder import raw_database_dir
+from mer_jax.data.dataset import PairCorpus
 from mer_jax.errors import UserError
 
 CROP, PAIR = 64, 32
@@ -284,6 +286,25 @@ def test_pair_source_reads_through_grain(built):
     assert ids == sorted(built["ckplus"][0]["pair_id"])
     assert data_builders.pair_source("ckplus", builder.data_dir_root, overrides=OVERRIDES)[0]
     assert data_builders.macro_corpus_bytes(builder) == 8 * 2 * PAIR * PAIR * 3
+
+
+def test_load_gives_a_pair_corpus(built):
+    examples, builder, root = built["ckplus"]
+    fields = {"name": "ckplus", "data_dir": str(builder.data_dir_root), "manual_dir": str(root)}
+    config = ml_collections.ConfigDict({**fields, "overrides": OVERRIDES, "protocol": None})
+    corpus = data_builders.load(config)  # found, not rebuilt
+    assert isinstance(corpus, PairCorpus) and corpus.name == "ckplus"
+    assert type(corpus.metadata) is dict and corpus.metadata == dict(builder.info.metadata)
+    assert corpus.subjects == ("ckplus/S005", "ckplus/S010")
+    assert corpus.frame_bytes == data_builders.macro_corpus_bytes(builder) == 8 * 2 * PAIR**2 * 3
+    assert len(corpus.source) == 8 and set(corpus.source[0]) == set(FEATURES)
+    everything = corpus.load_all()
+    assert set(everything) == set(examples)
+    for key, values in everything.items():
+        np.testing.assert_array_equal(values, examples[key], err_msg=key)
+    config.protocol = "casme2_5class"
+    with pytest.raises(UserError, match="'ckplus' is a macro-expression pair corpus"):
+        data_builders.load(config)
 
 
 def test_video_whose_container_misreports_its_frame_count(built):
