@@ -65,7 +65,7 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
         key, sep, value = arg[len(OVERRIDES_FLAG) :].partition("=")
         if not sep:
             value = next(args, None)
-        if not key or value is None:
+        if not key or value is None or value.startswith("--"):
             raise UserError(f"expected --overrides.KEY=VALUE, got {arg!r}")
         overrides[key] = override_value(value)
     return rest, overrides

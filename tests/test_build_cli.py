@@ -120,7 +120,8 @@ def test_overrides_are_read_like_config_values(capsys):
         "flow_method": "dis",
     }
     assert type(overrides["crop_size"]) is int and type(overrides["flag"]) is bool
-    for bad in (["mmew", "--overrides.crop_size"], ["mmew", "--overrides.=3"]):
+    bad_flags = ("--overrides.crop_size", "--overrides.=3", "--overrides.crop_size --dry_run")
+    for bad in (["mmew", *flag.split()] for flag in bad_flags):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(bad)
         assert exit_info.value.code == 2
