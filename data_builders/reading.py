@@ -528,8 +528,8 @@ def read_sheet_release(
     layout: str,
     source: ClipSource,
     subject_folder: Callable[[str, str], str],
-    clip_dir_of: Callable[[SheetRow], Path | None],
     errata: Sequence[Erratum] | None,
+    clip_dir_of: Callable[[SheetRow], Path | None] | None = None,
     log: ReleaseLog | None = None,
     filename_of: Callable[[str], str] = str,
 ) -> ReleaseRecords:
@@ -541,8 +541,9 @@ def read_sheet_release(
         source: the release-wide settings.
         subject_folder: (Subject cell, sheet row) -> subject folder name, raising
             UserError for a cell of the wrong form.
-        clip_dir_of: the frame folder of a row (subject already normalised).
         errata: corrections; None: the shipped table of `source.dataset`.
+        clip_dir_of: the frame folder of a row (subject already normalised); None:
+            <frame root>/<subject folder>/<Filename>, the layout of most releases.
         log: where `clip_dir_of` puts its own notes, if it has any.
         filename_of: the clip name a record keeps, from the Filename cell.
     """
@@ -559,7 +560,7 @@ def read_sheet_release(
         rows,
         annotation=sheet_path,
         source=source,
-        clip_dir_of=clip_dir_of,
+        clip_dir_of=clip_dir_of or (lambda row: source.frame_root / row.subject / row.filename),
         errata=errata,
         log=log,
     )

@@ -14,7 +14,7 @@ The rules that find them (coding sheets, frame folders, errata) are in
 its builder package (`data_builders/<name>/`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from mer_jax.errors import UserError
@@ -142,18 +142,10 @@ class MacroClip(ClipOnDisk):
 
 
 def clip_from_record(record: ClipRecord, *, dataset: str, clip: str) -> MacroClip:
-    """The macro clip of a clip record (onset..offset of a sheet-annotated release)."""
-    return MacroClip(
-        dataset=dataset,
-        subject=record.subject,
-        clip=clip,
-        fps=record.fps,
-        frame_numbers=record.frame_numbers,
-        frame_paths=record.frame_paths,
-        landmarks_path=record.landmarks_path,
-        where=record.where,
-        landmarks_location=record.landmarks_location,
-    )
+    """The macro clip of a clip record (onset..offset of a sheet-annotated release): the
+    fields every clip has, carried over, with its own dataset name and clip name."""
+    on_disk = {field.name: getattr(record, field.name) for field in fields(ClipOnDisk)}
+    return MacroClip(**{**on_disk, "dataset": dataset}, clip=clip)
 
 
 @dataclass(frozen=True)

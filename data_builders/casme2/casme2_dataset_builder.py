@@ -94,7 +94,6 @@ def read_casme2_release(
         layout=CASME2_LAYOUT,
         source=ClipSource(dataset, fps, cropped, frame_root, root / "landmarks"),
         subject_folder=casme2_subject_folder,
-        clip_dir_of=lambda row: frame_root / row.subject / row.filename,
         errata=errata,
     )
 

@@ -59,7 +59,6 @@ def read_samm(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> R
         layout=SAMM_LAYOUT,
         source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
         subject_folder=samm_subject_folder,
-        clip_dir_of=lambda row: frame_root / row.subject / row.filename,
         errata=errata,
     )
 
