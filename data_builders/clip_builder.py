@@ -1,10 +1,11 @@
-"""The TFDS builder base shared by every MER clip dataset.
+"""The TFDS builder base shared by every MER clip dataset, and what one example stores.
 
 A concrete builder says where its clips come from (`_read_records`) and which
-protocol labels them; this base turns the records into examples (features in
-`data_builders.clip_features`), computed in parallel over clips, and declares the
-features and metadata. Builders write array_record files and are read without
-TensorFlow (`tfds.data_source` / `builder.as_data_source`).
+protocol labels them; this base turns each `ClipRecord` into one example: its identity
+and labels, and the features `mer_jax.preprocess.clip_features` computes from its
+frames, in parallel over clips (`data_builders.base.map_clips`). `features_dict` is the
+storage schema the training code reads. Builders write array_record files and are read
+without TensorFlow (`tfds.data_source` / `builder.as_data_source`).
 
 TFDS writes a build into an `incomplete.*` directory and renames it when complete,
 so an interrupted build is never mistaken for a finished one. A clip that fails (no
@@ -12,38 +13,41 @@ face found, unreadable frame) does not stop the others: the build computes every
 then fails naming each failed clip and its annotation row, and writes nothing complete.
 
 `ReleaseBuilder` is the base of the builders of licensed databases: their records come
-from the release a user has in `manual_dir`, through a reader of `data_builders.records`.
+from the release a user has in `manual_dir`, through a reader built on
+`data_builders.reading`.
 """
 
 import abc
 import dataclasses
-import multiprocessing
-import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from collections.abc import Iterator
+from typing import ClassVar
 
-import cv2
+import numpy as np
 import tensorflow_datasets as tfds
-from tqdm.auto import tqdm
 
-from data_builders.clip_features import ClipOptions, clip_example, features_dict
-from data_builders.records import ClipRecord, ReleaseRecords
-from mer_jax.data.action_units import AU_LIST
+from data_builders.base import (
+    ManualDirBuilder,
+    clip_failure,
+    keep_release_notes,
+    map_clips,
+    raise_failures,
+)
+from data_builders.records import ClipRecord
+from mer_jax.data.action_units import AU_LIST, multi_hot, parse_action_units
 from mer_jax.data.protocols import get_protocol
 from mer_jax.errors import UserError
+from mer_jax.preprocess import NUM_LANDMARKS, ClipOptions, clip_features
 
 
 @dataclasses.dataclass(eq=False)
 class ClipBuilderConfig(tfds.core.BuilderConfig):
-    """Builder config fields every clip dataset has (see `ClipOptions`)."""
+    """Builder config fields every clip dataset has (see `ClipOptions`, their defaults)."""
 
-    crop_size: int = 128
-    flow_size: int = 28
-    flow_method: str = "tvl1"
-    num_frames: int = 16
-    frames_flow_method: str = "dis"
+    crop_size: int = ClipOptions.crop_size
+    flow_size: int = ClipOptions.flow_size
+    flow_method: str = ClipOptions.flow_method
+    num_frames: int = ClipOptions.num_frames
+    frames_flow_method: str = ClipOptions.frames_flow_method
 
     def __post_init__(self) -> None:
         """Validates the clip options now rather than mid-build."""
@@ -81,10 +85,95 @@ class ReleaseVariantConfig(ClipBuilderConfig):
         super().__post_init__()
 
 
-def _init_worker() -> None:
-    # Every worker process handles one clip at a time; OpenCV's own thread pool on
-    # top of that would oversubscribe the cores.
-    cv2.setNumThreads(1)
+def features_dict(options: ClipOptions) -> tfds.features.FeaturesDict:
+    """The TFDS features of a built example (the contract the training engine reads)."""
+    crop = (options.crop_size, options.crop_size, 3)
+    flow = (options.flow_size, options.flow_size)
+    text = tfds.features.Text
+    frames = {}
+    if options.num_frames:
+        stored = (options.num_frames,)
+        frames = {
+            "frame_indices": tfds.features.Tensor(
+                shape=stored, dtype=np.int32, doc="original numbers, onset first, offset last"
+            ),
+            "frames": tfds.features.Tensor(shape=stored + crop, dtype=np.uint8),
+            "landmarks_frames": tfds.features.Tensor(
+                shape=stored + (NUM_LANDMARKS, 2), dtype=np.float32, doc="crop pixels"
+            ),
+            "flow_onset_to_t": tfds.features.Tensor(
+                shape=stored + flow + (2,), dtype=np.float16, doc="[u, v], crop pixels"
+            ),
+            "flow_t_to_offset": tfds.features.Tensor(
+                shape=stored + flow + (2,), dtype=np.float16, doc="[u, v], crop pixels"
+            ),
+            "strain_onset_to_t": tfds.features.Tensor(shape=stored + flow + (1,), dtype=np.float16),
+            "strain_t_to_offset": tfds.features.Tensor(
+                shape=stored + flow + (1,), dtype=np.float16
+            ),
+        }
+    return tfds.features.FeaturesDict(
+        {
+            "sample_id": text(doc="dataset/subject folder/filename/onset"),
+            "dataset": text(),
+            "subject": text(doc="namespaced: dataset/subject folder"),
+            "filename": text(),
+            "emotion": text(doc="as written in the coding sheet"),
+            "label": tfds.features.Scalar(np.int64, doc="protocol class, -1 if excluded"),
+            "action_units_raw": text(),
+            "action_units": tfds.features.Tensor(
+                shape=(len(AU_LIST),), dtype=np.uint8, doc=f"multi-hot over AUs {AU_LIST}"
+            ),
+            "fps": tfds.features.Scalar(np.float32),
+            "onset_index": tfds.features.Scalar(np.int32, doc="original frame number"),
+            "apex_index": tfds.features.Scalar(np.int32, doc="original frame number"),
+            "offset_index": tfds.features.Scalar(np.int32, doc="original frame number"),
+            "apex_annotated": tfds.features.Scalar(np.bool_),
+            "onset_image": tfds.features.Tensor(shape=crop, dtype=np.uint8),
+            "apex_image": tfds.features.Tensor(shape=crop, dtype=np.uint8),
+            "offset_image": tfds.features.Tensor(shape=crop, dtype=np.uint8),
+            "flow": tfds.features.Tensor(
+                shape=flow + (2,), dtype=np.float16, doc="[u, v] onset->apex, crop pixels"
+            ),
+            "strain": tfds.features.Tensor(shape=flow + (1,), dtype=np.float16),
+            "landmarks_onset": tfds.features.Tensor(
+                shape=(NUM_LANDMARKS, 2), dtype=np.float32, doc="(x, y) in crop pixels"
+            ),
+            "landmarks_apex": tfds.features.Tensor(shape=(NUM_LANDMARKS, 2), dtype=np.float32),
+            **frames,
+        }
+    )
+
+
+def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[str, object]:
+    """The feature dict of one clip (keys and dtypes of `features_dict`).
+
+    Args:
+        record: the clip.
+        options: crop and flow settings.
+        label: the protocol class of the clip's emotion, -1 if the protocol excludes it.
+
+    Raises:
+        UserError: the clip cannot be processed (unreadable frame, no face found); the
+            message names the clip.
+    """
+    features = clip_features(record.frames(), options)
+    return {
+        "sample_id": record.sample_id,
+        "dataset": record.dataset,
+        "subject": record.subject,
+        "filename": record.filename,
+        "emotion": record.emotion,
+        "label": np.int64(label),
+        "action_units_raw": record.action_units_raw,
+        "action_units": multi_hot(parse_action_units(record.action_units_raw).units),
+        "fps": np.float32(record.fps),
+        "onset_index": np.int32(record.onset),
+        "apex_index": np.int32(record.apex),
+        "offset_index": np.int32(record.offset),
+        "apex_annotated": np.bool_(record.apex_annotated),
+        **features,
+    }
 
 
 class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
@@ -94,6 +183,7 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
     protocols; folds (LOSO, LODO) are made downstream.
     """
 
+    KIND: ClassVar[str] = "clips"  # what `data_builders.load` returns: a MERDataset
     PROTOCOL: ClassVar[str]  # name of the protocol in mer_jax.data.protocols
 
     def __init__(self, *, workers: int | None = None, **kwargs: object) -> None:
@@ -153,134 +243,25 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
             clip_example, calls, workers=self._workers, desc=f"{self.name} clip features"
         ):
             if error is not None:
-                record = records[index]
-                failures.append(clip_failure(record, record.annotation_row, error))
+                failures.append(clip_failure(records[index], error))
                 continue
             yield example["sample_id"], example
         raise_failures(self.name, failures, len(records))
 
 
-def map_clips[Result](
-    function: Callable[..., Result],
-    calls: Sequence[tuple[Any, ...]],
-    *,
-    workers: int | None,
-    desc: str,
-    unit: str = "clip",
-) -> Iterator[tuple[int, Result | None, UserError | None]]:
-    """Runs `function(*call)` for every call, in worker processes, with a progress bar.
-
-    The clip stage of every builder: one call per clip, each independent. A call that
-    raises UserError (no face, unreadable frame) does not stop the others; it is yielded
-    with its error so the caller can name every failed clip at the end.
-
-    Args:
-        function: a module-level function (it is pickled into spawned workers).
-        calls: the positional arguments of each call.
-        workers: processes (None: all cores); never more than there are calls. With 1
-            everything runs in this process, in order.
-        desc, unit: the progress bar's label and unit.
-
-    Yields:
-        (index into calls, result or None, UserError or None), in completion order.
-    """
-    workers = max(1, min(workers or os.cpu_count() or 1, len(calls)))
-    with tqdm(total=len(calls), desc=desc, unit=unit) as bar:
-        if workers == 1:
-            for index, call in enumerate(calls):
-                try:
-                    result = function(*call)
-                except UserError as error:
-                    bar.update()
-                    yield index, None, error
-                    continue
-                bar.update()
-                yield index, result, None
-            return
-        # "spawn": forking a process that may hold JAX or TFDS threads can deadlock.
-        pool = ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-        )
-        try:
-            futures = {pool.submit(function, *call): index for index, call in enumerate(calls)}
-            for future in as_completed(futures):
-                bar.update()
-                try:
-                    result = future.result()
-                except UserError as error:
-                    yield futures[future], None, error
-                    continue
-                yield futures[future], result, None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-class LocatedClip(Protocol):
-    """A clip with a landmarks file (or none) and where one would be read from."""
-
-    landmarks_path: Path | None
-    landmarks_location: Path | None
-
-
-def clip_failure(clip: LocatedClip, where: str, error: UserError) -> str:
-    """One line naming a failed clip (`where`: its annotation row or folder) and the
-    reason, with where a landmarks sidecar would go when no face was found; shown at once."""
-    message = f"{where}: {error}" if where else str(error)
-    if "no face found" in message and clip.landmarks_path is None and clip.landmarks_location:
-        message += f" (the sidecar would be read from {clip.landmarks_location})"
-    tqdm.write(f"failed: {message}")
-    return message
-
-
-def raise_failures(name: str, failures: Sequence[str], num_clips: int) -> None:
-    """Fails a build in which some clips failed, naming them all (after trying every clip)."""
-    if failures:
-        # Raising leaves the build in TFDS's incomplete directory, which is removed:
-        # nothing of it reads as a finished dataset.
-        raise UserError(
-            f"{name}: {len(failures)} of {num_clips} clips could not be built; nothing was "
-            "written. Fix or remove them (or add a landmarks sidecar where no face was "
-            "found) and build again:\n  " + "\n  ".join(sorted(failures))
-        )
-
-
-class ReleaseBuilder(ClipDatasetBuilder):
+class ReleaseBuilder(ManualDirBuilder, ClipDatasetBuilder):
     """Base of the builders of licensed databases, read from the user's `manual_dir`.
 
-    A subclass sets `MANUAL_DOWNLOAD_INSTRUCTIONS` (where the licence is requested,
-    which layout is expected) and implements `read_release`, which only reads the
-    annotation and lists folders: the dry run (`python -m data_builders.build NAME
-    --dry_run`) calls it without building. Rows the reader skipped or fixed are logged
+    A subclass sets `MANUAL_DOWNLOAD_INSTRUCTIONS` and implements `read_release` (see
+    `data_builders.base.ManualDirBuilder`). Rows the reader skipped or fixed are logged
     during the build and kept in the built dataset's metadata ("release_notes").
     """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
-    MANUAL_DOWNLOAD_INSTRUCTIONS: ClassVar[str]
-
-    @abc.abstractmethod
-    def read_release(self, manual_dir: Path) -> ReleaseRecords:
-        """The clips of the release in `manual_dir` and the notes on its rows.
-
-        Raises:
-            UserError: a missing annotation, a wrong layout or a malformed row; the
-                message names the file and row.
-        """
+    MANUAL_DIR_HOLDS = "its licensed release"
 
     def _read_records(self, dl_manager: tfds.download.DownloadManager) -> list[ClipRecord]:
-        try:
-            manual_dir = Path(dl_manager.manual_dir)
-        except AssertionError:
-            raise UserError(
-                f"dataset {self.name} is built from its licensed release, which was not "
-                f"found: pass the release folder as manual_dir (data_builders.build(..., "
-                f"manual_dir=DIR), --manual_dir DIR or --config.data.manual_dir=DIR).\n"
-                f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            ) from None
-        release = self.read_release(manual_dir)
-        for note in release.notes:
-            tqdm.write(f"{self.name}: {note}")
-        self.info.metadata["release_notes"] = [str(note) for note in release.notes]
+        release = self._read_manual_dir(dl_manager)
+        keep_release_notes(self, release)
         return list(release.records)

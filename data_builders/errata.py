@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from mer_jax.errors import UserError
 
-# Fields an erratum may correct: the parsed annotation fields of `records.SheetRow`.
+# Fields an erratum may correct: the parsed annotation fields of `reading.SheetRow`.
 # "row" with fixed=None drops the row (e.g. an official list of unusable clips).
 ERRATUM_FIELDS = ("onset", "apex", "offset", "emotion", "action_units", "row")
 

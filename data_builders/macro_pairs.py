@@ -4,7 +4,7 @@ MA2MI learns facial motion by reconstructing a (near-)future frame: from a clip 
 takes frames `I_t` and `I_{t+k}`. This module is the one mechanism every macro
 builder shares; a builder only says where its clips come from (a `MacroRelease` of
 `MacroClip`s) and this base turns each clip into pairs, in parallel over clips
-(`data_builders.clip_builder.map_clips`, the process pool of the micro builders).
+(`data_builders.base.map_clips`, the process pool of the micro builders).
 
 Per clip (config fields of `MacroPairsConfig`):
 
@@ -15,7 +15,7 @@ Per clip (config fields of `MacroPairsConfig`):
    every such t when the clip has fewer, or when pairs_per_clip is 0. A clip shorter
    than k + 1 frames gives no pair: it is skipped and reported, not fatal.
 3. Face: ONE similarity alignment from the first frame of the clip's span (its
-   landmarks sidecar if there is one, else dlib, as `data_builders.clip_features`),
+   landmarks sidecar if there is one, else dlib, as `mer_jax.preprocess.clip`),
    applied to every frame, so alignment adds no motion; the aligned crop is
    `crop_size` (default 128, like the micro builds) and is area-resized to the stored
    `pair_size` (default 64). Grayscale sources are replicated to 3 channels.
@@ -37,7 +37,6 @@ names are), skipped_clips and release_notes.
 import abc
 import dataclasses
 import math
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,16 +46,24 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
-from data_builders.clip_builder import clip_failure, map_clips, raise_failures
-from data_builders.clip_features import _shared_landmarker, load_frame
-from data_builders.records import ClipRecord, RowNote, read_landmarks_sidecar
+from data_builders.base import (
+    ManualDirBuilder,
+    clip_failure,
+    keep_release_notes,
+    map_clips,
+    raise_failures,
+)
+from data_builders.records import LANDMARKS_POINTS, MacroClip, MacroRelease
 from mer_jax.errors import UserError
-from mer_jax.preprocess import align_from_landmarks, warp_crop
+from mer_jax.preprocess import (
+    align_from_landmarks,
+    load_frame,
+    read_landmarks_sidecar,
+    shared_landmarker,
+    warp_crop,
+)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
-# Landmark file formats of `MacroClip.landmarks_path`.
-LANDMARKS_CSV = "csv"  # the repo's sidecar: frame,x_0..x_67,y_0..y_67, rows by frame number
-LANDMARKS_POINTS = "points"  # 68 "x y" lines of the first frame (CK+'s _landmarks.txt)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,93 +138,6 @@ def plan_pairs(frame_numbers: Sequence[int], k: int, pairs_per_clip: int) -> lis
     return [candidates[i] for i in positions]
 
 
-@dataclasses.dataclass(frozen=True)
-class MacroClip:
-    """One clip to cut pairs from: a span of image files, or a whole video file.
-
-    Attributes:
-        dataset: the `dataset` feature, e.g. "ckplus".
-        subject: namespaced subject, "<namespace>/<folder>" (casme3_macro keeps the
-            micro builder's "casme3/spNO.1", so the two compare).
-        clip: the clip's name, unique within its subject.
-        fps: frame rate.
-        frame_numbers: the frame numbers of the span present on disk, ascending; for a
-            video 0..count-1 as the container reports it (empty: count unknown).
-        frame_paths: the image files of `frame_numbers`; empty for a video.
-        video_path: the video file, or None for image files.
-        landmarks_path: landmarks of the first frame: a sidecar CSV (`LANDMARKS_CSV`,
-            rows by frame number) or a 68-line points file (`LANDMARKS_POINTS`).
-        landmarks_format: `LANDMARKS_CSV` or `LANDMARKS_POINTS`.
-        where: where the clip comes from (annotation row or folder), for messages.
-        landmarks_location: where a sidecar of this clip would be read from.
-    """
-
-    dataset: str
-    subject: str
-    clip: str
-    fps: float
-    frame_numbers: tuple[int, ...]
-    frame_paths: tuple[Path, ...] = ()
-    video_path: Path | None = None
-    landmarks_path: Path | None = None
-    landmarks_format: str = LANDMARKS_CSV
-    where: str = ""
-    landmarks_location: Path | None = None
-
-    @property
-    def subject_folder(self) -> str:
-        """The subject without its namespace, e.g. "S005"."""
-        return self.subject.split("/", 1)[-1]
-
-    @property
-    def clip_id(self) -> str:
-        """dataset/subject folder/clip: the prefix of the clip's pair ids."""
-        return f"{self.dataset}/{self.subject_folder}/{self.clip}"
-
-    @property
-    def source(self) -> Path | None:
-        """The video file or the folder of the frames."""
-        if self.video_path is not None:
-            return self.video_path
-        return self.frame_paths[0].parent if self.frame_paths else None
-
-    def frame_path(self, number: int) -> Path:
-        """The image file of a frame number of this clip."""
-        return self.frame_paths[self.frame_numbers.index(number)]
-
-
-def clip_from_record(record: ClipRecord, *, dataset: str, clip: str) -> MacroClip:
-    """The macro clip of a clip record (onset..offset of a sheet-annotated release)."""
-    return MacroClip(
-        dataset=dataset,
-        subject=record.subject,
-        clip=clip,
-        fps=record.fps,
-        frame_numbers=record.frame_numbers,
-        frame_paths=record.frame_paths,
-        landmarks_path=record.landmarks_path,
-        where=record.annotation_row,
-        landmarks_location=record.landmarks_location,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class MacroRelease:
-    """The clips a macro builder found, and notes on what it skipped.
-
-    Attributes:
-        dataset: the builder's dataset name.
-        source: the folder (or annotation file) the clips come from.
-        clips: the clips, in a stable order.
-        notes: rows or folders skipped or noted, with the reason.
-    """
-
-    dataset: str
-    source: Path
-    clips: tuple[MacroClip, ...]
-    notes: tuple[RowNote, ...] = ()
-
-
 def features_dict(options: PairOptions) -> tfds.features.FeaturesDict:
     """The TFDS features of one pair (the contract the pre-training loop reads)."""
     frame = (options.pair_size, options.pair_size, 3)
@@ -277,7 +197,7 @@ class _Aligner:
         elif path is not None:
             landmarks = read_landmarks_sidecar(path).get(number)
         if landmarks is None:
-            landmarks = _shared_landmarker()(image, source=source)
+            landmarks = shared_landmarker()(image, source=source)
         self._affine = align_from_landmarks(landmarks, self._options.crop_size)
 
     def crop(self, image: np.ndarray) -> np.ndarray:
@@ -444,6 +364,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
     its subject names are (the pre-training leakage guard reads them).
     """
 
+    KIND: ClassVar[str] = "pairs"  # what `data_builders.load` returns: a PairCorpus
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
     IDENTITIES_KNOWN: ClassVar[bool] = True
@@ -488,9 +409,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
         self, dl_manager: tfds.download.DownloadManager
     ) -> dict[str, Iterator[tuple[str, dict[str, Any]]]]:
         release = self._read_clips(dl_manager)
-        for note in release.notes:
-            tqdm.write(f"{self.name}: {note}")
-        self.info.metadata["release_notes"] = [str(note) for note in release.notes]
+        keep_release_notes(self, release)
         return {"train": self._generate_examples(release)}
 
     def _generate_examples(self, release: MacroRelease) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -507,7 +426,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
             desc=f"{self.name} frame pairs",
         ):
             if error is not None:
-                failures.append(clip_failure(clips[index], clips[index].where, error))
+                failures.append(clip_failure(clips[index], error))
                 continue
             assert result is not None
             if result.skipped:
@@ -533,37 +452,18 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
         )
 
 
-class MacroReleaseBuilder(MacroPairsBuilder):
+class MacroReleaseBuilder(ManualDirBuilder, MacroPairsBuilder):
     """Base of the macro builders read from a folder the user has (`manual_dir`).
 
-    A subclass sets `MANUAL_DOWNLOAD_INSTRUCTIONS` and implements `read_clips`, which
-    lists folders and reads annotations only (videos: their container header and first
-    frame), so the dry run is quick.
+    A subclass sets `MANUAL_DOWNLOAD_INSTRUCTIONS` and implements `read_release` (see
+    `data_builders.base.ManualDirBuilder`), which lists folders and reads annotations
+    only (videos: their container header and first frame), so the dry run is quick.
     """
 
-    MANUAL_DOWNLOAD_INSTRUCTIONS: ClassVar[str]
-
-    @abc.abstractmethod
-    def read_clips(self, manual_dir: Path) -> MacroRelease:
-        """The clips in `manual_dir`.
-
-        Raises:
-            UserError: a wrong layout (the message shows the expected one), a missing
-                annotation or an unreadable video (named).
-        """
+    MANUAL_DIR_HOLDS = "a folder"
 
     def _read_clips(self, dl_manager: tfds.download.DownloadManager) -> MacroRelease:
-        try:
-            manual_dir = Path(dl_manager.manual_dir)
-        except AssertionError:
-            raise UserError(
-                f"dataset {self.name} is built from a folder you have, which was not found "
-                "(or is empty): "
-                f"pass it as manual_dir (data_builders.build(..., manual_dir=DIR), "
-                f"--manual_dir DIR or --config.data.manual_dir=DIR).\n"
-                f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            ) from None
-        return self.read_clips(manual_dir)
+        return self._read_manual_dir(dl_manager)
 
 
 class PairSource:
@@ -605,82 +505,3 @@ def corpus_bytes(builder: MacroPairsBuilder) -> int:
         for key in ("frame_t", "frame_t_plus_k")
     )
     return num_pairs * per_pair
-
-
-def release_summary(
-    release: MacroRelease,
-    *,
-    name: str,
-    config: str,
-    manual_dir: str | Path,
-    options: PairOptions,
-) -> dict[str, Any]:
-    """Clips, subjects, frame rates, k and the pairs a build would cut (the dry run).
-
-    Pairs of videos whose container gives no frame count are not counted
-    ("clips_of_unknown_length").
-    """
-    pairs = 0
-    short: list[str] = []
-    unknown = 0
-    for clip in release.clips:
-        if not clip.frame_numbers:
-            unknown += 1
-            continue
-        count = len(
-            plan_pairs(
-                clip.frame_numbers, pair_step(clip.fps, options.k_at_30fps), options.pairs_per_clip
-            )
-        )
-        pairs += count
-        if not count:
-            short.append(f"{clip.clip_id} ({len(clip.frame_numbers)} frames)")
-    fps = Counter(clip.fps for clip in release.clips)
-    return {
-        "dataset": name,
-        "config": config,
-        "manual_dir": str(manual_dir),
-        "source": str(release.source),
-        "clips": len(release.clips),
-        "subjects": len({clip.subject for clip in release.clips}),
-        "subject_names": sorted({clip.subject for clip in release.clips}),
-        "fps": {f"{rate:g}": count for rate, count in sorted(fps.items())},
-        "k": {f"{rate:g}": pair_step(rate, options.k_at_30fps) for rate in sorted(fps)},
-        "pairs": pairs,
-        "clips_of_unknown_length": unknown,
-        "clips_without_pairs": short,
-        "notes": [
-            {"kind": note.kind, "where": note.where, "clip": note.clip, "reason": note.reason}
-            for note in release.notes
-        ],
-    }
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """The dry-run summary of `release_summary` for people."""
-    fps = ", ".join(
-        f"{rate} fps: {count} clips (k={summary['k'][rate]})"
-        for rate, count in summary["fps"].items()
-    )
-    lines = [
-        f"{summary['dataset']} ({summary['config']}) from {summary['source']}",
-        f"clips: {summary['clips']}   subjects: {summary['subjects']}   pairs: {summary['pairs']}",
-        f"frame rates: {fps}",
-    ]
-    if summary["clips_of_unknown_length"]:
-        lines.append(
-            f"{summary['clips_of_unknown_length']} video(s) without a frame count in their "
-            "container: their pairs are counted when they are read"
-        )
-    if summary["clips_without_pairs"]:
-        lines.append(f"no pair (shorter than k+1 frames): {len(summary['clips_without_pairs'])}")
-        lines += [f"  {clip}" for clip in summary["clips_without_pairs"]]
-    if summary["notes"]:
-        lines.append(f"notes: {len(summary['notes'])}")
-        lines += [
-            f"  {note['kind']}: {note['where']}"
-            + (f" clip {note['clip']}" if note["clip"] else "")
-            + f": {note['reason']}"
-            for note in summary["notes"]
-        ]
-    return "\n".join(lines)

@@ -1,90 +1,71 @@
-"""Clip records: the labelled micro-expression clips of a database release, as found on disk.
+"""The clips of a release as found on disk, before any pixel is read, and the releases.
 
-Every database reader turns a release directory into a `ReleaseRecords`: the clips
-(`ClipRecord`) and a note for every row it skipped or fixed, with the reason. The clip
-features (`data_builders.clip_features`) and the TFDS builders only ever see records.
-This layer reads spreadsheets and lists folders but never opens an image, so checking a
-whole release (`python -m data_builders.build NAME --manual_dir DIR --dry_run`) takes
-seconds.
+A reader turns a release folder into a release: its clips and a note (`RowNote`) for
+every row or folder it skipped or fixed, with the reason. Every clip is a `ClipOnDisk`
+(its subject, frame files and landmarks file); two kinds derive from it:
 
-The shared rules of docs/datasets.md live here: coding sheets are read by header name
-(the header row is found by its "Subject" cell, below any preamble; spacer columns are
-dropped; header spellings are normalised), frames are matched by the integer in their
-file name (any zero padding, stray files ignored, gaps reported), the errata table is
-applied and logged, subjects are namespaced by database and a missing apex falls back to
-the middle frame. Each database's own layout is read by the `read_*` function of its
-builder package (`data_builders/<name>/`); CASME II's is here because the synthetic
-database shares it.
+- `ClipRecord`: a labelled micro-expression clip (onset, apex, offset, emotion, AUs),
+  gathered in a `ReleaseRecords`; a clip builder makes one example of each.
+- `MacroClip`: a span of frames, or a whole video, of a macro-expression corpus,
+  gathered in a `MacroRelease`; a pair builder cuts frame pairs from each.
 
-CASME II layout (`read_casme2_release`), as shipped by the CASME II authors:
-
-    <root>/CASME2-coding-<date>.xlsx          the coding sheet
-    <root>/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg ...   raw frames, or
-    <root>/Cropped/sub01/EP02_01f/reg_img46.jpg ...           face-cropped frames
-                                          (also `Cropped-updated/`)
-    <root>/landmarks/sub01/EP02_01f.csv       optional landmarks sidecar (see below)
-
-Landmarks sidecar (every database): `<root>/landmarks/<clip folder below the frame
-root>.csv`, with header `frame,x_0,...,x_67,y_0,...,y_67` (the OpenFace column names;
-extra columns are ignored), one row per ORIGINAL frame number (the integer in the frame
-file name), coordinates in pixels of the frames the build reads.
+The rules that find them (coding sheets, frame folders, errata) are in
+`data_builders.reading`; each database's own layout is read by the `read_*` function of
+its builder package (`data_builders/<name>/`).
 """
 
-import csv
-import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import openpyxl
-
-from data_builders.errata import Erratum, errata_of, validate
-from mer_jax.data.action_units import parse_action_units
 from mer_jax.errors import UserError
+from mer_jax.preprocess import ClipFrames
 
-# The frame number is the last integer before the image extension: img46.jpg,
-# reg_img46.jpg, 006_05562.jpg, image017581039.bmp. Anything else in a clip folder
-# (Thumbs.db, .lnk shortcuts) is ignored.
-_FRAME_FILE = re.compile(r"(\d+)\.(?:jpe?g|bmp|png)$", re.IGNORECASE)
-
-# Normalised header -> field. Headers are compared in lower case with everything but
-# letters and digits removed, so "OnsetFrame", "Onset Frame", "onset_frame" and "Onset"
-# are one column, and "Objective Class(es)" is "objectiveclasses".
-HEADER_ALIASES = {
-    "subject": "subject",
-    "filename": "filename",
-    "onsetframe": "onset",
-    "onset": "onset",
-    "apexframe": "apex",
-    "apex": "apex",
-    "offsetframe": "offset",
-    "offset": "offset",
-    "actionunits": "action_units",
-    "actionunit": "action_units",
-    "aus": "action_units",
-    "au": "action_units",
-    "estimatedemotion": "emotion",
-    "emotion": "emotion",
-    "objectiveclass": "objective_class",
-    "objectiveclasses": "objective_class",
-}
-# An absent apex column means "no apex annotated"; an absent AU column, no AUs.
-REQUIRED_FIELDS = ("subject", "filename", "onset", "offset", "emotion")
-# Cells that mean "no apex annotated" (CASME II writes "/").
-_NO_APEX = frozenset({"", "/", "-", "n/a", "na"})
+# Landmark file formats of `ClipOnDisk.landmarks_path`.
+LANDMARKS_CSV = "csv"  # the sidecar: frame,x_0..x_67,y_0..y_67, rows by frame number
+LANDMARKS_POINTS = "points"  # 68 "x y" lines of one frame (CK+'s _landmarks.txt)
 
 
-@dataclass(frozen=True)
-class ClipRecord:
-    """One labelled clip.
+@dataclass(frozen=True, kw_only=True)
+class ClipOnDisk:
+    """What every clip read from a release has: whose it is, its frames and landmarks.
 
     Attributes:
-        dataset: database name, e.g. "casme2".
-        subject: namespaced subject, "<dataset>/<subject folder>", e.g. "casme2/sub01",
+        dataset: database name, e.g. "casme2" (the `dataset` feature).
+        subject: namespaced subject, "<namespace>/<subject folder>", e.g. "casme2/sub01",
             so subjects of different databases never merge in a LOSO split.
+        fps: frame rate of the recording.
+        frame_numbers: the original frame numbers present on disk, ascending (the
+            integers in the file names; for a video 0..count-1 as its container
+            reports it, empty when it does not say).
+        frame_paths: the image files of `frame_numbers`, in the same order; empty for a
+            video.
+        landmarks_path: the clip's landmarks file, if the release has one.
+        landmarks_location: where a landmarks file of this clip would be read from
+            (named when no face is found).
+        where: where the clip is annotated or found, e.g. "CASME2-coding-x.xlsx row 5"
+            or its folder, for messages.
+    """
+
+    dataset: str
+    subject: str
+    fps: float
+    frame_numbers: tuple[int, ...]
+    frame_paths: tuple[Path, ...] = ()
+    landmarks_path: Path | None = None
+    landmarks_location: Path | None = None
+    where: str = ""
+
+    @property
+    def subject_folder(self) -> str:
+        """The subject without the dataset namespace, e.g. "sub01"."""
+        return self.subject.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipRecord(ClipOnDisk):
+    """One labelled micro-expression clip.
+
+    Attributes (besides `ClipOnDisk`'s; `frame_numbers` are those in onset..offset):
         filename: the clip name of the coding sheet, e.g. "EP02_01f".
         onset, apex, offset: original frame numbers (the integers in the file names).
             `apex` is always a frame of the clip: where the sheet gives none it is the
@@ -92,17 +73,9 @@ class ClipRecord:
         apex_annotated: whether `apex` comes from the coding sheet.
         emotion: the emotion label as written in the sheet.
         action_units_raw: the AU string as written in the sheet.
-        frame_numbers: the frame numbers present on disk in onset..offset, ascending.
-        frame_paths: the files of `frame_numbers`, in the same order.
-        fps: frame rate of the recording.
         face_cropped: the frames are already face crops (alignment only resizes).
-        landmarks_path: the landmarks sidecar CSV of the clip, if the release has one.
-        annotation_row: where the clip is annotated, e.g. "CASME2-coding-x.xlsx row 5".
-        landmarks_location: where a landmarks sidecar of this clip would be read from.
     """
 
-    dataset: str
-    subject: str
     filename: str
     onset: int
     apex: int
@@ -110,33 +83,69 @@ class ClipRecord:
     apex_annotated: bool
     emotion: str
     action_units_raw: str
-    frame_numbers: tuple[int, ...]
-    frame_paths: tuple[Path, ...]
-    fps: float
     face_cropped: bool
-    landmarks_path: Path | None
-    annotation_row: str = ""
-    landmarks_location: Path | None = None
-
-    @property
-    def subject_folder(self) -> str:
-        """The subject without the dataset namespace, e.g. "sub01"."""
-        return self.subject.rsplit("/", 1)[-1]
 
     @property
     def sample_id(self) -> str:
         """Unique id: dataset/subject folder/filename/onset (a video may hold several clips)."""
         return f"{self.dataset}/{self.subject_folder}/{self.filename}/{self.onset}"
 
+    def frames(self) -> ClipFrames:
+        """The clip as `mer_jax.preprocess.clip_features` reads it."""
+        return ClipFrames(
+            name=self.sample_id,
+            frame_numbers=self.frame_numbers,
+            frame_paths=self.frame_paths,
+            onset=self.onset,
+            apex=self.apex,
+            offset=self.offset,
+            face_cropped=self.face_cropped,
+            landmarks_path=self.landmarks_path,
+        )
+
     def frame_path(self, frame_number: int) -> Path:
-        """The file of an original frame number of this clip."""
-        try:
-            return self.frame_paths[self.frame_numbers.index(frame_number)]
-        except ValueError:
-            raise KeyError(
-                f"clip {self.sample_id} has no frame {frame_number} on disk "
-                f"(frames {self.frame_numbers[0]}..{self.frame_numbers[-1]})"
-            ) from None
+        """The file of an original frame number of this clip (KeyError if absent)."""
+        return self.frames().frame_path(frame_number)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MacroClip(ClipOnDisk):
+    """One macro-expression clip to cut frame pairs from: image files, or a video file.
+
+    Attributes (besides `ClipOnDisk`'s; casme3_macro keeps the micro builder's subject
+    namespace, "casme3/spNO.1", so the two compare):
+        clip: the clip's name, unique within its subject.
+        video_path: the video file, or None for image files.
+        landmarks_format: `LANDMARKS_CSV` (a sidecar, rows by frame number) or
+            `LANDMARKS_POINTS` (68 "x y" lines of the first frame).
+    """
+
+    clip: str
+    video_path: Path | None = None
+    landmarks_format: str = LANDMARKS_CSV
+
+    @property
+    def clip_id(self) -> str:
+        """dataset/subject folder/clip: the prefix of the clip's pair ids."""
+        return f"{self.dataset}/{self.subject_folder}/{self.clip}"
+
+    @property
+    def source(self) -> Path | None:
+        """The video file or the folder of the frames."""
+        if self.video_path is not None:
+            return self.video_path
+        return self.frame_paths[0].parent if self.frame_paths else None
+
+    def frame_path(self, number: int) -> Path:
+        """The image file of a frame number of this clip."""
+        return self.frame_paths[self.frame_numbers.index(number)]
+
+
+def clip_from_record(record: ClipRecord, *, dataset: str, clip: str) -> MacroClip:
+    """The macro clip of a clip record (onset..offset of a sheet-annotated release): the
+    fields every clip has, carried over, with its own dataset name and clip name."""
+    on_disk = {field.name: getattr(record, field.name) for field in fields(ClipOnDisk)}
+    return MacroClip(**{**on_disk, "dataset": dataset}, clip=clip)
 
 
 @dataclass(frozen=True)
@@ -194,625 +203,22 @@ class ReleaseRecords:
 
 
 @dataclass(frozen=True)
-class SheetRow:
-    """One clip row of an annotation, cells as text ("" for empty or absent cells)."""
-
-    where: str
-    subject: str
-    filename: str
-    onset: str
-    apex: str
-    offset: str
-    action_units: str
-    emotion: str
-
-
-@dataclass
-class ReleaseLog:
-    """Collects the notes of one reading."""
-
-    notes: list[RowNote] = field(default_factory=list)
-
-    def add(self, kind: str, where: str, clip: str, reason: str) -> None:
-        """Records one note."""
-        self.notes.append(RowNote(kind, where, clip, reason))
-
-    def notes_of(self, kind: str) -> list[RowNote]:
-        """The notes of one kind so far."""
-        return [note for note in self.notes if note.kind == kind]
-
-
-def cell_text(cell: Any) -> str:
-    """A cell as text: 4.0 -> "4" (openpyxl gives numbers where a sheet holds "4")."""
-    if cell is None:
-        return ""
-    if isinstance(cell, float) and cell.is_integer():
-        return str(int(cell))
-    return str(cell).strip()
-
-
-def _header_key(cell: Any) -> str | None:
-    if cell is None:
-        return None
-    return re.sub(r"[^a-z0-9]", "", str(cell).lower()) or None
-
-
-def find_annotation(root: Path, pattern: str, layout: str, depth: int = 2) -> Path:
-    """The single file matching `pattern` in `root` or up to `depth` folders below it.
-
-    Raises:
-        UserError: none or several match; the message shows the expected layout.
-    """
-    if not root.is_dir():
-        raise UserError(f"release folder {root} does not exist; {layout}")
-    regex = re.compile(_glob_regex(pattern), re.IGNORECASE)
-    found = []
-    for folder, subfolders, files in os.walk(root):
-        level = len(Path(folder).relative_to(root).parts)
-        if level >= depth:
-            subfolders.clear()
-        # Office lock files ("~$name.xlsx") are not sheets.
-        found += [Path(folder) / name for name in files if regex.fullmatch(name)]
-        found = [path for path in found if not path.name.startswith("~$")]
-        if level == 0 and found:
-            break  # a sheet at the top is the release's own
-    if len(found) != 1:
-        names = "none" if not found else ", ".join(str(path.relative_to(root)) for path in found)
-        raise UserError(f"{root} must hold exactly one {pattern} (found {names}); {layout}")
-    return found[0]
-
-
-def _glob_regex(pattern: str) -> str:
-    return "".join(".*" if char == "*" else re.escape(char) for char in pattern)
-
-
-def child_dir(parent: Path, name: str) -> Path | None:
-    """The sub-folder of `parent` named `name`, compared without case (releases differ)."""
-    exact = parent / name
-    if exact.is_dir():
-        return exact
-    if not parent.is_dir():
-        return None
-    matches = [
-        path for path in parent.iterdir() if path.is_dir() and path.name.lower() == name.lower()
-    ]
-    return matches[0] if len(matches) == 1 else None
-
-
-def read_annotation_sheet(
-    sheet_path: Path,
-    layout: str,
-    log: ReleaseLog,
-    *,
-    header_aliases: Mapping[str, str] = HEADER_ALIASES,
-    required: Sequence[str] = REQUIRED_FIELDS,
-) -> list[SheetRow]:
-    """The clip rows of a coding sheet, read by header name.
-
-    The header is the first row holding a "Subject" cell, in the first sheet that has
-    one: release sheets carry title rows (SAMM about 13) above it. Columns without a
-    known header (blank spacer columns, Notes, Duration) are ignored. Rows with text but
-    no Subject or Filename (footnotes) are skipped and logged.
-
-    Args:
-        sheet_path, layout, log: the sheet, the expected layout quoted in errors, and
-            where skipped rows are noted.
-        header_aliases: normalised header -> field; a sheet with other header words
-            (CAS(ME)^3's macro-expression sheet writes "sub", "seq") passes its own. The
-            header row is the first holding a cell that maps to "subject".
-        required: the fields that must have a column; an absent emotion column reads
-            as "" when it is not required.
-
-    Raises:
-        UserError: no header row, or a required column missing; the message names the
-            file, sheet and header row.
-    """
-    try:
-        workbook = openpyxl.load_workbook(sheet_path, read_only=True, data_only=True)
-    except Exception as error:  # openpyxl raises many types for a broken file
-        raise UserError(f"cannot read the coding sheet {sheet_path}: {error}") from None
-    try:
-        for worksheet in workbook.worksheets:
-            rows = enumerate(worksheet.iter_rows(values_only=True), start=1)
-            for header_number, header in rows:
-                keys = [_header_key(cell) for cell in header]
-                if "subject" not in (header_aliases.get(key) for key in keys):
-                    continue
-                columns: dict[str, int] = {}
-                for index, key in enumerate(keys):
-                    if key in header_aliases:
-                        columns.setdefault(header_aliases[key], index)
-                missing = [name for name in required if name not in columns]
-                if missing:
-                    raise UserError(
-                        f"{sheet_path.name}, sheet {worksheet.title!r}, header row "
-                        f"{header_number}: no column for {', '.join(missing)}; the header "
-                        f"holds {[cell for cell in header if cell is not None]}"
-                    )
-                # The same iterator goes on below the header row.
-                return list(_sheet_rows(sheet_path.name, rows, columns, log))
-    finally:
-        workbook.close()
-    raise UserError(
-        f"{sheet_path} has no header row with a 'Subject' column in any sheet; {layout}"
-    )
-
-
-def _sheet_rows(
-    sheet_name: str,
-    rows: Iterable[tuple[int, tuple[Any, ...]]],
-    columns: dict[str, int],
-    log: ReleaseLog,
-) -> Iterator[SheetRow]:
-    for row_number, row in rows:
-        cells = {
-            name: cell_text(row[index]) if index < len(row) else ""
-            for name, index in columns.items()
-        }
-        if not any(cell_text(cell) for cell in row):
-            continue
-        where = f"{sheet_name} row {row_number}"
-        if not cells["subject"] or not cells["filename"]:
-            text = " ".join(cell_text(cell) for cell in row if cell_text(cell))
-            log.add("skipped", where, "", f"no Subject or Filename (row text: {text[:60]!r})")
-            continue
-        yield SheetRow(
-            where=where,
-            subject=cells["subject"],
-            filename=cells["filename"],
-            onset=cells["onset"],
-            apex=cells.get("apex", ""),
-            offset=cells["offset"],
-            action_units=cells.get("action_units", ""),
-            emotion=cells.get("emotion", ""),
-        )
-
-
-def apply_errata(
-    rows: Sequence[SheetRow], errata: Sequence[Erratum], log: ReleaseLog, source: str
-) -> list[SheetRow]:
-    """The rows with every matching erratum applied; each application is logged.
-
-    An erratum whose cell no longer holds the wrong value (a corrected release) is not
-    applied, and one that matches no row at all is reported, so a table written for
-    another release version never changes data silently.
-    """
-    validate(errata)
-    used: set[int] = set()
-    fixed_rows = []
-    for row in rows:
-        clip = f"{row.subject}/{row.filename}"
-        keep = True
-        for index, erratum in enumerate(errata):
-            if not erratum.matches(row.subject, row.filename, row.onset):
-                continue
-            used.add(index)
-            current = "" if erratum.field == "row" else getattr(row, erratum.field)
-            if erratum.field == "row":
-                log.add("skipped", row.where, clip, f"erratum: {erratum.describe()}")
-                keep = False
-            elif current.strip().lower() == erratum.wrong.strip().lower():
-                row = replace(row, **{erratum.field: erratum.fixed})
-                log.add("fixed", row.where, clip, f"erratum: {erratum.describe()}")
-            else:
-                log.add(
-                    "note",
-                    row.where,
-                    clip,
-                    f"erratum not applied: {erratum.field} is {current!r}, not the expected "
-                    f"wrong value {erratum.wrong!r} (already corrected in this release?)",
-                )
-        if keep:
-            fixed_rows.append(row)
-    for index, erratum in enumerate(errata):
-        if index not in used:
-            log.add(
-                "note",
-                source,
-                f"{erratum.subject}/{erratum.filename}",
-                f"erratum ({erratum.describe()}) matched no row",
-            )
-    return fixed_rows
-
-
-def list_frames(clip_dir: Path) -> dict[int, Path]:
-    """Frame number -> file of every frame image in a clip folder.
-
-    Raises:
-        UserError: two files carry the same frame number (e.g. img46.jpg and img046.jpg).
-    """
-    frames: dict[int, Path] = {}
-    for path in clip_dir.iterdir():
-        match = _FRAME_FILE.search(path.name)
-        if match is None or not path.is_file():
-            continue
-        number = int(match.group(1))
-        if number in frames:
-            raise UserError(
-                f"{clip_dir} holds two files for frame {number}: {frames[number].name} and "
-                f"{path.name}; keep one"
-            )
-        frames[number] = path
-    return frames
-
-
-class FrameIndex:
-    """Frame listings of clip folders, each folder listed once.
-
-    CAS(ME)^3 cuts many clips from one task folder of thousands of frames.
-    """
-
-    def __init__(self) -> None:
-        """An empty index."""
-        self._listings: dict[Path, dict[int, Path]] = {}
-
-    def frames(self, clip_dir: Path) -> dict[int, Path]:
-        """Frame number -> file in `clip_dir` (see `list_frames`)."""
-        if clip_dir not in self._listings:
-            self._listings[clip_dir] = list_frames(clip_dir)
-        return self._listings[clip_dir]
-
-
-def frame_number(text: str, column: str, where: str) -> int:
-    """A frame-number cell as an int.
-
-    Raises:
-        UserError: the cell is not a whole non-negative number; names the row.
-    """
-    if not text.isdigit():
-        raise UserError(
-            f"{where}: {column} {text!r} is not a frame number; correct the sheet or add an "
-            "erratum (data_builders/errata.py)"
-        )
-    return int(text)
-
-
-@dataclass(frozen=True)
-class ClipSource:
-    """How a reader's clips map to disk and to records (shared by all clips of a release).
+class MacroRelease:
+    """The clips a macro builder found, and notes on what it skipped.
 
     Attributes:
-        dataset: database name (subject namespace).
-        fps: frame rate.
-        face_cropped: the frames are face crops already.
-        frame_root: the folder the clip folders are found below; sidecars mirror it.
-        landmarks_root: the folder of landmarks sidecars.
+        dataset: the builder's dataset name.
+        source: the folder (or annotation file) the clips come from.
+        clips: the clips, in a stable order.
+        notes: rows or folders skipped or noted, with the reason.
     """
 
     dataset: str
-    fps: float
-    face_cropped: bool
-    frame_root: Path
-    landmarks_root: Path
+    source: Path
+    clips: tuple[MacroClip, ...]
+    notes: tuple[RowNote, ...] = ()
 
 
-def clip_record(
-    row: SheetRow,
-    *,
-    source: ClipSource,
-    clip_dir: Path | None,
-    frame_index: FrameIndex,
-    log: ReleaseLog,
-) -> ClipRecord | None:
-    """Joins one annotation row with its frame folder; None (and a note) when skipped.
-
-    Args:
-        row: the annotation row, errata applied; its subject is the subject folder
-            without namespace ("sub01", "006", "s01"), its filename the clip name the
-            record keeps.
-        source: the release-wide settings.
-        clip_dir: the folder holding the clip's frames; None if the reader found none.
-        frame_index: shared folder listings.
-        log: receives the notes.
-
-    Raises:
-        UserError: onset after offset, a frame cell that is not a number or an AU string
-            that cannot be read; the message names the sheet and row.
-    """
-    clip = f"{row.subject}/{row.filename}"
-    where = row.where
-    onset = frame_number(row.onset, "onset", where)
-    offset = frame_number(row.offset, "offset", where)
-    if offset < onset:
-        raise UserError(
-            f"{where} (clip {clip}): onset {onset} is after offset {offset}; correct the "
-            "sheet or add an erratum (data_builders/errata.py)"
-        )
-    apex_annotated = row.apex.strip().lower() not in _NO_APEX
-    apex = frame_number(row.apex, "apex", where) if apex_annotated else None
-    if apex is not None and not onset <= apex <= offset:
-        log.add(
-            "fixed",
-            where,
-            clip,
-            f"apex {apex} is outside onset..offset {onset}..{offset}; treated as not "
-            "annotated (middle-frame fallback)",
-        )
-        apex, apex_annotated = None, False
-    try:
-        parse_action_units(row.action_units)
-    except ValueError as error:
-        raise UserError(
-            f"{where} (clip {clip}): {error}; correct the sheet or add an erratum"
-        ) from None
-
-    if clip_dir is None or not clip_dir.is_dir():
-        shown = "not found" if clip_dir is None else f"{clip_dir} does not exist"
-        log.add("skipped", where, clip, f"frame folder {shown}")
-        return None
-    frames = {
-        number: path
-        for number, path in frame_index.frames(clip_dir).items()
-        if onset <= number <= offset
-    }
-    annotated = [onset, offset] + ([apex] if apex is not None else [])
-    missing = sorted({number for number in annotated if number not in frames})
-    if missing:
-        log.add("skipped", where, clip, f"annotated frame(s) {missing} not found in {clip_dir}")
-        return None
-    gaps = offset - onset + 1 - len(frames)
-    if gaps:
-        absent = sorted(set(range(onset, offset + 1)) - set(frames))
-        shown = ", ".join(map(str, absent[:8])) + (", ..." if len(absent) > 8 else "")
-        log.add("gap", where, clip, f"{gaps} frame(s) missing inside the clip: {shown}")
-    if apex is None:
-        # No annotated apex: the frame nearest the middle of the clip, the usual
-        # label-free convention (SMIC has no apex annotation at all).
-        middle = (onset + offset) / 2
-        apex = min(frames, key=lambda number: (abs(number - middle), number))
-
-    numbers = tuple(sorted(frames))
-    relative = clip_dir.relative_to(source.frame_root)
-    landmarks_location = source.landmarks_root / relative.parent / f"{relative.name}.csv"
-    return ClipRecord(
-        dataset=source.dataset,
-        subject=f"{source.dataset}/{row.subject}",
-        filename=row.filename,
-        onset=onset,
-        apex=apex,
-        offset=offset,
-        apex_annotated=apex_annotated,
-        emotion=row.emotion,
-        action_units_raw=row.action_units,
-        frame_numbers=numbers,
-        frame_paths=tuple(frames[number] for number in numbers),
-        fps=source.fps,
-        face_cropped=source.face_cropped,
-        landmarks_path=landmarks_location if landmarks_location.is_file() else None,
-        annotation_row=where,
-        landmarks_location=landmarks_location,
-    )
-
-
-def finish_release(
-    dataset: str, annotation: Path, records: list[ClipRecord], log: ReleaseLog
-) -> ReleaseRecords:
-    """The reading's result.
-
-    Raises:
-        UserError: no clip was found; the message names the annotation and the first
-            reasons rows were skipped.
-    """
-    if not records:
-        reasons = "; ".join(str(note) for note in log.notes_of("skipped")[:3])
-        raise UserError(f"{annotation} gives no usable clip" + (f" ({reasons})" if reasons else ""))
-    return ReleaseRecords(dataset, annotation, tuple(records), tuple(log.notes))
-
-
-def join_release(
-    rows: Sequence[SheetRow],
-    *,
-    annotation: Path,
-    source: ClipSource,
-    clip_dir_of: Callable[[SheetRow], Path | None],
-    errata: Sequence[Erratum] | None,
-    log: ReleaseLog,
-) -> ReleaseRecords:
-    """Applies the errata to annotation rows, joins each with its frames, drops repeats.
-
-    Args:
-        rows: the clip rows, subjects already normalised to their folder names.
-        annotation: the annotation file (or frame folder) named in the notes.
-        source: the release-wide settings.
-        clip_dir_of: the frame folder of a row; None where the release has none.
-        errata: corrections; None: the shipped table of `source.dataset`.
-        log: the notes so far (e.g. from reading the sheet); receives the rest.
-
-    Raises:
-        UserError: as `clip_record`, or no usable clip at all.
-    """
-    rows = apply_errata(rows, errata_of(source.dataset, errata), log, annotation.name)
-    frame_index = FrameIndex()
-    records = []
-    # The sample key is (subject, filename, onset): CAS(ME)^3 repeats filenames, whose
-    # clips differ by onset; a row repeating a key is skipped.
-    first_rows: dict[tuple[str, str, str], SheetRow] = {}
-    for row in rows:
-        key = (row.subject, row.filename, row.onset)
-        if key in first_rows:
-            log.add(
-                "skipped",
-                row.where,
-                f"{row.subject}/{row.filename}",
-                f"repeats {first_rows[key].where} (same subject, filename and onset)",
-            )
-            continue
-        first_rows[key] = row
-        record = clip_record(
-            row, source=source, clip_dir=clip_dir_of(row), frame_index=frame_index, log=log
-        )
-        if record is not None:
-            records.append(record)
-    return finish_release(source.dataset, annotation, records, log)
-
-
-def read_sheet_release(
-    sheet_path: Path,
-    *,
-    layout: str,
-    source: ClipSource,
-    subject_folder: Callable[[str, str], str],
-    clip_dir_of: Callable[[SheetRow], Path | None],
-    errata: Sequence[Erratum] | None,
-    log: ReleaseLog | None = None,
-    filename_of: Callable[[str], str] = str,
-) -> ReleaseRecords:
-    """The release of a database with a coding sheet (CASME II, SAMM, CAS(ME)^3, MMEW).
-
-    Args:
-        sheet_path: the coding sheet.
-        layout: the expected layout, quoted in errors.
-        source: the release-wide settings.
-        subject_folder: (Subject cell, sheet row) -> subject folder name, raising
-            UserError for a cell of the wrong form.
-        clip_dir_of: the frame folder of a row (subject already normalised).
-        errata: corrections; None: the shipped table of `source.dataset`.
-        log: where `clip_dir_of` puts its own notes, if it has any.
-        filename_of: the clip name a record keeps, from the Filename cell.
-    """
-    log = log or ReleaseLog()
-    rows = [
-        replace(
-            row,
-            subject=subject_folder(row.subject, row.where),
-            filename=filename_of(row.filename),
-        )
-        for row in read_annotation_sheet(sheet_path, layout, log)
-    ]
-    return join_release(
-        rows,
-        annotation=sheet_path,
-        source=source,
-        clip_dir_of=clip_dir_of,
-        errata=errata,
-        log=log,
-    )
-
-
-# CASME II -----------------------------------------------------------------------------
-
-# Frame folders of a CASME II release by release variant: "raw" frames are aligned by
-# our own face stage (one transform per clip, from the onset); the official crops are
-# only resized.
-CASME2_FRAME_FOLDERS = {
-    "raw": ("CASME2_RAW_selected",),
-    "cropped": ("Cropped", "Cropped-updated"),
-}
-CASME2_LAYOUT = (
-    "expected layout: <root>/CASME2-coding-<date>.xlsx and frames in "
-    "<root>/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg (or <root>/Cropped/ or "
-    "<root>/Cropped-updated/ with reg_img46.jpg)"
-)
-
-
-def casme2_subject_folder(subject: str, where: str) -> str:
-    """The CASME II subject folder of a Subject cell: 1 -> "sub01", "sub01" -> "sub01".
-
-    Raises:
-        UserError: neither form; names the row.
-    """
-    if subject.isdigit():
-        return f"sub{int(subject):02d}"
-    if re.fullmatch(r"sub\d+", subject, re.IGNORECASE):
-        return subject.lower()
-    raise UserError(f"{where}: Subject {subject!r} is neither a number nor like 'sub01'")
-
-
-def read_casme2_release(
-    root: str | Path,
-    *,
-    dataset: str = "casme2",
-    fps: float = 200.0,
-    release: str | None = None,
-    errata: Sequence[Erratum] | None = None,
-) -> ReleaseRecords:
-    """Reads the clips of a CASME II-layout directory, in coding-sheet order.
-
-    Args:
-        root: the release directory (see the module docstring for its layout).
-        dataset: database name used in `ClipRecord.dataset` and the subject namespace
-            (another database in CASME II layout, e.g. "synthetic_me", passes its own).
-        fps: frame rate of the recordings (CASME II: 200).
-        release: "raw" or "cropped" frames; None takes the first present, raw first.
-        errata: corrections to apply; default: the shipped table of `dataset`.
-
-    Raises:
-        UserError: no coding sheet or frame folder (the message shows the expected
-            layout), or a malformed sheet row (the message names the sheet and row).
-    """
-    root = Path(root)
-    sheet_path = find_annotation(root, "CASME2-coding-*.xlsx", CASME2_LAYOUT, depth=0)
-    variants = [release] if release is not None else list(CASME2_FRAME_FOLDERS)
-    if release is not None and release not in CASME2_FRAME_FOLDERS:
-        raise UserError(f"CASME II release {release!r} is not one of {list(CASME2_FRAME_FOLDERS)}")
-    frame_root, cropped = next(
-        (
-            (root / name, variant == "cropped")
-            for variant in variants
-            for name in CASME2_FRAME_FOLDERS[variant]
-            if (root / name).is_dir()
-        ),
-        (None, False),
-    )
-    if frame_root is None:
-        wanted = " or ".join(name for variant in variants for name in CASME2_FRAME_FOLDERS[variant])
-        raise UserError(f"{root} has no frame folder {wanted}; {CASME2_LAYOUT}")
-    return read_sheet_release(
-        sheet_path,
-        layout=CASME2_LAYOUT,
-        source=ClipSource(dataset, fps, cropped, frame_root, root / "landmarks"),
-        subject_folder=casme2_subject_folder,
-        clip_dir_of=lambda row: frame_root / row.subject / row.filename,
-        errata=errata,
-    )
-
-
-def read_casme2(
-    root: str | Path, *, dataset: str = "casme2", fps: float = 200.0
-) -> list[ClipRecord]:
-    """The clips of a CASME II-layout directory, failing on any row that cannot be used.
-
-    For generated databases (synthetic_me), where a skipped row is a bug; licensed
-    releases go through `read_casme2_release`, which skips and reports such rows.
-
-    Raises:
-        UserError: as `read_casme2_release`, or a row that would be skipped (missing
-            frames or folder, duplicate clip); the message names the clip, sheet and row.
-    """
-    return read_casme2_release(root, dataset=dataset, fps=fps).strict_records()
-
-
-def read_landmarks_sidecar(path: Path) -> dict[int, np.ndarray]:
-    """Original frame number -> float32 (68, 2) landmarks of a sidecar CSV.
-
-    Raises:
-        UserError: a missing column or an unreadable row; the message names the file
-            and the row.
-    """
-    with path.open(newline="") as handle:
-        rows = csv.reader(handle)
-        try:
-            header = [name.strip() for name in next(rows)]
-        except StopIteration:
-            raise UserError(f"landmarks sidecar {path} is empty") from None
-        names = ["frame"] + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
-        missing = [name for name in names if name not in header]
-        if missing:
-            raise UserError(
-                f"landmarks sidecar {path} lacks column(s) {missing[:4]}...; expected a header "
-                "frame,x_0..x_67,y_0..y_67"
-            )
-        indices = [header.index(name) for name in names]
-        landmarks = {}
-        for row_number, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            try:
-                values = [float(row[index]) for index in indices]
-            except (ValueError, IndexError):
-                raise UserError(
-                    f"landmarks sidecar {path} row {row_number} is not numeric"
-                ) from None
-            points = np.array(values[1:], dtype=np.float32).reshape(2, 68).T
-            landmarks[int(values[0])] = points
-    return landmarks
+# What `data_builders.read_release` returns: the records of a clip dataset's release, or
+# the clips of a pair corpus read from a folder.
+Release = ReleaseRecords | MacroRelease

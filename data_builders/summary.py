@@ -1,18 +1,47 @@
-"""What a release holds, before a long build: counts per emotion and protocol, and notes.
+"""What a release holds, before a long build: the dry run's summary.
 
-`release_summary` turns the records of `data_builders.read_release` into a JSON-ready
-dict; `format_summary` prints it for people. Both are what
-`python -m data_builders.build NAME --manual_dir DIR --dry_run` shows.
+For a clip dataset, `release_summary` counts samples and subjects, per raw emotion and
+per protocol label, with every note on the rows; for a pair corpus read from a folder,
+`pair_release_summary` counts clips, subjects, frame rates with their k and the pairs
+a build would cut. Both are JSON-ready dicts, printed for people by `format_summary` /
+`format_pair_summary`; `dry_run_summary` picks the pair for a builder. They are what
+`python -m data_builders.cli NAME --manual_dir DIR --dry_run` shows.
 """
 
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from data_builders.records import ReleaseRecords
+from data_builders.base import ManualDirBuilder
+from data_builders.macro_pairs import PairOptions, pair_step, plan_pairs
+from data_builders.records import MacroRelease, Release, ReleaseRecords
 from mer_jax.data.protocols import PROTOCOLS, normalize_emotion
 
 NOTE_KINDS = {"skipped": "skipped", "fixed": "fixed", "gap": "gaps", "note": "notes"}
+
+
+def dry_run_summary(
+    builder: ManualDirBuilder, release: Release, manual_dir: str | Path
+) -> tuple[dict[str, Any], str]:
+    """The summary of a release read by `builder` (its variant), and its text."""
+    config = builder.builder_config
+    if isinstance(release, MacroRelease):
+        summary = pair_release_summary(
+            release,
+            name=builder.name,
+            config=config.name,
+            manual_dir=manual_dir,
+            options=config.pair_options(),
+        )
+        return summary, format_pair_summary(summary)
+    summary = release_summary(
+        release,
+        name=builder.name,
+        config=config.name,
+        manual_dir=manual_dir,
+        default_protocol=builder.PROTOCOL,
+    )
+    return summary, format_summary(summary)
 
 
 def release_summary(
@@ -108,4 +137,83 @@ def format_summary(summary: dict[str, Any]) -> str:
         for note in notes:
             clip = f" clip {note['clip']}" if note["clip"] else ""
             lines.append(f"    {note['where']}{clip}: {note['reason']}")
+    return "\n".join(lines)
+
+
+def pair_release_summary(
+    release: MacroRelease,
+    *,
+    name: str,
+    config: str,
+    manual_dir: str | Path,
+    options: PairOptions,
+) -> dict[str, Any]:
+    """Clips, subjects, frame rates, k and the pairs a build would cut (the dry run).
+
+    Pairs of videos whose container gives no frame count are not counted
+    ("clips_of_unknown_length").
+    """
+    pairs = 0
+    short: list[str] = []
+    unknown = 0
+    for clip in release.clips:
+        if not clip.frame_numbers:
+            unknown += 1
+            continue
+        count = len(
+            plan_pairs(
+                clip.frame_numbers, pair_step(clip.fps, options.k_at_30fps), options.pairs_per_clip
+            )
+        )
+        pairs += count
+        if not count:
+            short.append(f"{clip.clip_id} ({len(clip.frame_numbers)} frames)")
+    fps = Counter(clip.fps for clip in release.clips)
+    return {
+        "dataset": name,
+        "config": config,
+        "manual_dir": str(manual_dir),
+        "source": str(release.source),
+        "clips": len(release.clips),
+        "subjects": len({clip.subject for clip in release.clips}),
+        "subject_names": sorted({clip.subject for clip in release.clips}),
+        "fps": {f"{rate:g}": count for rate, count in sorted(fps.items())},
+        "k": {f"{rate:g}": pair_step(rate, options.k_at_30fps) for rate in sorted(fps)},
+        "pairs": pairs,
+        "clips_of_unknown_length": unknown,
+        "clips_without_pairs": short,
+        "notes": [
+            {"kind": note.kind, "where": note.where, "clip": note.clip, "reason": note.reason}
+            for note in release.notes
+        ],
+    }
+
+
+def format_pair_summary(summary: dict[str, Any]) -> str:
+    """The dry-run summary of `pair_release_summary` for people."""
+    fps = ", ".join(
+        f"{rate} fps: {count} clips (k={summary['k'][rate]})"
+        for rate, count in summary["fps"].items()
+    )
+    lines = [
+        f"{summary['dataset']} ({summary['config']}) from {summary['source']}",
+        f"clips: {summary['clips']}   subjects: {summary['subjects']}   pairs: {summary['pairs']}",
+        f"frame rates: {fps}",
+    ]
+    if summary["clips_of_unknown_length"]:
+        lines.append(
+            f"{summary['clips_of_unknown_length']} video(s) without a frame count in their "
+            "container: their pairs are counted when they are read"
+        )
+    if summary["clips_without_pairs"]:
+        lines.append(f"no pair (shorter than k+1 frames): {len(summary['clips_without_pairs'])}")
+        lines += [f"  {clip}" for clip in summary["clips_without_pairs"]]
+    if summary["notes"]:
+        lines.append(f"notes: {len(summary['notes'])}")
+        lines += [
+            f"  {note['kind']}: {note['where']}"
+            + (f" clip {note['clip']}" if note["clip"] else "")
+            + f": {note['reason']}"
+            for note in summary["notes"]
+        ]
     return "\n".join(lines)

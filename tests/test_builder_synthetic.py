@@ -10,12 +10,13 @@ import pytest
 import skimage.data
 
 import data_builders
-from data_builders.clip_features import ClipOptions, clip_example
-from data_builders.records import read_casme2
+from data_builders.casme2 import read_casme2
+from data_builders.clip_builder import clip_example
 from data_builders.synthetic_me import Builder as SyntheticMEBuilder
 from data_builders.synthetic_me.synthetic_me_dataset_builder import raw_database_dir
 from mer_jax.data.action_units import AU_LIST
 from mer_jax.errors import UserError
+from mer_jax.preprocess import ClipFrames, ClipOptions, clip_features
 
 FRAME_SIZE = 96
 # Eye centres of the fake face in frame pixels: 36 px apart, so a 64 px crop (eyes
@@ -327,6 +328,23 @@ def test_clip_features_with_dlib(tmp_path, layout):
     if layout == "raw":
         eyes = example["landmarks_onset"][36:42].mean(axis=0)
         np.testing.assert_allclose(eyes, [0.3 * CROP, 0.4 * CROP], atol=0.01)
+
+    # The same frames described without a record or coding sheet (a user's own folder):
+    # the same features.
+    folder = tmp_path / frames_dir / "sub03" / "EP09_01"
+    clip = ClipFrames(
+        name="my clip",
+        frame_numbers=(20, 21, 22, 23),
+        frame_paths=tuple(folder / f"{prefix}{number}.png" for number in range(20, 24)),
+        onset=20,
+        apex=22,
+        offset=23,
+        face_cropped=layout == "cropped",
+    )
+    features = clip_features(clip, ClipOptions(crop_size=CROP, flow_size=FLOW))
+    assert set(features) < set(example)
+    for key, value in features.items():
+        np.testing.assert_array_equal(value, example[key], err_msg=key)
 
 
 def test_clip_without_a_face_names_the_clip(tmp_path):

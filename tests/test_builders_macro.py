@@ -7,15 +7,18 @@ from pathlib import Path
 import cv2
 import fake_releases
 import grain
+import ml_collections
 import numpy as np
 import pytest
 import skimage.data
 
 import data_builders
-import data_builders.build as build_cli
-from data_builders.macro_pairs import MacroClip, PairOptions, clip_pairs, pair_step, plan_pairs
-from data_builders.records import read_casme2
+from data_builders import cli
+from data_builders.casme2 import read_casme2
+from data_builders.macro_pairs import PairOptions, clip_pairs, pair_step, plan_pairs
+from data_builders.records import MacroClip
 from data_builders.synthetic_macro.synthetic_macro_dataset_builder import raw_database_dir
+from mer_jax.data.dataset import PairCorpus
 from mer_jax.errors import UserError
 
 CROP, PAIR = 64, 32
@@ -285,13 +288,37 @@ def test_pair_source_reads_through_grain(built):
     assert data_builders.macro_corpus_bytes(builder) == 8 * 2 * PAIR * PAIR * 3
 
 
+def test_load_gives_a_pair_corpus(built):
+    examples, builder, root = built["ckplus"]
+    fields = {"name": "ckplus", "data_dir": str(builder.data_dir_root), "manual_dir": str(root)}
+    config = ml_collections.ConfigDict({**fields, "overrides": OVERRIDES, "protocol": None})
+    corpus = data_builders.load(config)  # found, not rebuilt
+    assert isinstance(corpus, PairCorpus) and corpus.name == "ckplus"
+    assert type(corpus.metadata) is dict and corpus.metadata == dict(builder.info.metadata)
+    assert corpus.subjects == ("ckplus/S005", "ckplus/S010")
+    assert corpus.frame_bytes == data_builders.macro_corpus_bytes(builder) == 8 * 2 * PAIR**2 * 3
+    assert len(corpus.source) == 8 and set(corpus.source[0]) == set(FEATURES)
+    everything = corpus.load_all()
+    assert set(everything) == set(examples)
+    for key, values in everything.items():
+        np.testing.assert_array_equal(values, examples[key], err_msg=key)
+    config.protocol = "casme2_5class"
+    with pytest.raises(UserError, match="'ckplus' is a macro-expression pair corpus"):
+        data_builders.load(config)
+
+
 def test_video_whose_container_misreports_its_frame_count(built):
     """More frames claimed than decoded, or none claimed: the pairs are those of the 10
     frames really there, the same as the build's."""
     examples, _, root = built["video_folder"]
     alice = examples["subject"] == "videos/alice"
     clip = MacroClip(
-        "videos", "videos/alice", "smile", 60.0, (), video_path=root / "alice" / "smile.avi"
+        dataset="videos",
+        subject="videos/alice",
+        clip="smile",
+        fps=60.0,
+        frame_numbers=(),
+        video_path=root / "alice" / "smile.avi",
     )
     options = PairOptions(crop_size=CROP, pair_size=PAIR)
     for claimed in (tuple(range(20)), ()):
@@ -314,7 +341,7 @@ def test_plan_pairs_and_k():
 def test_dry_run_summarises_clips_pairs_and_fps(built, tmp_path, capsys):
     _, _, root = built["video_folder"]
     summary_path = tmp_path / "summary.json"
-    status = build_cli.main(
+    status = cli.main(
         ["video_folder", "--manual_dir", str(root), "--dry_run", "--data_dir", str(tmp_path)]
         + ["--summary_json", str(summary_path)]
     )
@@ -340,7 +367,7 @@ def test_errors_name_the_folder_and_layout(tmp_path):
     with pytest.raises(
         UserError, match=r"exactly one \*part_A_MaE_label\*\.xlsx \(found none\); expected"
     ):
-        data_builders.read_macro_release("casme3_macro", tmp_path / "empty")
+        data_builders.read_release("casme3_macro", tmp_path / "empty")
     with pytest.raises(UserError, match="macro-expression pair corpora: .*video_folder"):
         data_builders.get_builder("ck_plus", data_dir=tmp_path)
     with pytest.raises(UserError, match="not built in"):
@@ -349,11 +376,11 @@ def test_errors_name_the_folder_and_layout(tmp_path):
     (videos / "erin").mkdir(parents=True)
     (videos / "erin" / "broken.mp4").write_bytes(b"not a video")
     with pytest.raises(UserError, match=r"1 video\(s\) .*cannot be read.*\n.*broken\.mp4"):
-        data_builders.read_macro_release("video_folder", videos)
+        data_builders.read_release("video_folder", videos)
     (videos / "erin" / "broken.mp4").unlink()
     fake_releases.write_clip(videos / "erin", [1, 2, 3], "{}.png")
     with pytest.raises(UserError, match=r"erin holds frame images but no clip"):
-        data_builders.read_macro_release("video_folder", videos)
+        data_builders.read_release("video_folder", videos)
 
 
 def test_a_clip_without_face_fails_the_build_by_name(tmp_path):

@@ -1,5 +1,6 @@
 """The licensed-database builders, each built from a fake release in its real layout."""
 
+import os
 from collections import Counter
 
 import fake_releases
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 
 import data_builders
+from data_builders.casme2 import Builder as Casme2Builder
 from data_builders.megc2019 import COMPOSITE_LIST
 from mer_jax.data.action_units import AU_LIST
+from mer_jax.data.dataset import MERDataset
 from mer_jax.errors import UserError
 
 CROP, FLOW = 64, 16
@@ -162,21 +165,75 @@ def test_failed_clips_are_named_and_nothing_reads_as_complete(tmp_path):
         data_builders.load_examples(builder)
 
 
-def test_configs_name_a_real_dataset(built):
+def casme2_data_config(built, **changes):
+    """The `config.data` of a run on the casme2 build above."""
     _, builder, _, root = built["casme2"]
-    config = ml_collections.ConfigDict(
-        {
-            "name": "casme2",
-            "data_dir": str(builder.data_dir_root),
-            "manual_dir": str(root),
-            "builder_config": None,
-            "overrides": OVERRIDES,
-            "protocol": None,
-        }
+    fields = {
+        "name": "casme2",
+        "data_dir": str(builder.data_dir_root),
+        "manual_dir": str(root),
+        "builder_config": None,
+        "overrides": OVERRIDES,
+        "protocol": None,
+    }
+    return ml_collections.ConfigDict({**fields, **changes})
+
+
+@pytest.fixture
+def no_rebuild(monkeypatch):
+    """Fails a test that would build again instead of reading the build above."""
+    monkeypatch.setattr(
+        Casme2Builder, "download_and_prepare", lambda *a, **k: pytest.fail("rebuilt")
     )
-    dataset = data_builders.load(config)  # the build above is found, not rebuilt
+
+
+def test_configs_name_a_real_dataset(built, no_rebuild):
+    dataset = data_builders.load(casme2_data_config(built))  # found, not rebuilt
+    assert isinstance(dataset, MERDataset)
     assert dataset.num_samples == 4  # fear is excluded by casme2_5class
     assert dataset.class_names[0] == "happiness"
+    examples, builder, _, _ = built["casme2"]
+    keep = examples["label"] >= 0
+    assert set(dataset.examples) == set(examples)
+    for key, values in dataset.examples.items():
+        np.testing.assert_array_equal(values, examples[key][keep], err_msg=key)
+    # The build's settings travel with the samples, as a plain dict.
+    assert type(dataset.metadata) is dict
+    assert dataset.metadata == dict(builder.info.metadata)
+    assert (dataset.metadata["crop_size"], dataset.metadata["flow_size"]) == (CROP, FLOW)
+    assert dataset.metadata["num_frames"] == 16
+    assert dataset.metadata["action_units"] == list(AU_LIST)
+    assert dataset.metadata["class_names"] == list(dataset.class_names)
+
+
+def test_load_relabels_with_the_configured_protocol(built, no_rebuild):
+    dataset = data_builders.load(casme2_data_config(built, protocol="megc2019_3class"))
+    assert dataset.class_names == ("negative", "positive", "surprise")
+    # disgust and repression are negative, happiness positive; others and fear excluded.
+    by_emotion = dict(zip(dataset["emotion"], dataset.labels.tolist(), strict=True))
+    assert by_emotion == {"disgust": 0, "repression": 0, "happiness": 1}
+    assert dataset.metadata["protocol"] == "casme2_5class"  # the build's own
+    with pytest.raises(UserError, match="smic_3class has no label mapping for dataset 'casme2'"):
+        data_builders.load(casme2_data_config(built, protocol="smic_3class"))
+
+
+def test_load_data_dir_default_and_errors(built, tmp_path, monkeypatch, no_rebuild):
+    _, builder, _, _ = built["casme2"]
+    monkeypatch.setenv("MER_JAX_DATA_DIR", str(builder.data_dir_root))
+    assert data_builders.default_data_dir() == str(builder.data_dir_root)
+    absent = casme2_data_config(built)
+    del absent["data_dir"]
+    for config in (casme2_data_config(built, data_dir=None), absent):
+        assert data_builders.load(config).num_samples == 4  # the cached build is found
+    monkeypatch.delenv("MER_JAX_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    expected = os.path.join(str(tmp_path), ".cache", "mer_jax", "datasets")
+    assert data_builders.default_data_dir() == expected
+    with pytest.raises(UserError, match="data.data_dir is empty"):
+        data_builders.load(casme2_data_config(built, data_dir=" "))
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="a_file is a file, not a folder"):
+        data_builders.load(casme2_data_config(built, data_dir=str(tmp_path / "a_file")))
 
 
 def test_a_licensed_database_without_manual_dir_says_where_to_get_it(tmp_path):

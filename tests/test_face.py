@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import skimage.data
 
-from data_builders.clip_features import ClipOptions, clip_example
+from data_builders.clip_builder import clip_example
 from data_builders.samm import read_samm
 from mer_jax.preprocess import (
+    ClipOptions,
     FaceLandmarker,
     NoFaceError,
     align_from_landmarks,

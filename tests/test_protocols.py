@@ -6,7 +6,7 @@ import fake_releases
 import numpy as np
 import pytest
 
-from data_builders.records import read_casme2_release
+from data_builders.casme2 import read_casme2_release
 from data_builders.samm import read_samm
 from data_builders.smic import read_smic
 from data_builders.summary import release_summary

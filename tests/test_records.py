@@ -8,6 +8,7 @@ import fake_releases
 import openpyxl
 import pytest
 
+from data_builders.casme2 import read_casme2, read_casme2_release
 from data_builders.casme3 import read_casme3
 from data_builders.errata import Erratum
 from data_builders.megc2019 import (
@@ -17,7 +18,7 @@ from data_builders.megc2019 import (
     select_composite,
 )
 from data_builders.mmew import read_mmew
-from data_builders.records import ClipRecord, ReleaseRecords, read_casme2, read_casme2_release
+from data_builders.records import ClipRecord, ReleaseRecords
 from data_builders.samm import read_samm
 from data_builders.smic import read_smic
 from mer_jax.data.protocols import get_protocol
@@ -60,7 +61,7 @@ def test_reader_finds_the_clips_labels_and_notes(releases, name):
         expected.gaps,
     )
     for record in release.records:
-        assert record.dataset == name and record.annotation_row
+        assert record.dataset == name and record.where
         assert record.frame_numbers[0] == record.onset and record.frame_numbers[-1] == record.offset
         assert record.frame_numbers == tuple(sorted(record.frame_numbers))
         assert record.onset <= record.apex <= record.offset and record.apex in record.frame_numbers
@@ -235,21 +236,21 @@ def records_of_list(path: Path = COMPOSITE_LIST) -> dict[str, ReleaseRecords]:
     for dataset, subject, filename, emotion in listed + extra:
         by_dataset[dataset].append(
             ClipRecord(
-                dataset,
-                f"{dataset}/{subject}",
-                filename,
-                1,
-                2,
-                3,
-                True,
-                emotion,
-                "",
-                (1, 2, 3),
-                (Path("1.jpg"), Path("2.jpg"), Path("3.jpg")),
-                200.0,
-                False,
-                None,
-            )  # fmt: skip
+                dataset=dataset,
+                subject=f"{dataset}/{subject}",
+                filename=filename,
+                onset=1,
+                apex=2,
+                offset=3,
+                apex_annotated=True,
+                emotion=emotion,
+                action_units_raw="",
+                frame_numbers=(1, 2, 3),
+                frame_paths=(Path("1.jpg"), Path("2.jpg"), Path("3.jpg")),
+                fps=200.0,
+                face_cropped=False,
+                landmarks_path=None,
+            )
         )
     return {d: ReleaseRecords(d, Path(d), tuple(rs)) for d, rs in by_dataset.items()}
 

@@ -1,14 +1,117 @@
 """TFDS builder of CASME II: 255 clips of 26 subjects at 200 fps, from the user's release.
 
-The reader is `data_builders.records.read_casme2_release` (shared with the synthetic
-database, which is written in CASME II layout). Config "raw" aligns the raw frames with
-our face stage; "cropped" reads the official face crops and only resizes them.
+Its reader, `read_casme2_release`, also reads the synthetic databases, which are written
+in CASME II layout. Config "raw" aligns the raw frames with our face stage; "cropped"
+reads the official face crops and only resizes them.
+
+CASME II layout, as shipped by the CASME II authors:
+
+    <root>/CASME2-coding-<date>.xlsx          the coding sheet
+    <root>/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg ...   raw frames, or
+    <root>/Cropped/sub01/EP02_01f/reg_img46.jpg ...           face-cropped frames
+                                          (also `Cropped-updated/`)
+    <root>/landmarks/sub01/EP02_01f.csv       optional landmarks sidecar
 """
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from data_builders.clip_builder import ReleaseBuilder, ReleaseVariantConfig
-from data_builders.records import CASME2_LAYOUT, ReleaseRecords, read_casme2_release
+from data_builders.errata import Erratum
+from data_builders.reading import ClipSource, find_annotation, read_sheet_release
+from data_builders.records import ClipRecord, ReleaseRecords
+from mer_jax.errors import UserError
+
+# Frame folders of a CASME II release by release variant: "raw" frames are aligned by
+# our own face stage (one transform per clip, from the onset); the official crops are
+# only resized.
+CASME2_FRAME_FOLDERS = {
+    "raw": ("CASME2_RAW_selected",),
+    "cropped": ("Cropped", "Cropped-updated"),
+}
+CASME2_LAYOUT = (
+    "expected layout: <root>/CASME2-coding-<date>.xlsx and frames in "
+    "<root>/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg (or <root>/Cropped/ or "
+    "<root>/Cropped-updated/ with reg_img46.jpg)"
+)
+
+
+def casme2_subject_folder(subject: str, where: str) -> str:
+    """The CASME II subject folder of a Subject cell: 1 -> "sub01", "sub01" -> "sub01".
+
+    Raises:
+        UserError: neither form; names the row.
+    """
+    if subject.isdigit():
+        return f"sub{int(subject):02d}"
+    if re.fullmatch(r"sub\d+", subject, re.IGNORECASE):
+        return subject.lower()
+    raise UserError(f"{where}: Subject {subject!r} is neither a number nor like 'sub01'")
+
+
+def read_casme2_release(
+    root: str | Path,
+    *,
+    dataset: str = "casme2",
+    fps: float = 200.0,
+    release: str | None = None,
+    errata: Sequence[Erratum] | None = None,
+) -> ReleaseRecords:
+    """Reads the clips of a CASME II-layout directory, in coding-sheet order.
+
+    Args:
+        root: the release directory (see the module docstring for its layout).
+        dataset: database name used in `ClipRecord.dataset` and the subject namespace
+            (another database in CASME II layout, e.g. "synthetic_me", passes its own).
+        fps: frame rate of the recordings (CASME II: 200).
+        release: "raw" or "cropped" frames; None takes the first present, raw first.
+        errata: corrections to apply; default: the shipped table of `dataset`.
+
+    Raises:
+        UserError: no coding sheet or frame folder (the message shows the expected
+            layout), or a malformed sheet row (the message names the sheet and row).
+    """
+    root = Path(root)
+    sheet_path = find_annotation(root, "CASME2-coding-*.xlsx", CASME2_LAYOUT, depth=0)
+    variants = [release] if release is not None else list(CASME2_FRAME_FOLDERS)
+    if release is not None and release not in CASME2_FRAME_FOLDERS:
+        raise UserError(f"CASME II release {release!r} is not one of {list(CASME2_FRAME_FOLDERS)}")
+    frame_root, cropped = next(
+        (
+            (root / name, variant == "cropped")
+            for variant in variants
+            for name in CASME2_FRAME_FOLDERS[variant]
+            if (root / name).is_dir()
+        ),
+        (None, False),
+    )
+    if frame_root is None:
+        wanted = " or ".join(name for variant in variants for name in CASME2_FRAME_FOLDERS[variant])
+        raise UserError(f"{root} has no frame folder {wanted}; {CASME2_LAYOUT}")
+    return read_sheet_release(
+        sheet_path,
+        layout=CASME2_LAYOUT,
+        source=ClipSource(dataset, fps, cropped, frame_root, root / "landmarks"),
+        subject_folder=casme2_subject_folder,
+        errata=errata,
+    )
+
+
+def read_casme2(
+    root: str | Path, *, dataset: str = "casme2", fps: float = 200.0
+) -> list[ClipRecord]:
+    """The clips of a CASME II-layout directory, failing on any row that cannot be used.
+
+    For generated databases (synthetic_me), where a skipped row is a bug; licensed
+    releases go through `read_casme2_release`, which skips and reports such rows.
+
+    Raises:
+        UserError: as `read_casme2_release`, or a row that would be skipped (missing
+            frames or folder, duplicate clip); the message names the clip, sheet and row.
+    """
+    return read_casme2_release(root, dataset=dataset, fps=fps).strict_records()
+
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 CASME II is licence-gated. Request it from the Institute of Psychology, Chinese Academy

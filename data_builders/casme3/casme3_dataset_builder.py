@@ -17,14 +17,14 @@ from pathlib import Path
 
 from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
 from data_builders.errata import Erratum
-from data_builders.records import (
+from data_builders.reading import (
     ClipSource,
-    ReleaseRecords,
     SheetRow,
     child_dir,
     find_annotation,
     read_sheet_release,
 )
+from data_builders.records import ReleaseRecords
 from mer_jax.errors import UserError
 
 DATASET = "casme3"

@@ -31,13 +31,8 @@ from data_builders.casme3.casme3_dataset_builder import (
     casme3_subject_folder,
     part_a_task_frames,
 )
-from data_builders.macro_pairs import (
-    MacroPairsConfig,
-    MacroRelease,
-    MacroReleaseBuilder,
-    clip_from_record,
-)
-from data_builders.records import (
+from data_builders.macro_pairs import MacroPairsConfig, MacroReleaseBuilder
+from data_builders.reading import (
     HEADER_ALIASES,
     ClipSource,
     ReleaseLog,
@@ -45,6 +40,7 @@ from data_builders.records import (
     join_release,
     read_annotation_sheet,
 )
+from data_builders.records import MacroRelease, clip_from_record
 from mer_jax.errors import UserError
 
 DATASET = "casme3_macro"
@@ -77,7 +73,8 @@ of Sciences (CAS(ME)^3 page of http://casme.psych.ac.cn; see also
 https://github.com/jingtingEmmaLi/CAS-ME-3), unpack Part A and its annotation folder
 into one folder and pass that folder as manual_dir. Only the macro-expression rows of
 Part A (RGB "color" frames) are read; the sheet name is our assumption: if yours
-differs, set --override annotation_contains=<part of its name>.
+differs, set --overrides.annotation_contains=<part of its name> (in a config:
+data.overrides.annotation_contains).
 {casme3_macro_layout(DEFAULT_ANNOTATION)}.
 Optional landmarks sidecars, as for the micro builder: <root>/landmarks/spNO.1/a/color.csv.
 """
@@ -151,7 +148,7 @@ class Builder(MacroReleaseBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
     IDENTITIES = "CAS(ME)^3 subject ids (casme3/spNO.N), shared with the micro clips"
 
-    def read_clips(self, manual_dir: Path) -> MacroRelease:
+    def read_release(self, manual_dir: Path) -> MacroRelease:
         """The Part A macro-expression clips in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
         return read_casme3_macro(
             manual_dir, annotation_contains=self.builder_config.annotation_contains

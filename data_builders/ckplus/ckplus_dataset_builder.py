@@ -25,14 +25,9 @@ import os
 import re
 from pathlib import Path
 
-from data_builders.macro_pairs import (
-    LANDMARKS_POINTS,
-    MacroClip,
-    MacroPairsConfig,
-    MacroRelease,
-    MacroReleaseBuilder,
-)
-from data_builders.records import ReleaseLog, child_dir, list_frames
+from data_builders.macro_pairs import MacroPairsConfig, MacroReleaseBuilder
+from data_builders.reading import ReleaseLog, child_dir, list_frames
+from data_builders.records import LANDMARKS_POINTS, MacroClip, MacroRelease
 from mer_jax.errors import UserError
 
 DATASET = "ckplus"
@@ -136,6 +131,6 @@ class Builder(MacroReleaseBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
     IDENTITIES = "CK+ subject ids (ckplus/S005)"
 
-    def read_clips(self, manual_dir: Path) -> MacroRelease:
+    def read_release(self, manual_dir: Path) -> MacroRelease:
         """The CK+ release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
         return read_ckplus(manual_dir)

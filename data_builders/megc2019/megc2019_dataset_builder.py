@@ -15,15 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_builders.casme2 import casme2_subject_folder, read_casme2_release
 from data_builders.clip_builder import ReleaseBuilder, ReleaseVariantConfig
-from data_builders.records import (
-    ClipRecord,
-    ReleaseRecords,
-    RowNote,
-    casme2_subject_folder,
-    child_dir,
-    read_casme2_release,
-)
+from data_builders.reading import child_dir
+from data_builders.records import ClipRecord, ReleaseRecords, RowNote
 from data_builders.samm import read_samm, samm_subject_folder
 from data_builders.smic import read_smic
 from mer_jax.data.protocols import get_protocol

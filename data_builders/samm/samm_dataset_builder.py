@@ -1,6 +1,6 @@
 """TFDS builder of SAMM: 159 grayscale clips of 29 subjects at 200 fps, from the user's release.
 
-SAMM quirks handled here and in `data_builders.records`: about 13 rows of text above
+SAMM quirks handled here and in `data_builders.reading`: about 13 rows of text above
 the header of the coding sheet; Subject written as a bare integer (6) for the folder
 006; frame files `006_05562.jpg` with 4 or 5 digit numbers; grayscale frames (replicated
 to 3 channels by the face stage); apex frames outside onset..offset in a few rows of
@@ -12,13 +12,8 @@ from pathlib import Path
 
 from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
 from data_builders.errata import Erratum
-from data_builders.records import (
-    ClipSource,
-    ReleaseRecords,
-    child_dir,
-    find_annotation,
-    read_sheet_release,
-)
+from data_builders.reading import ClipSource, child_dir, find_annotation, read_sheet_release
+from data_builders.records import ReleaseRecords
 from mer_jax.errors import UserError
 
 DATASET = "samm"
@@ -64,7 +59,6 @@ def read_samm(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> R
         layout=SAMM_LAYOUT,
         source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
         subject_folder=samm_subject_folder,
-        clip_dir_of=lambda row: frame_root / row.subject / row.filename,
         errata=errata,
     )
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from data_builders.clip_builder import ReleaseBuilder, ReleaseVariantConfig
 from data_builders.errata import Erratum
-from data_builders.records import (
+from data_builders.reading import (
     ClipSource,
     FrameIndex,
     ReleaseLog,
-    ReleaseRecords,
     SheetRow,
     child_dir,
     join_release,
 )
+from data_builders.records import ReleaseRecords
 from mer_jax.errors import UserError
 
 DATASET = "smic"

@@ -15,13 +15,9 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from data_builders.macro_pairs import (
-    MacroPairsBuilder,
-    MacroPairsConfig,
-    MacroRelease,
-    clip_from_record,
-)
-from data_builders.records import read_casme2
+from data_builders.casme2 import read_casme2
+from data_builders.macro_pairs import MacroPairsBuilder, MacroPairsConfig
+from data_builders.records import MacroRelease, clip_from_record
 from mer_jax.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_database
 
 DATASET = "synthetic_macro"

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from data_builders.casme2 import read_casme2
 from data_builders.clip_builder import ClipBuilderConfig, ClipDatasetBuilder
-from data_builders.records import ClipRecord, read_casme2
+from data_builders.records import ClipRecord
 from mer_jax.synthetic import SyntheticSpec, generate_database
 
 DATASET = "synthetic_me"

@@ -27,13 +27,12 @@ from pathlib import Path
 
 from data_builders.macro_pairs import (
     VIDEO_EXTENSIONS,
-    MacroClip,
     MacroPairsConfig,
-    MacroRelease,
     MacroReleaseBuilder,
     probe_video,
 )
-from data_builders.records import ReleaseLog, list_frames
+from data_builders.reading import ReleaseLog, list_frames
+from data_builders.records import MacroClip, MacroRelease
 from mer_jax.errors import UserError
 
 LANDMARKS_DIR = "landmarks"
@@ -182,7 +181,7 @@ class Builder(MacroReleaseBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
     IDENTITIES = "folder names: people are only as distinct as their folders"
 
-    def read_clips(self, manual_dir: Path) -> MacroRelease:
+    def read_release(self, manual_dir: Path) -> MacroRelease:
         """The clips in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
         config = self.builder_config
         return read_video_folder(manual_dir, dataset_name=config.dataset_name, fps=config.fps)

@@ -9,7 +9,7 @@ the candidates behave over time like a macro-expression. Only that outline is ta
 published fact; everything below the outline is **[our reading]**:
 
 - Data: the builder stores T frames evenly spaced from onset to offset and, for every
-  stored frame t, the flows onset->t and t->offset (`data_builders.clip_features`).
+  stored frame t, the flows onset->t and t->offset (`mer_jax.preprocess.clip`).
   Candidate sampling is indexing into those, on the device, in `prepare`.
 - Candidate k = (onset, t_k, offset): t_k drawn uniformly from the interior stored
   frames in training (sorted by time), K evenly spaced interior frames at evaluation.

@@ -10,12 +10,14 @@ estimated on the onset frame, is applied to every frame of a clip so that the
 alignment itself adds no motion between frames.
 """
 
+import functools
 import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+NUM_LANDMARKS = 68
 _IMAGE_LEFT_EYE = slice(36, 42)
 _IMAGE_RIGHT_EYE = slice(42, 48)
 EYE_LINE = 0.4  # eye line height, as a fraction of the crop side
@@ -28,7 +30,7 @@ class NoFaceError(ValueError):
 
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     points = np.asarray(landmarks, dtype=np.float64)
-    if points.shape != (68, 2):
+    if points.shape != (NUM_LANDMARKS, 2):
         raise ValueError(f"expected 68 (x, y) landmarks of shape (68, 2); got {points.shape}")
     return points
 
@@ -146,7 +148,8 @@ def dlib_landmark_model_path() -> Path:
 class FaceLandmarker:
     """dlib frontal face detector + 68-point shape predictor.
 
-    Loading the model takes about a second: make one per process and reuse it.
+    Loading the model is slow next to one prediction: make one per process and reuse it
+    (`shared_landmarker`).
     """
 
     def __init__(self, model_path: str | Path | None = None, upsample: int = 1) -> None:
@@ -201,3 +204,10 @@ class FaceLandmarker:
             box = self._dlib.rectangle(*(int(round(value)) for value in face_box))
         shape = self._predictor(rgb, box)
         return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.float32)
+
+
+@functools.cache
+def shared_landmarker() -> FaceLandmarker:
+    """This process's one `FaceLandmarker`, loaded on first use (worker processes each
+    load their own)."""
+    return FaceLandmarker()

@@ -48,7 +48,7 @@ def tvl1_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
 
 
 def dis_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-    """DIS flow (OpenCV, MEDIUM preset): ~100x faster than TV-L1, slightly less accurate.
+    """DIS flow (OpenCV, MEDIUM preset): much faster than TV-L1, slightly less accurate.
 
     Same arguments and return value as `tvl1_flow`.
     """

@@ -1,0 +1,338 @@
+"""Building on first use, checking a release, and reading builds back.
+
+`load(config.data)` is what a run calls: it builds the configured dataset unless a
+complete build is cached, reads it and returns the `mer_jax.data.dataset` type of its
+kind (`MERDataset` for clips, `PairCorpus` for pairs). The functions below it serve
+scripts and tests: `build`, `read_release` (the dry run), `load_examples`,
+`pair_source` and `macro_corpus_bytes`.
+"""
+
+import functools
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from data_builders.base import ManualDirBuilder
+from data_builders.macro_pairs import (
+    MacroPairsBuilder,
+    MacroReleaseBuilder,
+    PairSource,
+    corpus_bytes,
+)
+from data_builders.records import Release
+from data_builders.registry import (
+    AnyBuilder,
+    builder_class,
+    builder_names,
+    default_data_dir,
+    get_builder,
+)
+from mer_jax.data.dataset import MERDataset, PairCorpus
+from mer_jax.data.protocols import get_protocol
+from mer_jax.errors import UserError
+
+
+def build(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    manual_dir: str | Path | None = None,
+    config: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    workers: int | None = None,
+) -> AnyBuilder:
+    """Builds a dataset unless a complete build is already in data_dir; returns its builder.
+
+    Clip features are computed in spawned worker processes, which re-import the
+    calling script: a script that builds must guard its entry point with
+    `if __name__ == "__main__":`.
+
+    Args:
+        name, data_dir, config, overrides, workers: as in `get_builder`.
+        manual_dir: the raw release directory, for builders of licensed databases (and
+            the folder of a macro corpus read from disk: casme3_macro, ckplus,
+            video_folder).
+
+    Raises:
+        UserError: as in `get_builder`, or a problem with the raw data (the message
+            names the file, sheet row or clip).
+    """
+    builder = get_builder(
+        name, data_dir=data_dir, config=config, overrides=overrides, workers=workers
+    )
+    if not builder.is_prepared():
+        if isinstance(builder, ManualDirBuilder):
+            check_manual_dir(builder, manual_dir)
+        download_config = tfds.download.DownloadConfig(
+            manual_dir=None if manual_dir is None else Path(manual_dir).expanduser()
+        )
+        builder.download_and_prepare(download_config=download_config)
+    return builder
+
+
+def check_manual_dir(builder: ManualDirBuilder, manual_dir: str | Path | None) -> Path:
+    """The folder a builder reads (a licensed release, a folder of videos), or an error
+    saying how to get one.
+
+    Raises:
+        UserError: no folder given, not a folder, or (pair corpora) an empty one; the
+            message quotes the builder's MANUAL_DOWNLOAD_INSTRUCTIONS.
+    """
+    if manual_dir is None or not str(manual_dir).strip():
+        raise UserError(
+            f"dataset {builder.name} is built from {builder.MANUAL_DIR_HOLDS}: give the release "
+            f"folder as manual_dir (--manual_dir DIR, or --config.data.manual_dir=DIR).\n"
+            f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
+    path = Path(manual_dir).expanduser()
+    if not path.is_dir():
+        raise UserError(
+            f"manual_dir {path} for dataset {builder.name} is not a folder.\n"
+            f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
+    if isinstance(builder, MacroReleaseBuilder) and not any(path.iterdir()):
+        raise UserError(
+            f"manual_dir {path} for dataset {builder.name} is empty.\n"
+            f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
+    return path
+
+
+def read_release(
+    name: str,
+    manual_dir: str | Path | None,
+    *,
+    data_dir: str | Path | None = None,
+    config: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Release:
+    """The clips of a release read from a folder and the notes on it, without building.
+
+    Reads the annotation and lists the frame folders only (no image is opened; videos:
+    their container header and first frame), so it is quick: the check to run before a
+    long build.
+
+    Args:
+        name: a dataset read from manual_dir: a licensed database (casme2, samm, smic,
+            casme3, mmew, megc2019) or a pair corpus read from a folder (casme3_macro,
+            ckplus, video_folder).
+        manual_dir: its folder.
+        data_dir, config, overrides: select the builder variant as in `get_builder`
+            (e.g. config "cropped", or {"dataset_name": "lab"} for video_folder);
+            data_dir defaults to a temporary folder (unused).
+
+    Returns:
+        a `ReleaseRecords` for a clip dataset, a `MacroRelease` for a pair corpus.
+
+    Raises:
+        UserError: not read from a folder, no such folder, or what the reader raises
+            (missing annotation, wrong layout, malformed row: file and row named).
+    """
+    if not issubclass(builder_class(name), ManualDirBuilder):
+        raise UserError(
+            f"dataset {name} is generated, not read from a release: there is nothing to check"
+        )
+    builder = get_builder(
+        name,
+        data_dir=data_dir or Path(tempfile.gettempdir()) / "mer_jax_dry_run",
+        config=config,
+        overrides=overrides,
+    )
+    assert isinstance(builder, ManualDirBuilder)
+    return builder.read_release(check_manual_dir(builder, manual_dir))
+
+
+def _prepared(
+    builder_or_name: AnyBuilder | str,
+    data_dir: str | Path | None,
+    config: str | None,
+    overrides: dict[str, Any] | None,
+    caller: str,
+) -> AnyBuilder:
+    """The builder of a complete build, or an error saying it is not built."""
+    if isinstance(builder_or_name, str):
+        if data_dir is None:
+            raise UserError(f"{caller}({builder_or_name!r}) needs the data_dir it was built in")
+        builder = get_builder(
+            builder_or_name, data_dir=data_dir, config=config, overrides=overrides
+        )
+    else:
+        builder = builder_or_name
+    if not builder.is_prepared():
+        variant = f"{builder.name}/{builder.builder_config.name}"
+        raise UserError(
+            f"{variant} is not built in {builder.data_dir_root}; run data_builders.build(...) first"
+        )
+    return builder
+
+
+def _macro(builder: AnyBuilder, caller: str) -> MacroPairsBuilder:
+    if not isinstance(builder, MacroPairsBuilder):
+        raise UserError(
+            f"{caller} reads macro-expression pair corpora ({', '.join(builder_names('pairs'))}); "
+            f"{builder.name} is a clip dataset"
+        )
+    return builder
+
+
+def pair_source(
+    builder_or_name: MacroPairsBuilder | str,
+    data_dir: str | Path | None = None,
+    *,
+    config: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    split: str = "train",
+) -> PairSource:
+    """Random access to the pairs of a built macro corpus, read from its files on demand.
+
+    `len(source)` pairs; `source[i]` is a dict of numpy values (the features of
+    `data_builders.macro_pairs.features_dict`: text as np.str_, t/k/fps 0-d arrays,
+    frame_t and frame_t_plus_k uint8 (P, P, 3)). Made for
+    `grain.MapDataset.source(source)`.
+
+    Args:
+        builder_or_name, data_dir, config, overrides: as in `load_examples`.
+        split: the split to read.
+
+    Raises:
+        UserError: not built there yet, or not a macro corpus.
+    """
+    builder = _prepared(builder_or_name, data_dir, config, overrides, "pair_source")
+    return PairSource(_macro(builder, "pair_source"), split)
+
+
+def macro_corpus_bytes(builder: MacroPairsBuilder) -> int:
+    """Bytes of frame_t + frame_t_plus_k over every pair of a built macro corpus.
+
+    From the build's info (pair count and feature shapes); nothing is read, so a
+    pre-training run can decide between a device-resident corpus and streaming.
+
+    Raises:
+        UserError: not built yet, or not a macro corpus.
+    """
+    return corpus_bytes(
+        _macro(_prepared(builder, None, None, None, "macro_corpus_bytes"), "macro_corpus_bytes")
+    )
+
+
+def load_examples(
+    builder_or_name: AnyBuilder | str,
+    data_dir: str | Path | None = None,
+    *,
+    config: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    split: str = "train",
+) -> dict[str, np.ndarray]:
+    """Reads a whole built split into stacked numpy arrays, in a fixed order.
+
+    Clip datasets are sorted by sample_id; macro pair corpora by (subject, clip, t).
+
+    Args:
+        builder_or_name: a builder (from `build`) or a registered name; with a name,
+            data_dir, config and overrides select the build as in `get_builder`.
+        split: the split to read.
+
+    Returns:
+        feature name -> array with one leading sample axis; Text features are str arrays.
+
+    Raises:
+        UserError: the dataset is not built there yet.
+    """
+    builder = _prepared(builder_or_name, data_dir, config, overrides, "load_examples")
+    source = builder.as_data_source(split=split)
+    examples = [source[index] for index in range(len(source))]
+    if not examples:
+        raise UserError(f"{builder.name} split {split!r} in {builder.data_dir} is empty")
+    if isinstance(builder, MacroPairsBuilder):
+        examples.sort(key=lambda e: (e["subject"], e["clip"], int(e["t"])))
+    else:
+        examples.sort(key=lambda example: example["sample_id"])
+    arrays = {}
+    for key, feature in builder.info.features.items():
+        values = [example[key] for example in examples]
+        if isinstance(feature, tfds.features.Text):
+            arrays[key] = np.array([value.decode() for value in values])
+        else:
+            # Scalars come back as Python numbers: restore the declared dtype.
+            arrays[key] = np.asarray(np.stack(values), dtype=feature.np_dtype)
+    return arrays
+
+
+def _data_dir(data_config: ml_collections.ConfigDict) -> Path:
+    """data.data_dir as a folder path; None or absent: the default cache."""
+    data_dir = data_config.get("data_dir")
+    if data_dir is None:
+        data_dir = default_data_dir()
+    if not str(data_dir).strip():
+        raise UserError(
+            "data.data_dir is empty; give the folder where built datasets are cached, e.g. "
+            f"--config.data.data_dir={default_data_dir()} (the default)."
+        )
+    path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"data.data_dir {path} is a file, not a folder; give a folder.")
+    return path
+
+
+def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
+    """Builds the configured dataset on first use (cached in data_dir) and reads it.
+
+    Reads `name`, `data_dir` (None or absent: `default_data_dir()`), `manual_dir`,
+    `builder_config`, `overrides` and `protocol` of `config.data`.
+
+    A clip dataset comes back as a `MERDataset` of every sample with a label: samples
+    the protocol excludes (label -1, e.g. CASME II fear/sadness in the 5-class protocol)
+    are dropped, and with `data.protocol` set the labels are first re-derived from the
+    raw emotion strings with that protocol's label map. A pair corpus comes back as a
+    `PairCorpus`, its pairs read on demand. Both carry the build's metadata.
+
+    Raises:
+        UserError: an empty data_dir or one that is a file, what `build` raises, a
+            protocol set for a pair corpus, or no labelled sample at all.
+    """
+    name = data_config.get("name")
+    data_dir = _data_dir(data_config)
+    protocol_name = data_config.get("protocol")
+    if builder_class(name).KIND == "pairs" and protocol_name:
+        raise UserError(
+            f"data.protocol={protocol_name!r} is set, but {name!r} is a macro-expression pair "
+            "corpus, which has no labels; unset data.protocol."
+        )
+    builder = build(
+        name,
+        data_dir=data_dir,
+        manual_dir=data_config.get("manual_dir"),
+        config=data_config.get("builder_config"),
+        overrides=dict(data_config.get("overrides") or {}),
+    )
+    metadata = dict(builder.info.metadata)
+    if isinstance(builder, MacroPairsBuilder):
+        return PairCorpus(
+            name=name,
+            metadata=metadata,
+            source=PairSource(builder),
+            frame_bytes=macro_corpus_bytes(builder),
+            load_all=functools.partial(load_examples, builder),
+        )
+    examples = load_examples(builder)
+    class_names = tuple(metadata["class_names"])
+    if protocol_name:
+        protocol = get_protocol(protocol_name)
+        labels = [
+            protocol.label_of(str(d), str(e))
+            for d, e in zip(examples["dataset"], examples["emotion"], strict=True)
+        ]
+        examples["label"] = np.array([-1 if lab is None else lab for lab in labels], np.int64)
+        class_names = tuple(protocol.class_names)
+    keep = examples["label"] >= 0
+    examples = {k: v[keep] for k, v in examples.items()}
+    if not keep.any():
+        raise UserError(
+            f"Dataset {name!r} has no sample with a label under its protocol; "
+            "check data.protocol and the annotation's emotion column."
+        )
+    return MERDataset(name, class_names, examples, metadata)

@@ -1,0 +1,330 @@
+"""How one clip becomes features: aligned crops, flows, strain and landmarks.
+
+The input is a `ClipFrames`: a clip's frame files by their original numbers, its onset,
+apex and offset, and the optional landmarks sidecar. Dataset builders make one from each
+annotated clip of a release; a folder of frames a user has can be described the same
+way, without any coding sheet.
+
+1. Alignment: one similarity transform per clip, estimated on the ONSET frame (eyes
+   level and at fixed crop positions, see `mer_jax.preprocess.face`) and applied to
+   every frame used, so alignment adds no motion between frames. Onset landmarks come
+   from the clip's landmarks sidecar when it has the onset frame, else from dlib on
+   the onset frame. Face-cropped releases are not re-aligned: their frames are only
+   resized to the crop.
+2. Aligned uint8 crops (C x C x 3) of the onset, apex and offset frames.
+3. Optical flow onset -> apex at crop resolution, then area-resized to S x S (values
+   stay in crop pixels); optical strain computed on the full-resolution flow, then
+   resized the same way.
+4. Onset and apex landmarks in crop coordinates: from the sidecar where it has those
+   frames (transformed), else from dlib on the aligned crop.
+5. With `num_frames` T > 0 (LTR3O's candidates): T frames sampled evenly in time from
+   onset to offset (onset first, offset last; the present frame nearest each time
+   point, so gaps and clips shorter than T repeat frames), their original numbers,
+   crops and landmarks, and for every stored frame t the flows onset->t and t->offset
+   with their strain, computed at crop resolution and resized to S x S like step 3.
+   These flows use `frames_flow_method` (DIS by default: 2T flows a clip, where TV-L1
+   would make the features the slowest part of a CPU run).
+
+Landmarks sidecar: a CSV with header `frame,x_0,...,x_67,y_0,...,y_67` (the OpenFace
+column names; extra columns are ignored), one row per ORIGINAL frame number (the
+integer in the frame file name), coordinates in pixels of the frames read.
+"""
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mer_jax.errors import UserError
+from mer_jax.preprocess.face import (
+    NUM_LANDMARKS,
+    align_from_landmarks,
+    resize_affine,
+    shared_landmarker,
+    transform_landmarks,
+    warp_crop,
+)
+from mer_jax.preprocess.flow import FLOW_METHODS, compute_flow, optical_strain, resize_flow
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """How clip features are computed.
+
+    Attributes:
+        crop_size: side C of the aligned face crops; flow is computed at this size.
+        flow_size: side S of the stored flow and strain maps.
+        flow_method: method of the onset -> apex flow: "tvl1", "dis" or "farneback" (see
+            `mer_jax.preprocess.flow`).
+        num_frames: T, frames stored per clip with their flows onset->t and t->offset
+            (0: none, for methods that only read onset -> apex).
+        frames_flow_method: method of the onset->t and t->offset flows.
+    """
+
+    crop_size: int = 128
+    flow_size: int = 28
+    flow_method: str = "tvl1"
+    num_frames: int = 16
+    frames_flow_method: str = "dis"
+
+    def __post_init__(self) -> None:
+        """Rejects options that cannot make features."""
+        for field in ("flow_method", "frames_flow_method"):
+            if getattr(self, field) not in FLOW_METHODS:
+                raise UserError(
+                    f"unknown {field} {getattr(self, field)!r}; choose one of "
+                    f"{', '.join(FLOW_METHODS)}"
+                )
+        # Onset, offset and at least one occurring frame between them.
+        if self.num_frames != 0 and self.num_frames < 3:
+            raise UserError(f"num_frames must be 0 or at least 3, got {self.num_frames}")
+        # Flow maps are only ever downsized: upsizing them adds no information.
+        if not 1 <= self.flow_size <= self.crop_size:
+            raise UserError(
+                f"need 1 <= flow_size <= crop_size; got crop_size {self.crop_size}, "
+                f"flow_size {self.flow_size}"
+            )
+
+
+@dataclass(frozen=True)
+class ClipFrames:
+    """The frames of one clip and where its expression is: what `clip_features` reads.
+
+    Attributes:
+        name: the clip in messages, e.g. its sample id "casme2/sub01/EP02_01f/46".
+        frame_numbers: the original numbers (the integers in the file names) of the
+            frames present in onset..offset, ascending.
+        frame_paths: the files of `frame_numbers`, in the same order.
+        onset, apex, offset: original frame numbers, each one of `frame_numbers`.
+        face_cropped: the frames are face crops already (alignment only resizes them).
+        landmarks_path: the clip's landmarks sidecar CSV (see the module docstring), if
+            it has one; its landmarks replace dlib's on the frames it covers.
+    """
+
+    name: str
+    frame_numbers: tuple[int, ...]
+    frame_paths: tuple[Path, ...]
+    onset: int
+    apex: int
+    offset: int
+    face_cropped: bool = False
+    landmarks_path: Path | None = None
+
+    def frame_path(self, frame_number: int) -> Path:
+        """The file of an original frame number of this clip."""
+        try:
+            return self.frame_paths[self.frame_numbers.index(frame_number)]
+        except ValueError:
+            raise KeyError(
+                f"clip {self.name} has no frame {frame_number} on disk "
+                f"(frames {self.frame_numbers[0]}..{self.frame_numbers[-1]})"
+            ) from None
+
+
+def load_frame(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3); grayscale files are replicated to 3 channels."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path} (missing, unreadable or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_landmarks_sidecar(path: Path) -> dict[int, np.ndarray]:
+    """Original frame number -> float32 (68, 2) landmarks of a sidecar CSV.
+
+    Raises:
+        UserError: a missing column or an unreadable row; the message names the file
+            and the row.
+    """
+    with path.open(newline="") as handle:
+        rows = csv.reader(handle)
+        try:
+            header = [name.strip() for name in next(rows)]
+        except StopIteration:
+            raise UserError(f"landmarks sidecar {path} is empty") from None
+        names = ["frame"] + [f"x_{i}" for i in range(NUM_LANDMARKS)]
+        names += [f"y_{i}" for i in range(NUM_LANDMARKS)]
+        missing = [name for name in names if name not in header]
+        if missing:
+            raise UserError(
+                f"landmarks sidecar {path} lacks column(s) {missing[:4]}...; expected a header "
+                "frame,x_0..x_67,y_0..y_67"
+            )
+        indices = [header.index(name) for name in names]
+        landmarks = {}
+        for row_number, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            try:
+                values = [float(row[index]) for index in indices]
+            except (ValueError, IndexError):
+                raise UserError(
+                    f"landmarks sidecar {path} row {row_number} is not numeric"
+                ) from None
+            points = np.array(values[1:], dtype=np.float32).reshape(2, NUM_LANDMARKS).T
+            landmarks[int(values[0])] = points
+    return landmarks
+
+
+class AlignedClip:
+    """Aligned crops and crop-coordinate landmarks of the frames of one clip, all with
+    the onset frame's alignment (computed once, cached per frame)."""
+
+    def __init__(self, clip: ClipFrames, crop_size: int) -> None:
+        """Reads the onset frame and fixes the alignment (sidecar landmarks, else dlib).
+
+        Raises:
+            UserError, ValueError, OSError: an unreadable frame or sidecar, or no face.
+        """
+        self._clip = clip
+        self._crop_size = crop_size
+        # Frame number -> landmarks in that frame's pixels.
+        self._frame_landmarks = (
+            read_landmarks_sidecar(clip.landmarks_path) if clip.landmarks_path else {}
+        )
+        onset_frame = load_frame(clip.frame_path(clip.onset))
+        if clip.face_cropped:
+            self.affine = resize_affine(onset_frame.shape, crop_size)
+        else:
+            if clip.onset not in self._frame_landmarks:
+                self._frame_landmarks[clip.onset] = shared_landmarker()(
+                    onset_frame, source=str(clip.frame_path(clip.onset))
+                )
+            self.affine = align_from_landmarks(self._frame_landmarks[clip.onset], crop_size)
+        self._crops = {clip.onset: warp_crop(onset_frame, self.affine, crop_size)}
+
+    def crop(self, frame_number: int) -> np.ndarray:
+        """The aligned uint8 (C, C, 3) crop of a frame."""
+        if frame_number not in self._crops:
+            frame = load_frame(self._clip.frame_path(frame_number))
+            self._crops[frame_number] = warp_crop(frame, self.affine, self._crop_size)
+        return self._crops[frame_number]
+
+    def landmarks(self, frame_number: int) -> np.ndarray:
+        """float32 (68, 2) landmarks of a frame in crop coordinates."""
+        if frame_number in self._frame_landmarks:
+            return transform_landmarks(self._frame_landmarks[frame_number], self.affine)
+        # A face-cropped frame is all face: predict on the whole crop instead of
+        # detecting, as dlib's detector misses faces that touch the image border.
+        side = self._crop_size - 1
+        return shared_landmarker()(
+            self.crop(frame_number),
+            source=f"the aligned crop of {self._clip.frame_path(frame_number)}",
+            face_box=(0, 0, side, side) if self._clip.face_cropped else None,
+        )
+
+
+def flow_and_strain(
+    start: np.ndarray, end: np.ndarray, flow_size: int, method: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """float16 (S, S, 2) flow and (S, S, 1) strain from crop `start` to crop `end`.
+
+    Both are computed at crop resolution and then area-resized to S x S (flow values
+    stay in crop pixels).
+    """
+    flow = compute_flow(
+        cv2.cvtColor(start, cv2.COLOR_RGB2GRAY),
+        cv2.cvtColor(end, cv2.COLOR_RGB2GRAY),
+        method,
+    )
+    strain = optical_strain(flow)[..., None]
+    return (
+        resize_flow(flow, flow_size).astype(np.float16),
+        resize_flow(strain, flow_size).astype(np.float16),
+    )
+
+
+def sample_frames(frame_numbers: Sequence[int], num_frames: int) -> np.ndarray:
+    """T frame numbers evenly spaced in time from the first to the last present frame.
+
+    Each time point takes the present frame nearest to it, so a gap in the recording
+    shifts a sample to its neighbour and a clip with fewer than T frames repeats
+    frames; the first is always the onset and the last the offset.
+
+    Args:
+        frame_numbers: the clip's present frame numbers, ascending (onset..offset).
+        num_frames: T.
+
+    Returns:
+        int32 (T,) original frame numbers, non-decreasing.
+    """
+    present = np.asarray(frame_numbers, np.int64)
+    targets = np.linspace(present[0], present[-1], num_frames)
+    nearest = np.abs(present[None, :] - targets[:, None]).argmin(axis=1)
+    return present[nearest].astype(np.int32)
+
+
+def stored_frames(
+    clip: ClipFrames, aligned: AlignedClip, options: ClipOptions
+) -> dict[str, np.ndarray]:
+    """The T stored frames of a clip with their landmarks and onset->t, t->offset flows."""
+    numbers = sample_frames(clip.frame_numbers, options.num_frames)
+    flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def flow(start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        # Repeated frames (short clips) compute each pair once.
+        if (start, end) not in flows:
+            flows[start, end] = flow_and_strain(
+                aligned.crop(start),
+                aligned.crop(end),
+                options.flow_size,
+                options.frames_flow_method,
+            )
+        return flows[start, end]
+
+    to_t = [flow(clip.onset, int(n)) for n in numbers]
+    from_t = [flow(int(n), clip.offset) for n in numbers]
+    return {
+        "frame_indices": numbers,
+        "frames": np.stack([aligned.crop(int(n)) for n in numbers]),
+        "landmarks_frames": np.stack([aligned.landmarks(int(n)) for n in numbers]),
+        "flow_onset_to_t": np.stack([f for f, _ in to_t]),
+        "flow_t_to_offset": np.stack([f for f, _ in from_t]),
+        "strain_onset_to_t": np.stack([s for _, s in to_t]),
+        "strain_t_to_offset": np.stack([s for _, s in from_t]),
+    }
+
+
+def clip_features(clip: ClipFrames, options: ClipOptions) -> dict[str, np.ndarray]:
+    """The pixel-derived features of one clip (see the module docstring).
+
+    Returns:
+        onset_image, apex_image, offset_image (uint8 (C, C, 3)); flow (float16
+        (S, S, 2)) and strain (float16 (S, S, 1)) onset -> apex; landmarks_onset and
+        landmarks_apex (float32 (68, 2), crop pixels); with T > 0 also frame_indices,
+        frames, landmarks_frames, flow_onset_to_t, flow_t_to_offset, strain_onset_to_t
+        and strain_t_to_offset, each with a leading T axis.
+
+    Raises:
+        UserError: the clip cannot be processed (unreadable frame, no face found); the
+            message names the clip.
+    """
+    try:
+        aligned = AlignedClip(clip, options.crop_size)
+        flow, strain = flow_and_strain(
+            aligned.crop(clip.onset),
+            aligned.crop(clip.apex),
+            options.flow_size,
+            options.flow_method,
+        )
+        images = {
+            "onset_image": aligned.crop(clip.onset),
+            "apex_image": aligned.crop(clip.apex),
+            "offset_image": aligned.crop(clip.offset),
+        }
+        landmarks_onset = aligned.landmarks(clip.onset)
+        landmarks_apex = aligned.landmarks(clip.apex)
+        frames = stored_frames(clip, aligned, options) if options.num_frames else {}
+    except (UserError, ValueError, OSError) as error:
+        raise UserError(f"clip {clip.name}: {error}") from error
+    return {
+        **images,
+        "flow": flow,
+        "strain": strain,
+        "landmarks_onset": landmarks_onset,
+        "landmarks_apex": landmarks_apex,
+        **frames,
+    }
