@@ -35,6 +35,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.data.protocol = config_dict.placeholder(str)
     # "loso": leave one (namespaced) subject out; "lodo": leave one dataset out.
     config.data.split = "loso"
+    # True: a release row the reader skips (bad frame cell, missing folder, no face) fails
+    # the build instead of being reported and left out.
+    config.data.strict = False
+    # A CSV of your own annotation fixes applied by every reader (README: errata).
+    config.data.errata = config_dict.placeholder(str)
 
     config.model = ml_collections.ConfigDict()
     # A registered model (mer_jax.models.MODELS) of the config's task; the other keys are

@@ -40,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.steps = 400
     config.train.batch_size = 32
     config.train.learning_rate = 1e-3
+    config.train.checkpoint_every = 200
     # AdamW: without decay the flattened head memorises the 15 training subjects.
     config.train.weight_decay = 1.0
     # With --config.init_from: the pre-trained branches learn 10x slower than the head.

@@ -1,5 +1,6 @@
 """MER datasets as TFDS builders (array_record, no TensorFlow): build, check and read them.
 
+    data_builders.check(config.data, "clips")   # validate, build nothing
     dataset = data_builders.load(config.data)   # build on first use, read: what runs call
 
     builder = data_builders.build("synthetic_me", overrides={"num_subjects": 4})
@@ -16,7 +17,7 @@ pre-training (synthetic_macro, casme3_macro, ckplus, video_folder;
 own cache folder. `python -m data_builders.cli NAME --manual_dir DIR --dry_run` checks a
 release before a long build. Where things are:
 
-- `loading`: `load`, `build`, `read_release`, `load_examples`, `pair_source`,
+- `loading`: `check`, `load`, `build`, `read_release`, `load_examples`, `pair_source`,
   `macro_corpus_bytes`;
 - `registry`: `BUILDERS`, `get_builder`, `default_data_dir`;
 - `records` (the clips found on disk), `reading` (the rules every release reader
@@ -27,6 +28,7 @@ release before a long build. Where things are:
 
 from data_builders.loading import (
     build,
+    check,
     load,
     load_examples,
     macro_corpus_bytes,
@@ -39,6 +41,7 @@ __all__ = [
     "BUILDERS",
     "build",
     "builder_names",
+    "check",
     "default_data_dir",
     "get_builder",
     "load",

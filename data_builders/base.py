@@ -24,9 +24,12 @@ from tqdm.auto import tqdm
 
 from data_builders.records import ClipOnDisk, Release
 from mer_jax.errors import UserError
+from mer_jax.guards import die_with_parent
 
 
 def _init_worker() -> None:
+    # A killed build takes its workers with it.
+    die_with_parent()
     # Every worker process handles one clip at a time; OpenCV's own thread pool on
     # top of that would oversubscribe the cores.
     cv2.setNumThreads(1)

@@ -2,12 +2,19 @@
 
 `load(config.data)` is what a run calls: it builds the configured dataset unless a
 complete build is cached, reads it and returns the `mer_jax.data.dataset` type of its
-kind (`MERDataset` for clips, `PairCorpus` for pairs). The functions below it serve
+kind (`MERDataset` for clips, `PairCorpus` for pairs); `check(config.data, kind)`
+validates the same settings first, building nothing. The functions below them serve
 scripts and tests: `build`, `read_release` (the dry run), `load_examples`,
 `pair_source` and `macro_corpus_bytes`.
+
+A build runs under a lock in its cache folder: a second process (or host, on a shared
+file system) wanting the same build waits for it and then reads it; a half-written
+build is never read (TFDS renames a finished one into place), and what a killed build
+left behind (TFDS's `incomplete.*` folders) is removed by the next.
 """
 
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +26,6 @@ import tensorflow_datasets as tfds
 from data_builders.base import ManualDirBuilder
 from data_builders.macro_pairs import (
     MacroPairsBuilder,
-    MacroReleaseBuilder,
     PairSource,
     corpus_bytes,
 )
@@ -34,6 +40,7 @@ from data_builders.registry import (
 from mer_jax.data.dataset import MERDataset, PairCorpus
 from mer_jax.data.protocols import get_protocol
 from mer_jax.errors import UserError
+from mer_jax.guards import FileLock, check_writable
 
 
 def build(
@@ -64,13 +71,27 @@ def build(
     builder = get_builder(
         name, data_dir=data_dir, config=config, overrides=overrides, workers=workers
     )
-    if not builder.is_prepared():
-        if isinstance(builder, ManualDirBuilder):
-            check_manual_dir(builder, manual_dir)
-        download_config = tfds.download.DownloadConfig(
-            manual_dir=None if manual_dir is None else Path(manual_dir).expanduser()
+    if builder.is_prepared():
+        return builder
+    if isinstance(builder, ManualDirBuilder):
+        check_manual_dir(builder, manual_dir)
+    config_dir = Path(builder.data_dir).parent
+    check_writable(config_dir, "data.data_dir")
+    variant = f"{builder.name}/{builder.builder_config.name}"
+    with FileLock(config_dir / ".build.lock", f"the build of {variant}", wait=True):
+        # Another process may have finished this build while we waited for the lock.
+        builder = get_builder(
+            name, data_dir=data_dir, config=config, overrides=overrides, workers=workers
         )
-        builder.download_and_prepare(download_config=download_config)
+        if not builder.is_prepared():
+            # Under the lock no other build of this variant runs: what TFDS left in
+            # `incomplete.*` folders comes from a build that was killed.
+            for left in config_dir.glob("incomplete.*"):
+                shutil.rmtree(left, ignore_errors=True)
+            download_config = tfds.download.DownloadConfig(
+                manual_dir=None if manual_dir is None else Path(manual_dir).expanduser()
+            )
+            builder.download_and_prepare(download_config=download_config)
     return builder
 
 
@@ -94,7 +115,7 @@ def check_manual_dir(builder: ManualDirBuilder, manual_dir: str | Path | None) -
             f"manual_dir {path} for dataset {builder.name} is not a folder.\n"
             f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
         )
-    if isinstance(builder, MacroReleaseBuilder) and not any(path.iterdir()):
+    if not any(path.iterdir()):
         raise UserError(
             f"manual_dir {path} for dataset {builder.name} is empty.\n"
             f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
@@ -278,6 +299,39 @@ def _data_dir(data_config: ml_collections.ConfigDict) -> Path:
     return path
 
 
+def check(data_config: ml_collections.ConfigDict, kind: str) -> None:
+    """Checks `config.data` without building or reading anything: a known builder of the
+    run's `kind` ("clips" for LOSO, "pairs" for pre-training), its builder config and
+    overrides, the data_dir, and, when the build is not cached yet, a writable data_dir
+    and the release folder it would be built from.
+
+    Raises:
+        UserError: the first problem, naming the field and what is accepted.
+    """
+    name = data_config.get("name")
+    if builder_class(name).KIND != kind:
+        raise UserError(
+            f"data.name={name!r} is a {builder_class(name).KIND!r} dataset; this task needs "
+            f"{kind!r}: {', '.join(builder_names(kind))}."
+        )
+    if kind == "pairs" and data_config.get("protocol"):
+        raise UserError(
+            f"data.protocol={data_config.protocol!r} is set, but {name!r} is a "
+            "macro-expression pair corpus, which has no labels; unset data.protocol."
+        )
+    data_dir = _data_dir(data_config)
+    builder = get_builder(
+        name,
+        data_dir=data_dir,
+        config=data_config.get("builder_config"),
+        overrides=dict(data_config.get("overrides") or {}),
+    )
+    if not builder.is_prepared():
+        check_writable(data_dir, "data.data_dir")
+        if isinstance(builder, ManualDirBuilder):
+            check_manual_dir(builder, data_config.get("manual_dir"))
+
+
 def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
     """Builds the configured dataset on first use (cached in data_dir) and reads it.
 
@@ -295,13 +349,9 @@ def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
             protocol set for a pair corpus, or no labelled sample at all.
     """
     name = data_config.get("name")
+    check(data_config, builder_class(name).KIND)
     data_dir = _data_dir(data_config)
     protocol_name = data_config.get("protocol")
-    if builder_class(name).KIND == "pairs" and protocol_name:
-        raise UserError(
-            f"data.protocol={protocol_name!r} is set, but {name!r} is a macro-expression pair "
-            "corpus, which has no labels; unset data.protocol."
-        )
     builder = build(
         name,
         data_dir=data_dir,

@@ -30,12 +30,14 @@ OVERRIDES = {"num_subjects": 4, "clips_per_subject": 4, "crop_size": 64, "flow_m
 NUM_SUBJECTS = OVERRIDES["num_subjects"]
 
 # A few dispatches of a small batch: enough to move the weights away from their
-# initialisation, so layouts that trained differently would show in the predictions.
+# initialisation, so layouts that trained differently would show in the predictions. The
+# batch fits the smallest training set of a fold (7 samples; a larger one is refused).
+BATCH = 7
 TINY = {
     "data.overrides": OVERRIDES,
     "seeds": (0, 1),
     "train.steps": 40,
-    "train.batch_size": 16,
+    "train.batch_size": BATCH,
     "train.checkpoint_every": 20,
     "engine.steps_per_dispatch": 20,
 }

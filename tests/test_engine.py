@@ -7,10 +7,6 @@ Compilation dominates these tests, so each training layout runs once per module
 import dataclasses
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +16,14 @@ import ml_collections
 import numpy as np
 import pytest
 from fixtures import (
-    LAUNCH,
     NUM_SUBJECTS,
-    ROOT,
-    launch,
-    launch_env,
     make_run,
     tiny_config,
-    write_config_file,
 )
 
 from configs import common, ststnet
 from mer_jax.evaluate import report
-from mer_jax.train import checkpoint, engine
+from mer_jax.train import engine
 
 # The stacked and the sequential layouts compute the same float32 functions with
 # different batching (vmap over 8 replicas vs one), so XLA may reorder reductions:
@@ -203,7 +194,7 @@ def test_training_writes_every_output(stacked):
     assert config["model"]["name"] == "ststnet" and config["train"]["steps"] == 40
     timing = json.loads((workdir / "timing.json").read_text())
     assert timing["mode"] == "stacked" and timing["num_devices"] == 8
-    assert timing["num_replicas"] == 8 and timing["train_samples"] == 8 * 40 * 16
+    assert timing["num_replicas"] == 8 and timing["train_samples"] == 8 * 40 * fixtures.BATCH
 
 
 def copy_workdir(source: Path, destination: Path) -> dict[str, bytes]:
@@ -277,108 +268,3 @@ def test_bfloat16_compute_trains_to_finite_metrics(synthetic_data_dir, sequentia
     same_seed = f32.seed == 0
     np.testing.assert_array_equal(bf16.sample_id, f32.sample_id[same_seed])
     assert not np.allclose(bf16.probs, f32.probs[same_seed], rtol=0, atol=1e-6)
-
-
-# ---------------------------------------------------------------------------
-# Resume after a kill, through launch.py in a subprocess.
-# ---------------------------------------------------------------------------
-
-RESUME_STEPS = 100
-RESUME_CHUNKS = NUM_SUBJECTS  # sequential, one seed: one chunk per fold
-BATCH = 16
-
-
-def finished_steps(chunk_dir: Path) -> list[int]:
-    """The steps of the complete checkpoints in a chunk folder.
-
-    Orbax writes a step into a temporary folder and renames it to the bare step number
-    when complete, so a numeric folder is a finished checkpoint.
-    """
-    if not chunk_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in chunk_dir.iterdir() if p.name.isdigit())
-
-
-@dataclasses.dataclass
-class Resumed:
-    killed: Path  # killed mid-training, then rerun to completion
-    whole: Path  # trained without interruption
-    restored_steps: int  # steps of all chunks already done when the rerun started
-    config_file: Path
-
-
-@pytest.fixture(scope="module")
-def resumed(synthetic_data_dir, tmp_path_factory) -> Resumed:
-    root = tmp_path_factory.mktemp("resume")
-    config_file = write_config_file(
-        root / "resume_config.py",
-        synthetic_data_dir,
-        {"engine.mode": "sequential", "seeds": (0,), "train.steps": RESUME_STEPS},
-    )
-    killed, whole = root / "killed", root / "whole"
-    log = root / "killed.log"
-    # Output to a file: a pipe nobody reads could fill up and stall the child.
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            [sys.executable, str(LAUNCH), f"--config={config_file}", f"--workdir={killed}"],
-            cwd=ROOT,
-            env=launch_env(),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            # Killed once the second chunk has a checkpoint: the first chunk is then
-            # finished and the second part-trained, so the rerun resumes both kinds.
-            deadline = time.monotonic() + 240
-            while not finished_steps(killed / "checkpoints" / "chunk_001"):
-                assert process.poll() is None, f"launch.py exited early:\n{log.read_text()}"
-                assert time.monotonic() < deadline, "no checkpoint within 240 s"
-                time.sleep(0.05)
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-    assert process.returncode == -signal.SIGKILL
-    assert not (killed / "metrics.json").exists(), "the run finished before it was killed"
-    restored = sum(
-        max(finished_steps(chunk), default=0) for chunk in (killed / "checkpoints").iterdir()
-    )
-    assert 0 < restored < RESUME_CHUNKS * RESUME_STEPS
-
-    for workdir in (killed, whole):
-        result = launch(f"--config={config_file}", f"--workdir={workdir}")
-        assert result.returncode == 0, result.stderr[-5000:]
-    return Resumed(killed, whole, restored, config_file)
-
-
-def test_resume_after_a_kill_matches_an_uninterrupted_run(resumed):
-    killed, whole = resumed.killed, resumed.whole
-    assert json.loads((killed / "metrics.json").read_text()) == json.loads(
-        (whole / "metrics.json").read_text()
-    )
-    assert (killed / "predictions.csv").read_bytes() == (whole / "predictions.csv").read_bytes()
-    # The rerun trained only what the checkpoints lacked, so it really resumed.
-    timing = {w: json.loads((w / "timing.json").read_text()) for w in (killed, whole)}
-    total = RESUME_CHUNKS * RESUME_STEPS
-    assert timing[whole]["train_samples"] == total * BATCH
-    assert timing[killed]["train_samples"] == (total - resumed.restored_steps) * BATCH
-    # The training curves survive the kill: each chunk's history is complete and equal.
-    for index in range(RESUME_CHUNKS):
-        metas = []
-        for workdir in (killed, whole):
-            directory = workdir / "checkpoints" / f"chunk_{index:03d}"
-            assert finished_steps(directory)[-1] == RESUME_STEPS
-            ckpt = checkpoint.Checkpointer(directory, async_save=False)
-            metas.append(ckpt.restore_meta(RESUME_STEPS))
-            ckpt.close()
-        assert metas[0]["history"]["step"] == list(range(20, RESUME_STEPS + 1, 20))
-        assert metas[0] == metas[1]
-
-
-def test_launch_eval_reproduces_metrics(resumed, tmp_path):
-    workdir = tmp_path / "workdir"
-    before = copy_workdir(resumed.whole, workdir)
-    result = launch(f"--config={resumed.config_file}", f"--workdir={workdir}", "--mode=eval")
-    assert result.returncode == 0, result.stderr[-5000:]
-    assert "uf1" in result.stdout.lower()
-    assert json.loads((workdir / "metrics.json").read_bytes()) == json.loads(before["metrics.json"])
-    assert (workdir / "predictions.csv").read_bytes() == before["predictions.csv"]

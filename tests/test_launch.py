@@ -1,17 +1,15 @@
-"""launch.py answers a user's mistake with a clear message, not a traceback.
-
-Mistakes found by the project's own checks (`UserError`) exit with code 2 and a line
-starting "error:"; mistakes in the flags themselves may be answered by absl's flag
-parser, which exits with code 1 and says "Flags parsing error". Either way stderr holds
-no traceback, and the message names what was wrong.
+"""launch.py as a user runs it, in a subprocess: its help, its exit status and its one-line
+errors (the catalogue of bad inputs is tests/test_reliability.py, run in-process), and
+builder options given on its command line.
 """
 
+import json
 import subprocess
 from pathlib import Path
 
 import fixtures
 import pytest
-from fixtures import launch, tiny_config, write_config_file
+from fixtures import launch, write_config_file
 
 # The session's tiny dataset, a fixture of this module too.
 synthetic_data_dir = fixtures.synthetic_data_dir
@@ -27,129 +25,49 @@ def config_file(synthetic_data_dir, tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture(scope="module")
-def ststnet_workdir(synthetic_data_dir, tmp_path_factory) -> Path:
-    """A workdir holding finished checkpoints of that config's STSTNet."""
-    workdir = tmp_path_factory.mktemp("ststnet")
-    config = tiny_config(
-        synthetic_data_dir, {"engine.mode": "sequential", "seeds": (0,), "train.steps": 20}
-    )
-    fixtures.make_run(config, workdir).train()
-    assert list((workdir / "checkpoints").glob("chunk_*"))
-    return workdir
-
-
 def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    """Exit code 2, one "error:" message naming every fragment, no traceback."""
+    """Exit code 2, one "error:" line naming every fragment, no traceback."""
     assert "Traceback" not in result.stderr, result.stderr[-5000:]
     assert result.returncode == 2, (result.returncode, result.stderr[-5000:])
-    assert "error: " in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-5000:]
     for fragment in fragments:
-        assert fragment in result.stderr, (fragment, result.stderr[-5000:])
+        assert fragment in errors[0], (fragment, errors[0])
 
 
-def assert_flag_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    """Like assert_user_error, but absl's flag parser may answer instead (exit code 1)."""
-    assert "Traceback" not in result.stderr, result.stderr[-5000:]
-    assert result.returncode in (1, 2), (result.returncode, result.stderr[-5000:])
-    for fragment in fragments:
-        assert fragment in result.stderr, (fragment, result.stderr[-5000:])
+def test_help_names_the_flags():
+    result = launch("--help")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for flag in ("--config", "--workdir", "--mode"):
+        assert flag in result.stdout
 
 
-def test_unknown_config_key(config_file, tmp_path):
+def test_a_bad_override_is_one_line_and_exit_2(config_file, tmp_path):
     result = launch(
         f"--config={config_file}", f"--workdir={tmp_path}", "--config.train.no_such_key=1"
     )
-    assert_flag_error(result, "no_such_key")
+    assert_user_error(result, "no_such_key")
+    assert not (tmp_path / "config.json").exists()
 
 
-@pytest.mark.parametrize(
-    ("flag", "fragment"),
-    [("--config.train.steps=abc", "config.train.steps"), ("--mode=tune", "mode")],
-)
-def test_malformed_flag_value(config_file, tmp_path, flag, fragment):
-    result = launch(f"--config={config_file}", f"--workdir={tmp_path}", flag)
-    assert_flag_error(result, fragment)
-
-
-def test_missing_config_file(tmp_path):
-    missing = tmp_path / "no_such_config.py"
-    result = launch(f"--config={missing}", f"--workdir={tmp_path}")
-    assert_flag_error(result, str(missing))
-
-
-def test_unknown_model_name(config_file, tmp_path):
-    result = launch(
-        f"--config={config_file}", f"--workdir={tmp_path}", "--config.model.name=no_such_model"
-    )
-    # The message lists the models there are.
-    assert_user_error(result, "no_such_model", "ststnet", "fr")
-
-
-def test_unknown_dataset(config_file, tmp_path):
-    result = launch(
-        f"--config={config_file}", f"--workdir={tmp_path}", "--config.data.name=no_such_dataset"
-    )
-    assert_user_error(result, "no_such_dataset", "synthetic_me")
-
-
-@pytest.mark.parametrize(
-    ("flag", "fragment"),
-    [
-        ("--config.train.steps=30", "train.steps=30"),
-        ("--config.train.checkpoint_every=30", "train.checkpoint_every=30"),
-        ("--config.engine.steps_per_dispatch=0", "steps_per_dispatch=0"),
-    ],
-)
-def test_schedule_not_a_multiple_of_steps_per_dispatch(config_file, tmp_path, flag, fragment):
-    result = launch(f"--config={config_file}", f"--workdir={tmp_path}", flag)
-    assert_user_error(result, fragment, "steps_per_dispatch")
-
-
-def test_empty_data_dir(config_file, tmp_path):
-    """An empty data.data_dir must not silently build the dataset in the current folder."""
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    # --mode=eval on an empty workdir: even where the mistake goes unnoticed, the run
-    # stops right after the (tiny) build instead of training.
+def test_builder_options_from_the_command_line(config_file, synthetic_data_dir, tmp_path):
+    """--config.data.overrides.KEY=VALUE sets a builder field (here a 48-pixel crop): the
+    variant is built into its own cache entry and trained on."""
+    workdir = tmp_path / "workdir"
     result = launch(
         f"--config={config_file}",
-        f"--workdir={tmp_path / 'workdir'}",
-        "--config.data.data_dir=",
-        "--mode=eval",
-        cwd=cwd,
+        f"--workdir={workdir}",
+        "--config.data.overrides.crop_size=48",
+        "--config.data.overrides.flow_size=24",
     )
-    assert_user_error(result, "data.data_dir")
-    assert not list(cwd.iterdir()), "something was written into the current folder"
-
-
-def test_data_dir_that_is_a_file(config_file, tmp_path):
-    not_a_folder = tmp_path / "datasets.txt"
-    not_a_folder.write_text("")
+    assert result.returncode == 0, result.stderr[-5000:]
+    overrides = json.loads((workdir / "config.json").read_text())["data"]["overrides"]
+    assert overrides["crop_size"] == 48 and overrides["flow_size"] == 24
+    assert overrides["num_subjects"] == fixtures.NUM_SUBJECTS  # the file's own kept
+    built = [p.name for p in (synthetic_data_dir / "synthetic_me").iterdir()]
+    assert any("crop_size_48" in name and "flow_size_24" in name for name in built), built
+    # An unknown builder field names the valid ones.
     result = launch(
-        f"--config={config_file}",
-        f"--workdir={tmp_path / 'workdir'}",
-        f"--config.data.data_dir={not_a_folder}",
+        f"--config={config_file}", f"--workdir={workdir}", "--config.data.overrides.stepz=1"
     )
-    assert_user_error(result, str(not_a_folder))
-
-
-def test_workdir_of_another_model(config_file, ststnet_workdir):
-    result = launch(
-        f"--config={config_file}", f"--workdir={ststnet_workdir}", "--config.model.name=fr"
-    )
-    assert_user_error(result, "'ststnet'", "'fr'", "--workdir")
-
-
-def test_workdir_of_other_settings(config_file, ststnet_workdir):
-    result = launch(
-        f"--config={config_file}",
-        f"--workdir={ststnet_workdir}",
-        "--config.train.learning_rate=0.01",
-    )
-    assert_user_error(result, "train.learning_rate", "--workdir")
-
-
-def test_eval_on_an_empty_workdir(config_file, tmp_path):
-    result = launch(f"--config={config_file}", f"--workdir={tmp_path}", "--mode=eval")
-    assert_user_error(result, "No checkpoints", "--mode=train")
+    assert_user_error(result, "stepz", "crop_size")

@@ -41,6 +41,7 @@ import openpyxl
 from openpyxl.writer.excel import ExcelWriter
 from tqdm.auto import tqdm
 
+from mer_jax.guards import die_with_parent, pid_alive
 from mer_jax.synthetic.action_units import (
     AU_ANCHORS,
     AUActivation,
@@ -577,6 +578,8 @@ def _clip_task(spec: SyntheticSpec, plan: ClipPlan, identity: Identity, root: st
 
 
 def _init_worker() -> None:
+    # A killed generator takes its workers with it.
+    die_with_parent()
     # One process per core already: OpenCV's own threads would only oversubscribe.
     cv2.setNumThreads(1)
 
@@ -610,6 +613,11 @@ def generate_database(
         raise ValueError(f"workers must be at least 1 (or None for all cores), got {workers}.")
     plans = plan_database(spec)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # What a killed generator left behind (its pid is gone) is removed, never read.
+    for left in out.parent.glob(f".{out.name}.partial-*"):
+        pid = left.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:

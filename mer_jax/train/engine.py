@@ -44,10 +44,10 @@ import tqdm
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mer_jax import models
+from mer_jax import guards, models
 from mer_jax.data import loso
 from mer_jax.data.dataset import MERDataset, put_on_device
-from mer_jax.errors import UserError
+from mer_jax.errors import DivergedError, UserError
 from mer_jax.evaluate import figures, report
 from mer_jax.train import checkpoint, init_from, optim, run
 
@@ -254,6 +254,7 @@ class LosoRun(run.TrainingRun):
     """One configured LOSO experiment over all folds and seeds, in one workdir."""
 
     TASK = "loso"
+    LAYOUT_KEYS = ("engine.mode", "engine.replicas_per_chunk", "engine.devices")
 
     def __init__(
         self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, dataset: MERDataset
@@ -274,8 +275,6 @@ class LosoRun(run.TrainingRun):
         )
         loso.assert_leak_free(self.folds, self.dataset["subject"])
         self.seeds = tuple(int(s) for s in config.seeds)
-        if not self.seeds:
-            raise UserError("config.seeds is empty; give at least one seed, e.g. (0,).")
         self.replicas = [Replica(f, s) for s in self.seeds for f in range(self.folds.num_folds)]
 
         models.model_class(config.model, self.TASK)
@@ -299,6 +298,13 @@ class LosoRun(run.TrainingRun):
         self.summaries: list[dict[str, np.ndarray]] = []
         self.train_idx, self.n_train = _padded_indices(self.folds.train_mask)
         self.test_idx, self.n_test = _padded_indices(self.folds.test_mask)
+        smallest = int(np.argmin(self.n_train))
+        if config.train.batch_size > self.n_train[smallest]:
+            raise UserError(
+                f"train.batch_size={config.train.batch_size} exceeds the "
+                f"{self.n_train[smallest]} training samples of fold {smallest} (test subject "
+                f"{self.folds.test_groups[smallest]}); give at most that many."
+            )
 
         self.stacked = NamedSharding(self.mesh, PartitionSpec("fold"))
         self.stats = LosoStats(
@@ -386,50 +392,118 @@ class LosoRun(run.TrainingRun):
 
     def train(self) -> dict[str, Any]:
         """Trains (or resumes) every chunk, then writes the evaluation outputs."""
-        self.write_config()
         chunks = self.chunks()
+        self._check_checkpoint_layout(chunks)
+        self.write_config()
         self._note_layout(chunks)
         steps = self.config.train.steps
+        results = []
+        with tqdm.tqdm(total=len(chunks) * steps, unit="step", desc="LOSO training") as bar:
+            for chunk in chunks:
+                results.append(self._train_chunk(chunk, bar, multi=len(chunks) > 1))
+        metrics = self._report(results)
         writer = self.writer()
-        try:
-            results = []
-            with tqdm.tqdm(total=len(chunks) * steps, unit="step", desc="LOSO training") as bar:
-                for chunk in chunks:
-                    results.append(self._train_chunk(chunk, bar, writer, multi=len(chunks) > 1))
-            metrics = self._report(results)
-            for name in ("uf1", "uar", "accuracy"):
-                writer.add_scalar(f"eval/{name}", metrics[name], steps)
-        finally:
-            writer.close()
-        (self.workdir / "timing.json").write_text(json.dumps(self.stats.as_dict(), indent=2))
+        for name in ("uf1", "uar", "accuracy"):
+            writer.add_scalar(f"eval/{name}", metrics[name], steps)
+        writer.close()
+        guards.atomic_write_text(
+            self.workdir / "timing.json", json.dumps(self.stats.as_dict(), indent=2)
+        )
         return metrics
 
+    def _check_checkpoint_layout(self, chunks: list[Chunk]) -> None:
+        """Refuses checkpoints stacked otherwise than this run plans, before anything is
+        written (a resume on another backend may resolve `auto` differently)."""
+        planned = {chunk.name: chunk for chunk in chunks}
+        root = self.checkpoint_root
+        for directory in sorted(root.glob("chunk_*")) if root.is_dir() else []:
+            ckpt = checkpoint.Checkpointer(directory, async_save=False)
+            try:
+                steps = ckpt.steps()
+                if not steps:
+                    continue
+                if directory.name not in planned:
+                    raise UserError(
+                        f"{directory} does not fit this run's plan of {len(chunks)} chunks (the "
+                        "engine layout differs: engine.mode, replicas_per_chunk or the devices)."
+                        " Resume with the settings and device count of the original run (see "
+                        "its config.json), or use another --workdir."
+                    )
+                try:
+                    meta = ckpt.restore_meta(steps[-1])
+                except checkpoint.CheckpointDamaged:
+                    continue  # set aside when its chunk resumes
+                _check_meta(meta, planned[directory.name], self.config, directory)
+            finally:
+                ckpt.close()
+
+    def _row_names(self, chunk: Chunk) -> list[str]:
+        """Each real row's replica, for messages: "fold 3 (synthetic_me/sub04), seed 1"."""
+        return [
+            f"fold {r.fold} ({self.folds.test_groups[r.fold]}), seed {r.seed}"
+            for r in chunk.replicas
+        ]
+
     def _train_chunk(
-        self, chunk: Chunk, bar: tqdm.tqdm, writer: Any, multi: bool
+        self, chunk: Chunk, bar: tqdm.tqdm, multi: bool
     ) -> tuple[Chunk, np.ndarray, dict[str, list]]:
         config = self.config
-        per_dispatch = config.engine.steps_per_dispatch
         arrays = self._chunk_arrays(chunk)
         ckpt = checkpoint.Checkpointer(self.checkpoint_root / chunk.name)
-        meta = {
-            "model": config.model.name,
-            "replicas": _replica_list(chunk),
-            "padded_size": chunk.padded_size,
-            "history": {"step": []},
-        }
-        step = ckpt.latest_step() or 0
-        if step:
-            state, meta = ckpt.restore(step, self._abstract_state(arrays))
-            _check_meta(meta, chunk, config, ckpt.directory)
-        else:
-            init = jax.jit(self.functions.init, out_shardings=arrays["keys"].sharding)
-            state = init(arrays["keys"])
-        bar.update(step)
+        try:
+            step, state, meta = self.restore_latest(ckpt, self._abstract_state(arrays))
+            if meta is None:
+                meta = {
+                    "model": config.model.name,
+                    "replicas": _replica_list(chunk),
+                    "padded_size": chunk.padded_size,
+                    "history": {"step": []},
+                }
+                init = jax.jit(self.functions.init, out_shardings=arrays["keys"].sharding)
+                state = init(arrays["keys"])
+            else:
+                _check_meta(meta, chunk, config, ckpt.directory)
+            bar.update(step)
+            dispatch = writer = None
+            if step < config.train.steps:
+                compiled, compile_s = self._compile_train(chunk)
+                timing = meta.setdefault(
+                    "timing", {"compile_s": 0.0, "train_s": 0.0, "train_samples": 0}
+                )
+                timing["compile_s"] += compile_s
+                self._note_memory(compiled)
+                dispatch = self._dispatch_of(compiled, arrays)
+                # One TensorBoard run per chunk; a resumed one drops the curves the
+                # interrupted process wrote after its last checkpoint.
+                writer = self.writer(chunk.name if multi else "", purge_step=step or None)
+            try:
+                state = self.train_loop(
+                    state=state,
+                    step=step,
+                    dispatch=dispatch,
+                    checkpointer=ckpt,
+                    meta=meta,
+                    stats=self.stats,
+                    samples_per_dispatch=len(chunk.replicas)
+                    * config.engine.steps_per_dispatch
+                    * config.train.batch_size,
+                    bar=bar,
+                    writer=writer,
+                    tag="train",
+                    row_names=self._row_names(chunk),
+                )
+            finally:
+                if writer is not None:
+                    writer.close()
+        finally:
+            ckpt.close()
+        self._note_memory()
+        return chunk, self._predict(chunk, state, arrays), meta["history"]
 
-        if step < config.train.steps:
-            compiled, compile_s = self._compile_train(chunk)
-            self.stats.compile_s += compile_s
-            self._note_memory(compiled)
+    def _dispatch_of(self, compiled: Any, arrays: dict[str, jax.Array]) -> Any:
+        """One dispatch of a chunk: `steps_per_dispatch` steps on the device."""
+        config = self.config
+        per_dispatch = config.engine.steps_per_dispatch
         replicated = NamedSharding(self.mesh, PartitionSpec())
 
         def dispatch(state: run.State, step: int) -> tuple[run.State, run.Metrics]:
@@ -458,59 +532,68 @@ class LosoRun(run.TrainingRun):
                 for name in per_call[0]
             }
 
-        state = self.train_loop(
-            state=state,
-            step=step,
-            dispatch=dispatch,
-            checkpointer=ckpt,
-            meta=meta,
-            stats=self.stats,
-            samples_per_dispatch=len(chunk.replicas) * per_dispatch * config.train.batch_size,
-            bar=bar,
-            writer=writer,
-            tag=f"train/{chunk.name}" if multi else "train",
-            rows=len(chunk.replicas),
-        )
-        ckpt.close()
-        self._note_memory()
-        return chunk, self._predict(chunk, state, arrays), meta["history"]
+        return dispatch
 
     def _predict(self, chunk: Chunk, state: Any, arrays: dict[str, jax.Array]) -> np.ndarray:
-        """Each replica's class probabilities on its own test subjects, evaluated once."""
+        """Each replica's class probabilities on its own test subjects, evaluated once.
+
+        Raises:
+            DivergedError: a replica's probabilities are not finite (never reported).
+        """
         probs = self.functions.predict(state, self.data, arrays["test_idx"], arrays["keys"])
+        probs = np.asarray(jax.device_get(probs))
+        for row, name in enumerate(self._row_names(chunk)):
+            count = self.n_test[chunk.replicas[row].fold]
+            if not np.isfinite(probs[row, :count]).all():
+                raise DivergedError(
+                    f"the trained model of {name} predicts non-finite probabilities (its "
+                    f"weights diverged); nothing is reported. Train again in a new --workdir "
+                    "with a lower train.learning_rate."
+                )
         if self.figure is not None:
             summaries = jax.device_get(self.functions.summarize(state, self.data))
             # Padding rows repeat a replica: left out.
             self.summaries.append({k: v[: len(chunk.replicas)] for k, v in summaries.items()})
-        return np.asarray(jax.device_get(probs))
+        return probs
 
     # -- evaluation from checkpoints -----------------------------------------
 
     def evaluate(self) -> dict[str, Any]:
-        """Restores every chunk's final checkpoint and recomputes all evaluation outputs."""
+        """Restores every chunk's final checkpoint and recomputes all evaluation outputs.
+
+        Raises:
+            UserError: no finished checkpoints, or a damaged one (named, with what to do).
+        """
         root = self.checkpoint_root
         directories = sorted(root.glob("chunk_*")) if root.is_dir() else []
-        if not directories:
-            raise UserError(
-                f"No checkpoints in {root}: --mode=eval needs a finished training run in this "
-                "workdir (run with --mode=train first)."
-            )
-        self.check_workdir()
         results, seen = [], []
         for index, directory in enumerate(directories):
             ckpt = checkpoint.Checkpointer(directory, async_save=False)
-            step = ckpt.latest_step()
-            meta = ckpt.restore_meta(step) if step is not None else None
-            if meta is None or step != self.config.train.steps:
-                raise UserError(
-                    f"{directory} holds no finished training (step {step} of "
-                    f"{self.config.train.steps}); run --mode=train to resume it first."
-                )
-            chunk = Chunk(index, tuple(Replica(*r) for r in meta["replicas"]), meta["padded_size"])
-            _check_meta(meta, chunk, self.config, directory)
-            arrays = self._chunk_arrays(chunk)
-            state, meta = ckpt.restore(step, self._abstract_state(arrays))
-            ckpt.close()
+            try:
+                step = ckpt.latest_step()
+                if step != self.config.train.steps:
+                    raise UserError(
+                        f"{directory} holds no finished training (step {step} of "
+                        f"{self.config.train.steps}); run --mode=train to resume it first."
+                    )
+                try:
+                    meta = ckpt.restore_meta(step)
+                    chunk = Chunk(
+                        index, tuple(Replica(*r) for r in meta["replicas"]), meta["padded_size"]
+                    )
+                    _check_meta(meta, chunk, self.config, directory)
+                    arrays = self._chunk_arrays(chunk)
+                    state, meta = ckpt.restore(step, self._abstract_state(arrays))
+                except checkpoint.CheckpointDamaged as damaged:
+                    before = [s for s in ckpt.steps() if s < step]
+                    fallback = (
+                        f"run --mode=train to set it aside and retrain from step {before[-1]}"
+                        if before
+                        else f"delete {directory} and run --mode=train to retrain it"
+                    )
+                    raise UserError(f"{damaged}; {fallback}, then --mode=eval.") from None
+            finally:
+                ckpt.close()
             results.append((chunk, self._predict(chunk, state, arrays), meta["history"]))
             seen.extend(chunk.replicas)
         missing = sorted(set(self.replicas) - set(seen), key=lambda r: (r.seed, r.fold))

@@ -9,10 +9,13 @@ import optax
 
 from mer_jax.errors import UserError
 
-_OPTIMIZERS = {
+OPTIMIZERS = {
     "adam": lambda lr, wd: optax.adam(lr) if wd == 0 else optax.adamw(lr, weight_decay=wd),
     "sgd": lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9)),
 }
+
+
+SCHEDULES = ("constant", "cosine")
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
@@ -61,11 +64,11 @@ def make_optimizer(
 
 
 def _base_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    if train.optimizer not in _OPTIMIZERS:
+    if train.optimizer not in OPTIMIZERS:
         raise UserError(
-            f"Unknown train.optimizer {train.optimizer!r}; use one of {sorted(_OPTIMIZERS)}."
+            f"Unknown train.optimizer {train.optimizer!r}; use one of {sorted(OPTIMIZERS)}."
         )
-    tx = _OPTIMIZERS[train.optimizer](learning_rate_schedule(train), train.weight_decay)
+    tx = OPTIMIZERS[train.optimizer](learning_rate_schedule(train), train.weight_decay)
     if train.grad_clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(train.grad_clip), tx)
     return tx

@@ -38,7 +38,7 @@ import tqdm
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mer_jax import models
+from mer_jax import guards, models
 from mer_jax.data.dataset import PairCorpus
 from mer_jax.errors import UserError
 from mer_jax.evaluate import figures
@@ -71,11 +71,6 @@ class PretrainingRun(run.TrainingRun):
     ):
         super().__init__(config, workdir)
         train = config.train
-        if len(config.seeds) != 1:
-            raise UserError(
-                f"seeds={tuple(config.seeds)}: pre-training trains one model, give one seed, "
-                "e.g. --config.seeds='(0,)'."
-            )
         self.seed = int(config.seeds[0])
         self.mesh = run.make_mesh(run.run_devices(config.engine), "data")
         # At least 2 pairs a device: with a single one, XLA:CPU (jax 0.12, 8 host devices)
@@ -215,16 +210,21 @@ class PretrainingRun(run.TrainingRun):
 
     def train(self) -> dict[str, Any]:
         """Trains (or resumes), then writes the figure, the metrics and the exported branches."""
-        config = self.config
         self.write_config()
-        (self.workdir / CORPUS_JSON).write_text(json.dumps(self.corpus, indent=2))
+        guards.atomic_write_text(self.workdir / CORPUS_JSON, json.dumps(self.corpus, indent=2))
 
         ckpt = checkpoint.Checkpointer(self.checkpoint_root / "pretrain")
-        meta: dict[str, Any] = {"model": config.model.name, "history": {"step": []}}
-        step = ckpt.latest_step() or 0
-        if step:
-            state, meta = ckpt.restore(step, self._abstract_state())
-        else:
+        try:
+            state, meta = self._train_from_checkpoint(ckpt)
+        finally:
+            ckpt.close()
+        return self._finish(state, meta["history"])
+
+    def _train_from_checkpoint(self, ckpt: checkpoint.Checkpointer) -> tuple[Any, dict[str, Any]]:
+        config = self.config
+        step, state, meta = self.restore_latest(ckpt, self._abstract_state())
+        if meta is None:
+            meta = {"model": config.model.name, "history": {"step": []}}
             state = self._step_fns["init"]()
         if self.streaming:
             batches = self._grain_batches(step)
@@ -248,25 +248,26 @@ class PretrainingRun(run.TrainingRun):
                 k: np.mean([m[k] for m in jax.device_get(per_step)], axis=0) for k in per_step[0]
             }
 
-        writer = self.writer()
-        with tqdm.tqdm(
-            total=config.train.steps, initial=step, unit="step", desc="MA2MI pre-training"
-        ) as bar:
-            state = self.train_loop(
-                state=state,
-                step=step,
-                dispatch=dispatch,
-                checkpointer=ckpt,
-                meta=meta,
-                stats=self.stats,
-                samples_per_dispatch=per_dispatch * config.train.batch_size,
-                bar=bar,
-                writer=writer,
-                tag="pretrain",
-            )
-        writer.close()
-        ckpt.close()
-        return self._finish(state, meta["history"])
+        writer = self.writer(purge_step=step or None)
+        try:
+            with tqdm.tqdm(
+                total=config.train.steps, initial=step, unit="step", desc="MA2MI pre-training"
+            ) as bar:
+                state = self.train_loop(
+                    state=state,
+                    step=step,
+                    dispatch=dispatch,
+                    checkpointer=ckpt,
+                    meta=meta,
+                    stats=self.stats,
+                    samples_per_dispatch=per_dispatch * config.train.batch_size,
+                    bar=bar,
+                    writer=writer,
+                    tag="pretrain",
+                )
+        finally:
+            writer.close()
+        return state, meta
 
     def _run(self, name: str, *args: Any) -> Any:
         """Runs a step function under the transfer guard: everything it needs is already on
@@ -283,15 +284,22 @@ class PretrainingRun(run.TrainingRun):
     def evaluate(self) -> dict[str, Any]:
         """Restores the final checkpoint and rewrites every output of `train`."""
         ckpt = checkpoint.Checkpointer(self.checkpoint_root / "pretrain", async_save=False)
-        step = ckpt.latest_step()
-        if step is None:
-            raise UserError(
-                f"No pre-training checkpoint in {self.checkpoint_root}: run with "
-                "--mode=train first."
-            )
-        self.check_workdir()
-        state, meta = ckpt.restore(step, self._abstract_state())
-        ckpt.close()
+        try:
+            step = ckpt.latest_step()
+            if step != self.config.train.steps:
+                raise UserError(
+                    f"{ckpt.directory} holds no finished pre-training (step {step} of "
+                    f"{self.config.train.steps}); run --mode=train to resume it first."
+                )
+            try:
+                state, meta = ckpt.restore(step, self._abstract_state())
+            except checkpoint.CheckpointDamaged as damaged:
+                raise UserError(
+                    f"{damaged}; run --mode=train to set it aside and retrain from the "
+                    "previous intact step, then --mode=eval."
+                ) from None
+        finally:
+            ckpt.close()
         return self._finish(state, meta["history"])
 
     def _abstract_state(self) -> Any:
@@ -332,7 +340,7 @@ class PretrainingRun(run.TrainingRun):
             "corpus": {k: v for k, v in self.corpus.items() if k != "subjects"},
             "num_subjects": len(self.corpus["subjects"]),
         }
-        (self.workdir / METRICS_JSON).write_text(json.dumps(metrics, indent=2))
+        guards.atomic_write_text(self.workdir / METRICS_JSON, json.dumps(metrics, indent=2))
         return metrics
 
     def summarize(self, metrics: dict[str, Any]) -> str:

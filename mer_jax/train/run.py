@@ -1,14 +1,18 @@
 """The skeleton every run of launch.py shares: LOSO training and MA2MI pre-training.
 
-A run owns one workdir. In order, it
-1. refuses a workdir whose checkpoints belong to another experiment (`check_workdir`);
-2. writes the resolved `config.json` (so an interrupted run is checked when it resumes);
-3. trains from its latest checkpoint in dispatches of `engine.steps_per_dispatch` steps:
-   each dispatch runs on the device without a host round trip (the subclass's
-   `dispatch`, under `jax.transfer_guard`), then the host records the curves
-   (checkpoint meta, TensorBoard, progress bar) and saves a checkpoint when one is due
-   (`train_loop`);
-4. writes its outputs (the subclass).
+A run owns one workdir. In order:
+1. before any data is loaded, launch.py locks the workdir (`lock_workdir`: a second run
+   on it is refused, saying who holds it) and checks it (`check_workdir`): a workdir
+   whose checkpoints belong to another experiment or another engine layout is refused
+   before anything is overwritten; `--mode=eval` needs finished checkpoints;
+2. the run writes the resolved `config.json`, atomically, once its own checks passed;
+3. it trains from its latest intact checkpoint in dispatches of
+   `engine.steps_per_dispatch` steps: each dispatch runs on the device without a host
+   round trip (the subclass's `dispatch`, under `jax.transfer_guard`), then the host
+   checks the loss is finite, records the curves (checkpoint meta, TensorBoard,
+   progress bar) and saves a checkpoint when one is due (`train_loop`); SIGINT/SIGTERM
+   stop it at that point, after a checkpoint;
+4. it writes its outputs (the subclass).
 
 `make_update` is the one optimisation step of every model: prepare the batch, run the
 model, score it, apply the optimizer. The two runs differ only in what a step sees: a
@@ -20,6 +24,7 @@ import abc
 import dataclasses
 import json
 import pathlib
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -34,11 +39,15 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh
 from tensorboardX import SummaryWriter
 
-from mer_jax.errors import UserError
-from mer_jax.train import checkpoint
+from mer_jax import guards
+from mer_jax.errors import DivergedError, UserError
+from mer_jax.train import checkpoint, validation
 
 CONFIG_JSON = "config.json"
 CHECKPOINTS = "checkpoints"
+# Damaged checkpoint steps are moved here (never deleted) before training falls back.
+DAMAGED = "checkpoints_damaged"
+LOCK_FILE = ".lock"
 # Config sections whose change makes an existing workdir's checkpoints meaningless.
 RUN_DEFINING_SECTIONS = ("task", "data", "model", "train", "seeds", "init_from")
 
@@ -107,6 +116,8 @@ class RunStats:
     compile_s: float = 0.0
     train_s: float = 0.0
     train_samples: int = 0
+    # Of train_samples, those trained by earlier (interrupted) processes of this run.
+    restored_samples: int = 0
 
     @property
     def samples_per_s(self) -> float:
@@ -127,6 +138,24 @@ def diff_keys(before: Any, now: Any, prefix: str) -> list[str]:
     return [] if before == now else [prefix]
 
 
+def _load_config_json(workdir: pathlib.Path) -> dict[str, Any]:
+    path = workdir / CONFIG_JSON
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"{path} is unreadable ({type(error).__name__}: {error}); it describes the "
+            f"checkpoints in {workdir / CHECKPOINTS}. Restore it, or use another --workdir."
+        ) from None
+
+
+def _has_checkpoints(workdir: pathlib.Path) -> bool:
+    root = workdir / CHECKPOINTS
+    return root.is_dir() and any(
+        folder.is_dir() and any(folder.iterdir()) for folder in root.iterdir()
+    )
+
+
 class TrainingRun(abc.ABC):
     """One configured run in one workdir; `engine.LosoRun` and
     `pretraining.PretrainingRun` are its two specialisations."""
@@ -135,73 +164,107 @@ class TrainingRun(abc.ABC):
     # Keys of the run-defining sections that may change between a run and its resume:
     # where the data lives (a moved cache holds the same build) and how it is read.
     LOCATION_KEYS: ClassVar[tuple[str, ...]] = ("data.data_dir", "data.manual_dir")
+    # Engine settings that shape the checkpoints (how replicas are stacked): a resume
+    # must keep them.
+    LAYOUT_KEYS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+        validation.check_config(config)
         self.config = config
         self.workdir = pathlib.Path(workdir)
-        steps, per_dispatch = config.train.steps, config.engine.steps_per_dispatch
-        if per_dispatch <= 0 or steps <= 0 or steps % per_dispatch:
+
+    # -- the workdir, before anything is loaded ----------------------------------------
+
+    @staticmethod
+    def lock_workdir(workdir: pathlib.Path) -> guards.FileLock:
+        """The workdir's exclusive lock (take it with `with`); creates the workdir."""
+        guards.check_writable(workdir, "--workdir")
+        workdir.mkdir(parents=True, exist_ok=True)
+        return guards.FileLock(workdir / LOCK_FILE, f"workdir {workdir}")
+
+    @classmethod
+    def check_workdir(
+        cls, config: ml_collections.ConfigDict, workdir: pathlib.Path, mode: str
+    ) -> None:
+        """Refuses a workdir whose checkpoints come from a different experiment or engine
+        layout, and an evaluation without checkpoints; reads nothing but the workdir."""
+        if mode == "eval" and not _has_checkpoints(workdir):
             raise UserError(
-                f"train.steps={steps} must be a positive multiple of "
-                f"engine.steps_per_dispatch={per_dispatch}."
+                f"No checkpoints in {workdir / CHECKPOINTS}: --mode=eval needs a finished "
+                "training run in this workdir (run with --mode=train first)."
             )
-        if config.train.checkpoint_every % per_dispatch:
-            raise UserError(
-                f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
-                f"engine.steps_per_dispatch={per_dispatch} (checkpoints are taken between "
-                "dispatches)."
-            )
-
-    # -- the workdir --------------------------------------------------------------------
-
-    @property
-    def checkpoint_root(self) -> pathlib.Path:
-        return self.workdir / CHECKPOINTS
-
-    def check_workdir(self) -> None:
-        """Refuses a workdir whose checkpoints come from a different experiment."""
-        saved = self.workdir / CONFIG_JSON
-        root = self.checkpoint_root
-        if not saved.exists() or not (root.is_dir() and any(root.iterdir())):
+        if not _has_checkpoints(workdir):
             return
-        before = json.loads(saved.read_text())
-        now = json.loads(self.config.to_json_best_effort())
-        task_before = before.get("task", "loso")
-        if task_before != self.TASK:
+        if not (workdir / CONFIG_JSON).exists():
             raise UserError(
-                f"Workdir {self.workdir} holds a {task_before!r} run, not a {self.TASK!r} "
-                "run; use another --workdir."
+                f"{workdir} holds checkpoints but no {CONFIG_JSON} saying what they are; use "
+                "another --workdir (or delete its checkpoints to train from scratch)."
+            )
+        before = _load_config_json(workdir)
+        now = json.loads(config.to_json_best_effort())
+        task_before = before.get("task", "loso")
+        if task_before != cls.TASK:
+            raise UserError(
+                f"Workdir {workdir} holds a {task_before!r} run, not a {cls.TASK!r} run; use "
+                "another --workdir."
             )
         name_before = before.get("model", {}).get("name")
         if name_before != now["model"]["name"]:
             raise UserError(
-                f"Workdir {self.workdir} holds checkpoints of model {name_before!r}, but the "
-                f"config trains {now['model']['name']!r}. Use another --workdir, or delete "
-                f"{root}."
+                f"Workdir {workdir} holds checkpoints of model {name_before!r}, but the config "
+                f"trains {now['model']['name']!r}. Use another --workdir, or delete "
+                f"{workdir / CHECKPOINTS}."
             )
         changed = [
             key
             for section in RUN_DEFINING_SECTIONS
             for key in diff_keys(before.get(section), now.get(section), section)
-            if key not in self.LOCATION_KEYS
+            if key not in cls.LOCATION_KEYS
         ]
         if changed:
             raise UserError(
-                f"Workdir {self.workdir} holds checkpoints of a run with other settings "
+                f"Workdir {workdir} holds checkpoints of a run with other settings "
                 f"({', '.join(changed)} differ from its {CONFIG_JSON}). Use another --workdir "
                 f"to train this config, or rerun with the settings of {CONFIG_JSON}."
             )
+        layout = [
+            f"{key}={_dotted(before, key)!r} (here {_dotted(now, key)!r})"
+            for key in cls.LAYOUT_KEYS
+            if _dotted(before, key) != _dotted(now, key)
+        ]
+        if layout:
+            raise UserError(
+                f"Workdir {workdir} was trained with another engine layout: {', '.join(layout)}. "
+                "Resume with the settings of its config.json (e.g. "
+                + " ".join(f"--config.{k}={_dotted(before, k)!r}" for k in cls.LAYOUT_KEYS)
+                + "), or use another --workdir."
+            )
 
     def write_config(self) -> None:
-        """Checks the workdir, then writes the resolved config into it."""
-        self.check_workdir()
+        """Writes the resolved config into the workdir, atomically."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         resolved = json.loads(self.config.to_json_best_effort())
-        (self.workdir / CONFIG_JSON).write_text(json.dumps(resolved, indent=2, sort_keys=True))
+        guards.atomic_write_text(
+            self.workdir / CONFIG_JSON, json.dumps(resolved, indent=2, sort_keys=True)
+        )
 
-    def writer(self) -> SummaryWriter:
-        """The run's TensorBoard writer (`tensorboard --logdir runs/`)."""
-        return SummaryWriter(str(self.workdir / "tensorboard"))
+    @property
+    def checkpoint_root(self) -> pathlib.Path:
+        return self.workdir / CHECKPOINTS
+
+    def restore_latest(
+        self, ckpt: checkpoint.Checkpointer, abstract_state: Any
+    ) -> tuple[int, Any, dict[str, Any] | None]:
+        """The newest intact checkpoint of `ckpt` (damaged steps are set aside, noted)."""
+        step, state, meta, notes = ckpt.restore_latest(abstract_state, self.workdir / DAMAGED)
+        for note in notes:
+            tqdm.tqdm.write(f"note: {note}", file=sys.stderr)
+        return step, state, meta
+
+    def writer(self, subfolder: str = "", purge_step: int | None = None) -> SummaryWriter:
+        """A TensorBoard writer (`tensorboard --logdir runs/`); `purge_step`: a resumed
+        run's step, so that the curves of the interrupted process after it are dropped."""
+        return SummaryWriter(str(self.workdir / "tensorboard" / subfolder), purge_step=purge_step)
 
     # -- training -----------------------------------------------------------------------
 
@@ -216,9 +279,9 @@ class TrainingRun(abc.ABC):
         stats: RunStats,
         samples_per_dispatch: int,
         bar: tqdm.tqdm,
-        writer: SummaryWriter,
+        writer: SummaryWriter | None,
         tag: str,
-        rows: int | None = None,
+        row_names: Sequence[str] | None = None,
     ) -> State:
         """Trains from `step` to `train.steps`, one dispatch at a time.
 
@@ -229,40 +292,67 @@ class TrainingRun(abc.ABC):
                 device; returns the new state and the dispatch's mean metrics on the host
                 (one value per stacked replica, or scalars).
             checkpointer: where `state` and `meta` are saved when a checkpoint is due.
-            meta: saved with the state; its "history" receives the curves.
-            stats: receives the time and samples trained.
+            meta: saved with the state; its "history" receives the curves and its
+                "timing" the time and samples of every process that trained it.
+            stats: receives the time and samples trained (those of earlier processes
+                from `meta`, at once).
             samples_per_dispatch: samples one dispatch trains on (for samples/s).
-            bar, writer, tag: progress bar, TensorBoard writer and its scalars' prefix.
-            rows: the replicas that are real when metrics are stacked (padding rows
-                repeat a replica and are left out); None for scalar metrics.
+            bar, writer, tag: progress bar, TensorBoard writer (None when nothing is left
+                to train) and its scalars' prefix.
+            row_names: when metrics are stacked, the name of each real replica, e.g.
+                "fold 3 (casme2/sub04), seed 1" (padding rows after them are left out);
+                None for scalar metrics.
 
         Returns:
             The state after the last step.
+
+        Raises:
+            DivergedError: a non-finite loss (the replica and the step are named).
+            guards.Interrupted: SIGINT/SIGTERM, after a checkpoint of the last dispatch.
         """
         config = self.config
         steps, per_dispatch = config.train.steps, config.engine.steps_per_dispatch
-        while step < steps:
-            tic = time.perf_counter()
-            state, metrics = dispatch(state, step)
-            stats.train_s += time.perf_counter() - tic
-            stats.train_samples += samples_per_dispatch
-            step += per_dispatch
-            shown = {}
-            history = meta["history"]
-            history["step"].append(step)
-            for name, values in metrics.items():
-                values = np.asarray(values) if rows is None else np.asarray(values)[:rows]
-                history.setdefault(name, []).append(
-                    float(values) if rows is None else [float(v) for v in values]
+        rows = None if row_names is None else len(row_names)
+        timing = meta.setdefault("timing", {"compile_s": 0.0, "train_s": 0.0, "train_samples": 0})
+        stats.compile_s += timing["compile_s"]
+        stats.train_s += timing["train_s"]
+        stats.train_samples += timing["train_samples"]
+        stats.restored_samples += timing["train_samples"]
+        saved = step
+        # A signal now only asks to stop; the loop stops after the dispatch in flight,
+        # with a checkpoint (a second signal stops at once).
+        with guards.STOP.deferred():
+            while step < steps:
+                tic = time.perf_counter()
+                state, metrics = dispatch(state, step)
+                elapsed = time.perf_counter() - tic
+                stats.train_s += elapsed
+                stats.train_samples += samples_per_dispatch
+                timing["train_s"] += elapsed
+                timing["train_samples"] += samples_per_dispatch
+                step += per_dispatch
+                _check_finite(metrics["loss"], step, per_dispatch, row_names, saved)
+                shown = {}
+                history = meta["history"]
+                history["step"].append(step)
+                for name, values in metrics.items():
+                    values = np.asarray(values) if rows is None else np.asarray(values)[:rows]
+                    history.setdefault(name, []).append(
+                        float(values) if rows is None else [float(v) for v in values]
+                    )
+                    shown[name] = float(np.mean(values))
+                    writer.add_scalar(f"{tag}/{name}", shown[name], step)
+                bar.update(per_dispatch)
+                bar.set_postfix(
+                    {k: f"{shown[k]:.4f}" for k in ("loss", "accuracy") if k in shown},
+                    refresh=False,
                 )
-                shown[name] = float(np.mean(values))
-                writer.add_scalar(f"{tag}/{name}", shown[name], step)
-            bar.update(per_dispatch)
-            bar.set_postfix(
-                {k: f"{shown[k]:.4f}" for k in ("loss", "accuracy") if k in shown}, refresh=False
-            )
-            if step % config.train.checkpoint_every == 0 or step == steps:
-                checkpointer.save(step, state, meta)
+                stopping = guards.STOP.requested is not None
+                if step % config.train.checkpoint_every == 0 or step == steps or stopping:
+                    checkpointer.save(step, state, meta)
+                    saved = step
+                if stopping:
+                    raise guards.Interrupted(guards.STOP.requested, f" at step {step} ({tag})")
         return state
 
     @abc.abstractmethod
@@ -276,3 +366,32 @@ class TrainingRun(abc.ABC):
     @abc.abstractmethod
     def summarize(self, metrics: dict[str, Any]) -> str:
         """The lines printed at the end of the run."""
+
+
+def _dotted(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def _check_finite(
+    losses: Any, step: int, per_dispatch: int, row_names: Sequence[str] | None, saved: int
+) -> None:
+    """Raises DivergedError when a replica's (or the model's) loss is not finite."""
+    values = np.atleast_1d(np.asarray(losses, np.float64))
+    if row_names is not None:
+        values = values[: len(row_names)]
+    bad = np.flatnonzero(~np.isfinite(values))
+    if not len(bad):
+        return
+    who = (
+        "the loss"
+        if row_names is None
+        else "the loss of " + ", ".join(row_names[i] for i in bad[:4])
+        + (f" and {len(bad) - 4} more replicas" if len(bad) > 4 else "")
+    )
+    raise DivergedError(
+        f"training diverged: {who} is {values[bad[0]]} in steps {step - per_dispatch + 1}-{step}; "
+        "no metrics are reported from it. Lower train.learning_rate (or set train.grad_clip) "
+        f"and train in a new --workdir (this one's last checkpoint is from step {saved})."
+    )
