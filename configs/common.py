@@ -66,6 +66,17 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.train.pretrained_lr_scale = 1.0
     config.train.checkpoint_every = 500
 
+    config.tune = ml_collections.ConfigDict()
+    # Leak-free selection of hyper-parameters (nested LOSO, mer_jax/train/tuning.py): the
+    # values to try, section -> field -> values, e.g. {"train": {"learning_rate": (1e-3,
+    # 3e-3)}, "model": {"dropout": (0.0, 0.3)}}. Empty: the config's own values ("fixed").
+    config.tune.grid = ml_collections.ConfigDict()
+    # Inner folds over each outer fold's training subjects: 0 = leave one subject out,
+    # k >= 2 = k folds of whole subjects (faster).
+    config.tune.inner_folds = 0
+    # Seeds of the inner runs (None: config.seeds); the outer runs use config.seeds.
+    config.tune.seeds = config_dict.placeholder(tuple)
+
     config.engine = ml_collections.ConfigDict()
     # "auto" (stacked on GPU/TPU, sequential on CPU), "stacked" or "sequential".
     config.engine.mode = "auto"

@@ -67,3 +67,40 @@ def assert_leak_free(folds: Folds, subjects: np.ndarray) -> None:
             raise AssertionError(f"Fold {f} ({group}) trains on a sample it tests on.")
     if np.any(folds.test_mask.sum(axis=0) != 1):
         raise AssertionError("Every sample must be in the test side of exactly one fold.")
+
+
+def inner_folds(outer: Folds, fold: int, subjects: np.ndarray, k: int = 0) -> Folds:
+    """Subject-grouped folds over outer fold `fold`'s training samples only (nested LOSO).
+
+    The outer test subject is on neither side of any of them: an inner fold trains on, and
+    tests, the outer fold's training subjects alone.
+
+    Args:
+        outer: the outer folds.
+        fold: which outer fold's training side to split.
+        subjects: (N,) the samples' namespaced subjects.
+        k: 0 for leave-one-subject-out; k >= 2 for k folds of whole subjects (the
+            sorted subjects dealt round-robin, so the folds are fixed by the data).
+
+    Returns:
+        Folds over all N samples (masks False outside the outer training side);
+        `test_groups` name each inner fold's test subjects, joined by "+".
+    """
+    subjects = np.asarray(subjects).astype(str)
+    training = outer.train_mask[fold]
+    pool = sorted(set(subjects[training].tolist()))
+    if k == 1 or len(pool) < max(k, 2):
+        raise UserError(
+            f"tune.inner_folds={k} cannot split the {len(pool)} training subjects of fold "
+            f"{fold} ({outer.test_groups[fold]}); use 0 (leave one subject out) or 2..{len(pool)}."
+        )
+    groups = [[s] for s in pool] if k == 0 else [pool[i::k] for i in range(k)]
+    test_mask = np.stack([training & np.isin(subjects, group) for group in groups])
+    folds = Folds(tuple("+".join(group) for group in groups), training & ~test_mask, test_mask)
+    for f in range(folds.num_folds):
+        if np.any((folds.train_mask[f] | folds.test_mask[f]) & outer.test_mask[fold]):
+            raise AssertionError(f"inner fold {f} of fold {fold} touches its outer test subject")
+        shared = set(subjects[folds.train_mask[f]]) & set(subjects[folds.test_mask[f]])
+        if shared:
+            raise AssertionError(f"inner fold {f} of fold {fold} has {shared} on both sides")
+    return folds

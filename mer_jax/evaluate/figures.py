@@ -113,12 +113,12 @@ def plot_curves(path: str | os.PathLike[str], history: Mapping[str, npt.ArrayLik
         # diverging seed stands out instead of vanishing into the mean.
         axes.fill_between(
             steps,
-            values.min(axis=1),
-            values.max(axis=1),
+            np.nanmin(values, axis=1),
+            np.nanmax(values, axis=1),
             alpha=0.25,
             label=f"min-max over {values.shape[1]} replicas",
         )
-        axes.plot(steps, values.mean(axis=1), label="mean")
+        axes.plot(steps, np.nanmean(values, axis=1), label="mean")
         axes.set_ylabel(name)
         axes.grid(alpha=0.3)
         axes.legend(loc="best", fontsize="small")

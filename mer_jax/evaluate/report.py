@@ -30,7 +30,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from mer_jax.evaluate import figures
+from mer_jax.evaluate import bootstrap, figures
 from mer_jax.evaluate.metrics import classification_metrics
 
 METRICS_JSON = "metrics.json"
@@ -208,8 +208,10 @@ def _over_seeds(
     seeds: np.ndarray,
     sample_ids: np.ndarray,
     class_names: list[str],
+    subjects: np.ndarray,
 ) -> dict[str, Any]:
-    """Pooled metrics of one set of samples, per seed, then mean and std over seeds."""
+    """Pooled metrics of one set of samples, per seed, then mean and std over seeds, with
+    the 95% subject-bootstrap interval of UF1 and UAR."""
     num_classes = len(class_names)
     per_seed = {}
     for seed in sorted(set(seeds.tolist())):
@@ -225,8 +227,11 @@ def _over_seeds(
         values = np.array([scores[key] for scores in per_seed.values()])
         summary[key] = float(values.mean())
         summary[f"{key}_std"] = float(values.std(ddof=0))
+    for key, bounds in bootstrap.interval(subjects, seeds, labels, preds, num_classes).items():
+        summary[f"{key}_ci"] = bounds
     summary["per_seed"] = per_seed
     summary["n_samples"] = len(set(sample_ids.tolist()))
+    summary["n_subjects"] = len(set(subjects.tolist()))
     summary["confusion_matrix"] = all_seeds["confusion_matrix"]
     summary["absent_classes"] = [class_names[c] for c in all_seeds["absent_classes"]]
     return summary
@@ -277,8 +282,14 @@ def summarize(predictions: Predictions, class_names: Sequence[str]) -> dict[str,
             f"predictions have {predictions.num_classes} probability columns but "
             f"{len(class_names)} class names were given: {class_names}"
         )
+    subjects = np.char.add(np.char.add(predictions.dataset, "/"), predictions.subject)
     overall = _over_seeds(
-        predictions.label, predictions.pred, predictions.seed, predictions.sample_id, class_names
+        predictions.label,
+        predictions.pred,
+        predictions.seed,
+        predictions.sample_id,
+        class_names,
+        subjects,
     )
     per_dataset = {}
     for dataset in sorted(set(predictions.dataset.tolist())):
@@ -289,6 +300,7 @@ def summarize(predictions: Predictions, class_names: Sequence[str]) -> dict[str,
             predictions.seed[of_dataset],
             predictions.sample_id[of_dataset],
             class_names,
+            subjects[of_dataset],
         )
     return {
         **overall,
@@ -298,22 +310,32 @@ def summarize(predictions: Predictions, class_names: Sequence[str]) -> dict[str,
         "per_dataset": per_dataset,
         "per_fold": _per_fold_diagnostics(predictions),
         "policy": POLICY,
+        "ci": bootstrap.METHOD,
     }
 
 
 def _headline(metrics: Mapping[str, Any]) -> str:
-    return "  ".join(
-        f"{name} {metrics[key]:.3f} +- {metrics[f'{key}_std']:.3f}"
-        for name, key in (("UF1", "uf1"), ("UAR", "uar"), ("accuracy", "accuracy"))
-    )
+    parts = []
+    for name, key in (("UF1", "uf1"), ("UAR", "uar"), ("accuracy", "accuracy")):
+        part = f"{name} {metrics[key]:.3f} +- {metrics[f'{key}_std']:.3f}"
+        if f"{key}_ci" in metrics:
+            low, high = metrics[f"{key}_ci"]
+            part += f" [{low:.3f}, {high:.3f}]"
+        parts.append(part)
+    return "  ".join(parts)
 
 
 def format_summary(metrics: Mapping[str, Any]) -> str:
     """A few human-readable lines summarising a `summarize` result, for the launcher."""
     lines = [
         f"{_headline(metrics)}  ({metrics['n_samples']} samples, {metrics['n_folds']} folds, "
-        f"{len(metrics['seeds'])} seeds)"
+        f"{len(metrics['seeds'])} seeds; +- std over seeds, [95% subject-bootstrap interval])"
     ]
+    if metrics.get("selection") == "nested":
+        lines.append(
+            f"  hyper-parameters selected by nested LOSO ({len(metrics['tuning']['chosen'])} "
+            "outer folds; tuning.csv has every inner score)"
+        )
     if metrics["absent_classes"]:
         lines.append(f"  absent classes (not in UF1/UAR): {', '.join(metrics['absent_classes'])}")
     if len(metrics["per_dataset"]) > 1:
@@ -443,6 +465,7 @@ def write_all(
     predictions: Predictions,
     class_names: Sequence[str],
     history: Mapping[str, npt.ArrayLike],
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Writes metrics.json, predictions.csv, confusion_matrix.png and curves.png.
 
@@ -454,13 +477,14 @@ def write_all(
         predictions: the out-of-fold predictions of every seed.
         class_names: the C class names, in class-index order.
         history: training curves, see `figures.plot_curves`.
+        extra: more entries of metrics.json (e.g. how hyper-parameters were selected).
 
     Returns:
         The metrics written to metrics.json (see `summarize`).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    metrics = summarize(predictions, class_names)
+    metrics = {**summarize(predictions, class_names), **(extra or {})}
     write_predictions_csv(workdir / PREDICTIONS_CSV, predictions, len(metrics["class_names"]))
     with _atomic_path(workdir / CONFUSION_MATRIX_PNG) as temporary:
         figures.plot_confusion_matrix(

@@ -49,7 +49,7 @@ from mer_jax.data import loso
 from mer_jax.data.dataset import MERDataset, put_on_device
 from mer_jax.errors import DivergedError, UserError
 from mer_jax.evaluate import figures, report
-from mer_jax.train import checkpoint, init_from, optim, run
+from mer_jax.train import checkpoint, init_from, optim, run, tuning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,8 +250,33 @@ def build_functions(
 # ---------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Stage:
+    """One configuration trained over some replicas, with its own compiled functions and
+    checkpoint folder: the plain run, or one grid point's inner or outer runs under nested
+    selection (`mer_jax.train.tuning`)."""
+
+    folder: str  # below checkpoints/: "" (the plain run), "inner_g00", "outer_g01", ...
+    config: ml_collections.ConfigDict
+    replicas: list[Replica]
+    functions: Functions
+    abstract_model: models.MERModel
+    label: str  # for the progress bar
+
+    def directory(self, root: pathlib.Path) -> pathlib.Path:
+        return root / self.folder if self.folder else root
+
+
+# (chunk, each real row's test probabilities, the chunk's training curves)
+ChunkResult = tuple[Chunk, np.ndarray, dict[str, list]]
+
+
 class LosoRun(run.TrainingRun):
-    """One configured LOSO experiment over all folds and seeds, in one workdir."""
+    """One configured LOSO experiment over all folds and seeds, in one workdir.
+
+    A replica's `fold` indexes the run's splits: the outer LOSO folds first (0..F-1),
+    then, under nested selection, every outer fold's inner folds (`split_names`).
+    """
 
     TASK = "loso"
     LAYOUT_KEYS = ("engine.mode", "engine.replicas_per_chunk", "engine.devices")
@@ -276,35 +301,20 @@ class LosoRun(run.TrainingRun):
         loso.assert_leak_free(self.folds, self.dataset["subject"])
         self.seeds = tuple(int(s) for s in config.seeds)
         self.replicas = [Replica(f, s) for s in self.seeds for f in range(self.folds.num_folds)]
+        self._make_splits()
 
         models.model_class(config.model, self.TASK)
-        self.model_config = models.with_build_settings(config.model, dataset.metadata)
-        branches = None
+        self.branches = None
         if config.get("init_from"):
-            branches = init_from.prepare(config.init_from, config.model, dataset["subject"])
-        self.tx = optim.make_optimizer(config.train, branches.names if branches else ())
-        self.functions, self.abstract_model = build_functions(
-            config,
-            self.model_config,
-            len(dataset.class_names),
-            self.tx,
-            self.steps_per_call,
-            branches,
-        )
+            self.branches = init_from.prepare(config.init_from, config.model, dataset["subject"])
+        self.points = tuning.grid_points(config)
+        self.abstract_model = self._make_stage("", config, []).abstract_model
         self.data = put_on_device(dataset, self.abstract_model.fields, self.mesh)
-        # Summaries of every trained replica (chunk by chunk, real rows only) for the
+        # Summaries of every reported replica (chunk by chunk, real rows only) for the
         # method's figure, if it has one.
         self.figure = figures.METHOD_FIGURES.get(config.model.name)
         self.summaries: list[dict[str, np.ndarray]] = []
-        self.train_idx, self.n_train = _padded_indices(self.folds.train_mask)
-        self.test_idx, self.n_test = _padded_indices(self.folds.test_mask)
-        smallest = int(np.argmin(self.n_train))
-        if config.train.batch_size > self.n_train[smallest]:
-            raise UserError(
-                f"train.batch_size={config.train.batch_size} exceeds the "
-                f"{self.n_train[smallest]} training samples of fold {smallest} (test subject "
-                f"{self.folds.test_groups[smallest]}); give at most that many."
-            )
+        self._check_batch_sizes()
 
         self.stacked = NamedSharding(self.mesh, PartitionSpec("fold"))
         self.stats = LosoStats(
@@ -313,28 +323,82 @@ class LosoRun(run.TrainingRun):
             num_devices=self.mesh.size,
             mode=self.mode,
             loop=self.loop,
-            num_replicas=len(self.replicas),
         )
+
+    # -- splits, stages ------------------------------------------------------------------
+
+    def _make_splits(self) -> None:
+        """The train/test sample indices of every split: outer folds, then inner folds."""
+        num_folds = self.folds.num_folds
+        train_masks, test_masks = [self.folds.train_mask], [self.folds.test_mask]
+        self.split_names = [
+            f"fold {f} ({self.folds.test_groups[f]})" for f in range(num_folds)
+        ]
+        self.inner_splits: dict[int, list[int]] = {}
+        if tuning.grid_values(self.config):
+            subjects = self.dataset["subject"]
+            for f in range(num_folds):
+                inner = loso.inner_folds(self.folds, f, subjects, self.config.tune.inner_folds)
+                start = sum(len(m) for m in train_masks)
+                self.inner_splits[f] = list(range(start, start + inner.num_folds))
+                train_masks.append(inner.train_mask)
+                test_masks.append(inner.test_mask)
+                self.split_names += [
+                    f"inner fold {i} ({group}) of fold {f}"
+                    for i, group in enumerate(inner.test_groups)
+                ]
+        self.train_idx, self.n_train = _padded_indices(np.concatenate(train_masks))
+        self.test_idx, self.n_test = _padded_indices(np.concatenate(test_masks))
+
+    def _check_batch_sizes(self) -> None:
+        """Every configuration's batch must fit the training set of every split it trains."""
+        used = range(len(self.n_train)) if self.points else range(self.folds.num_folds)
+        smallest = min(used, key=lambda split: self.n_train[split])
+        for config in [self.config] + [tuning.apply_point(self.config, p) for p in self.points]:
+            if config.train.batch_size > self.n_train[smallest]:
+                raise UserError(
+                    f"train.batch_size={config.train.batch_size} exceeds the "
+                    f"{self.n_train[smallest]} training samples of "
+                    f"{self.split_names[smallest]}; give at most that many."
+                )
+
+    def _make_stage(
+        self, folder: str, config: ml_collections.ConfigDict, replicas: list[Replica], label=""
+    ) -> Stage:
+        model_config = models.with_build_settings(config.model, self.dataset.metadata)
+        tx = optim.make_optimizer(config.train, self.branches.names if self.branches else ())
+        functions, abstract_model = build_functions(
+            config,
+            model_config,
+            len(self.dataset.class_names),
+            tx,
+            self.steps_per_call,
+            self.branches,
+        )
+        return Stage(folder, config, replicas, functions, abstract_model, label or "LOSO training")
+
+    def _stages_of_plain_run(self) -> list[Stage]:
+        return [self._make_stage("", self.config, self.replicas)]
 
     # -- chunk layout -------------------------------------------------------
 
-    def _replicas_per_chunk(self) -> int:
+    def _replicas_per_chunk(self, stage: Stage) -> int:
         if self.mode == "sequential":
             return 1
         if self.config.engine.replicas_per_chunk > 0:
             return self.config.engine.replicas_per_chunk
-        return self._replicas_that_fit()
+        return self._replicas_that_fit(stage)
 
-    def _replicas_that_fit(self) -> int:
+    def _replicas_that_fit(self, stage: Stage) -> int:
         """How many replicas fit in device memory, from the compiled step's own estimate.
 
         Backends that report no memory limit (the CPU) get every replica at once.
         """
         memory = self.mesh.devices.flat[0].memory_stats() or {}
         if "bytes_limit" not in memory:
-            return len(self.replicas)
-        probe = Chunk(0, tuple(self.replicas[: self.fold_devices]), self.fold_devices)
-        analysis = self._compile_train(probe)[0].memory_analysis()
+            return len(stage.replicas)
+        probe = Chunk(0, tuple(stage.replicas[: self.fold_devices]), self.fold_devices)
+        analysis = self._compile_train(stage, probe)[0].memory_analysis()
         data_bytes = sum(x.nbytes for x in jax.tree.leaves(self.data))
         per_replica = max(
             analysis.temp_size_in_bytes
@@ -347,8 +411,10 @@ class LosoRun(run.TrainingRun):
         per_device = max(1, int(budget // per_replica))
         return per_device * self.fold_devices
 
-    def chunks(self) -> list[Chunk]:
-        return plan_chunks(self.replicas, self._replicas_per_chunk(), self.fold_devices)
+    def chunks(self, stage: Stage | None = None) -> list[Chunk]:
+        """The chunks a stage (default: the plain run) trains in."""
+        stage = stage or self._stages_of_plain_run()[0]
+        return plan_chunks(stage.replicas, self._replicas_per_chunk(stage), self.fold_devices)
 
     # -- per-chunk device arrays ---------------------------------------------
 
@@ -373,49 +439,97 @@ class LosoRun(run.TrainingRun):
         arrays["keys"] = jax.device_put(keys, sharding)
         return arrays
 
-    def _abstract_state(self, arrays: dict[str, jax.Array]) -> Any:
+    def _abstract_state(self, stage: Stage, arrays: dict[str, jax.Array]) -> Any:
         """The state's shapes, placed like the chunk's keys: the checkpoint restore target."""
-        shapes = jax.eval_shape(self.functions.init, arrays["keys"])
+        shapes = jax.eval_shape(stage.functions.init, arrays["keys"])
         return checkpoint.abstract_like(shapes, arrays["keys"].sharding)
 
-    def _compile_train(self, chunk: Chunk) -> tuple[Any, float]:
+    def _compile_train(self, stage: Stage, chunk: Chunk) -> tuple[Any, float]:
         arrays = self._chunk_arrays(chunk)
-        state = self._abstract_state(arrays)
+        state = self._abstract_state(stage, arrays)
         start = jax.ShapeDtypeStruct((), jnp.int32)
         tic = time.perf_counter()
-        compiled = self.functions.train.lower(
+        compiled = stage.functions.train.lower(
             state, self.data, arrays["train_idx"], arrays["n_train"], arrays["keys"], start
         ).compile()
         return compiled, time.perf_counter() - tic
 
-    # -- training -------------------------------------------------------------
+    # -- the run: train, or evaluate from checkpoints -------------------------------------
 
     def train(self) -> dict[str, Any]:
-        """Trains (or resumes) every chunk, then writes the evaluation outputs."""
-        chunks = self.chunks()
-        self._check_checkpoint_layout(chunks)
-        self.write_config()
-        self._note_layout(chunks)
-        steps = self.config.train.steps
-        results = []
-        with tqdm.tqdm(total=len(chunks) * steps, unit="step", desc="LOSO training") as bar:
-            for chunk in chunks:
-                results.append(self._train_chunk(chunk, bar, multi=len(chunks) > 1))
-        metrics = self._report(results)
+        """Trains (or resumes) every stage, then writes the evaluation outputs."""
+        metrics = self._execute(training=True)
         writer = self.writer()
         for name in ("uf1", "uar", "accuracy"):
-            writer.add_scalar(f"eval/{name}", metrics[name], steps)
+            writer.add_scalar(f"eval/{name}", metrics[name], self.config.train.steps)
         writer.close()
         guards.atomic_write_text(
             self.workdir / "timing.json", json.dumps(self.stats.as_dict(), indent=2)
         )
         return metrics
 
-    def _check_checkpoint_layout(self, chunks: list[Chunk]) -> None:
+    def evaluate(self) -> dict[str, Any]:
+        """Restores every chunk's final checkpoint and recomputes all evaluation outputs.
+
+        Raises:
+            UserError: no finished checkpoints, or a damaged one (named, with what to do).
+        """
+        return self._execute(training=False)
+
+    def _execute(self, *, training: bool) -> dict[str, Any]:
+        """The plain run, or nested selection: inner stages, the choices, outer stages."""
+        self._written = not training
+        if not self.points:
+            stage = self._stages_of_plain_run()[0]
+            return self._report([(stage, self._run_stage(stage, training))], None)
+        inner_replicas = [
+            Replica(split, seed)
+            for seed in (self.config.tune.seeds or self.seeds)
+            for f in range(self.folds.num_folds)
+            for split in self.inner_splits[f]
+        ]
+        inner = []
+        for g, point in enumerate(self.points):
+            config = tuning.apply_point(self.config, point)
+            label = f"inner runs, grid point {g + 1}/{len(self.points)}"
+            stage = self._make_stage(f"inner_g{g:02d}", config, inner_replicas, label)
+            inner.append(self._run_stage(stage, training, report=False))
+        rows, choices = self._select(inner)
+        outer = []
+        for g in sorted(set(choices.values())):
+            replicas = [r for r in self.replicas if choices[r.fold] == g]
+            config = tuning.apply_point(self.config, self.points[g])
+            stage = self._make_stage(f"outer_g{g:02d}", config, replicas, "outer runs")
+            outer.append((stage, self._run_stage(stage, training)))
+        guards.atomic_write_text(self.workdir / "tuning.csv", tuning.tuning_csv(rows))
+        return self._report(outer, choices)
+
+    def _run_stage(self, stage: Stage, training: bool, report: bool = True) -> list[ChunkResult]:
+        """Trains (or resumes) a stage's chunks, or restores their final checkpoints."""
+        if not training:
+            return self._restore_stage(stage, report)
+        chunks = self.chunks(stage)
+        self._check_checkpoint_layout(stage, chunks)
+        if not self._written:
+            self.write_config()
+            self._written = True
+        self.stats.num_replicas += len(stage.replicas)
+        self.stats.num_chunks += len(chunks)
+        self.stats.replicas_per_chunk = max(
+            self.stats.replicas_per_chunk, *(len(c.replicas) for c in chunks)
+        )
+        total = len(chunks) * stage.config.train.steps
+        with tqdm.tqdm(total=total, unit="step", desc=stage.label) as bar:
+            return [
+                self._train_chunk(stage, chunk, bar, len(chunks) > 1 or bool(stage.folder), report)
+                for chunk in chunks
+            ]
+
+    def _check_checkpoint_layout(self, stage: Stage, chunks: list[Chunk]) -> None:
         """Refuses checkpoints stacked otherwise than this run plans, before anything is
         written (a resume on another backend may resolve `auto` differently)."""
         planned = {chunk.name: chunk for chunk in chunks}
-        root = self.checkpoint_root
+        root = stage.directory(self.checkpoint_root)
         for directory in sorted(root.glob("chunk_*")) if root.is_dir() else []:
             ckpt = checkpoint.Checkpointer(directory, async_save=False)
             try:
@@ -433,25 +547,23 @@ class LosoRun(run.TrainingRun):
                     meta = ckpt.restore_meta(steps[-1])
                 except checkpoint.CheckpointDamaged:
                     continue  # set aside when its chunk resumes
-                _check_meta(meta, planned[directory.name], self.config, directory)
+                _check_meta(meta, planned[directory.name], stage.config, directory)
             finally:
                 ckpt.close()
 
     def _row_names(self, chunk: Chunk) -> list[str]:
         """Each real row's replica, for messages: "fold 3 (synthetic_me/sub04), seed 1"."""
-        return [
-            f"fold {r.fold} ({self.folds.test_groups[r.fold]}), seed {r.seed}"
-            for r in chunk.replicas
-        ]
+        return [f"{self.split_names[r.fold]}, seed {r.seed}" for r in chunk.replicas]
 
     def _train_chunk(
-        self, chunk: Chunk, bar: tqdm.tqdm, multi: bool
-    ) -> tuple[Chunk, np.ndarray, dict[str, list]]:
-        config = self.config
+        self, stage: Stage, chunk: Chunk, bar: tqdm.tqdm, subfolder: bool, report: bool
+    ) -> ChunkResult:
+        config = stage.config
         arrays = self._chunk_arrays(chunk)
-        ckpt = checkpoint.Checkpointer(self.checkpoint_root / chunk.name)
+        directory = stage.directory(self.checkpoint_root) / chunk.name
+        ckpt = checkpoint.Checkpointer(directory)
         try:
-            step, state, meta = self.restore_latest(ckpt, self._abstract_state(arrays))
+            step, state, meta = self.restore_latest(ckpt, self._abstract_state(stage, arrays))
             if meta is None:
                 meta = {
                     "model": config.model.name,
@@ -459,23 +571,24 @@ class LosoRun(run.TrainingRun):
                     "padded_size": chunk.padded_size,
                     "history": {"step": []},
                 }
-                init = jax.jit(self.functions.init, out_shardings=arrays["keys"].sharding)
+                init = jax.jit(stage.functions.init, out_shardings=arrays["keys"].sharding)
                 state = init(arrays["keys"])
             else:
                 _check_meta(meta, chunk, config, ckpt.directory)
             bar.update(step)
             dispatch = writer = None
             if step < config.train.steps:
-                compiled, compile_s = self._compile_train(chunk)
+                compiled, compile_s = self._compile_train(stage, chunk)
                 timing = meta.setdefault(
                     "timing", {"compile_s": 0.0, "train_s": 0.0, "train_samples": 0}
                 )
                 timing["compile_s"] += compile_s
                 self._note_memory(compiled)
-                dispatch = self._dispatch_of(compiled, arrays)
+                dispatch = self._dispatch_of(config, compiled, arrays)
                 # One TensorBoard run per chunk; a resumed one drops the curves the
                 # interrupted process wrote after its last checkpoint.
-                writer = self.writer(chunk.name if multi else "", purge_step=step or None)
+                folder = str(directory.relative_to(self.checkpoint_root)) if subfolder else ""
+                writer = self.writer(folder, purge_step=step or None)
             try:
                 state = self.train_loop(
                     state=state,
@@ -498,11 +611,12 @@ class LosoRun(run.TrainingRun):
         finally:
             ckpt.close()
         self._note_memory()
-        return chunk, self._predict(chunk, state, arrays), meta["history"]
+        return chunk, self._predict(stage, chunk, state, arrays, report), meta["history"]
 
-    def _dispatch_of(self, compiled: Any, arrays: dict[str, jax.Array]) -> Any:
+    def _dispatch_of(
+        self, config: ml_collections.ConfigDict, compiled: Any, arrays: dict[str, jax.Array]
+    ) -> Any:
         """One dispatch of a chunk: `steps_per_dispatch` steps on the device."""
-        config = self.config
         per_dispatch = config.engine.steps_per_dispatch
         replicated = NamedSharding(self.mesh, PartitionSpec())
 
@@ -534,13 +648,20 @@ class LosoRun(run.TrainingRun):
 
         return dispatch
 
-    def _predict(self, chunk: Chunk, state: Any, arrays: dict[str, jax.Array]) -> np.ndarray:
+    def _predict(
+        self,
+        stage: Stage,
+        chunk: Chunk,
+        state: Any,
+        arrays: dict[str, jax.Array],
+        report: bool = True,
+    ) -> np.ndarray:
         """Each replica's class probabilities on its own test subjects, evaluated once.
 
         Raises:
             DivergedError: a replica's probabilities are not finite (never reported).
         """
-        probs = self.functions.predict(state, self.data, arrays["test_idx"], arrays["keys"])
+        probs = stage.functions.predict(state, self.data, arrays["test_idx"], arrays["keys"])
         probs = np.asarray(jax.device_get(probs))
         for row, name in enumerate(self._row_names(chunk)):
             count = self.n_test[chunk.replicas[row].fold]
@@ -550,40 +671,35 @@ class LosoRun(run.TrainingRun):
                     f"weights diverged); nothing is reported. Train again in a new --workdir "
                     "with a lower train.learning_rate."
                 )
-        if self.figure is not None:
-            summaries = jax.device_get(self.functions.summarize(state, self.data))
+        if report and self.figure is not None:
+            summaries = jax.device_get(stage.functions.summarize(state, self.data))
             # Padding rows repeat a replica: left out.
             self.summaries.append({k: v[: len(chunk.replicas)] for k, v in summaries.items()})
         return probs
 
-    # -- evaluation from checkpoints -----------------------------------------
-
-    def evaluate(self) -> dict[str, Any]:
-        """Restores every chunk's final checkpoint and recomputes all evaluation outputs.
-
-        Raises:
-            UserError: no finished checkpoints, or a damaged one (named, with what to do).
-        """
-        root = self.checkpoint_root
-        directories = sorted(root.glob("chunk_*")) if root.is_dir() else []
+    def _restore_stage(self, stage: Stage, report: bool) -> list[ChunkResult]:
+        """Every chunk's final checkpoint of a stage, restored onto this run's devices (in
+        whatever layout it was trained), predicting its test subjects."""
+        root = stage.directory(self.checkpoint_root)
         results, seen = [], []
-        for index, directory in enumerate(directories):
+        steps = stage.config.train.steps
+        for index, directory in enumerate(sorted(root.glob("chunk_*")) if root.is_dir() else []):
             ckpt = checkpoint.Checkpointer(directory, async_save=False)
             try:
                 step = ckpt.latest_step()
-                if step != self.config.train.steps:
+                if step != steps:
                     raise UserError(
-                        f"{directory} holds no finished training (step {step} of "
-                        f"{self.config.train.steps}); run --mode=train to resume it first."
+                        f"{directory} holds no finished training (step {step} of {steps}); "
+                        "run --mode=train to resume it first."
                     )
                 try:
                     meta = ckpt.restore_meta(step)
                     chunk = Chunk(
                         index, tuple(Replica(*r) for r in meta["replicas"]), meta["padded_size"]
                     )
-                    _check_meta(meta, chunk, self.config, directory)
+                    _check_meta(meta, chunk, stage.config, directory)
                     arrays = self._chunk_arrays(chunk)
-                    state, meta = ckpt.restore(step, self._abstract_state(arrays))
+                    state, meta = ckpt.restore(step, self._abstract_state(stage, arrays))
                 except checkpoint.CheckpointDamaged as damaged:
                     before = [s for s in ckpt.steps() if s < step]
                     fallback = (
@@ -594,47 +710,117 @@ class LosoRun(run.TrainingRun):
                     raise UserError(f"{damaged}; {fallback}, then --mode=eval.") from None
             finally:
                 ckpt.close()
-            results.append((chunk, self._predict(chunk, state, arrays), meta["history"]))
+            probs = self._predict(stage, chunk, state, arrays, report)
+            results.append((chunk, probs, meta["history"]))
             seen.extend(chunk.replicas)
-        missing = sorted(set(self.replicas) - set(seen), key=lambda r: (r.seed, r.fold))
+        missing = sorted(set(stage.replicas) - set(seen), key=lambda r: (r.seed, r.fold))
         if missing:
             raise UserError(
                 f"The checkpoints in {root} lack {len(missing)} (fold, seed) runs of this config, "
                 f"e.g. {missing[:3]}; run --mode=train to finish them."
             )
-        return self._report(results)
+        return results
+
+    # -- nested selection -------------------------------------------------------------
+
+    def _select(
+        self, inner: list[list[ChunkResult]]
+    ) -> tuple[list[dict[str, Any]], dict[int, int]]:
+        """Scores every grid point on every outer fold by its pooled inner predictions and
+        chooses one per outer fold. Returns tuning.csv's rows and outer fold -> point."""
+        labels = self.dataset.labels
+        num_classes = len(self.dataset.class_names)
+        # (grid point, split) -> [(seed, labels, predictions)]
+        pooled: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        for g, results in enumerate(inner):
+            for chunk, probs, _ in results:
+                for row, replica in enumerate(chunk.replicas):
+                    count = self.n_test[replica.fold]
+                    samples = self.test_idx[replica.fold, :count]
+                    entry = (replica.seed, labels[samples], probs[row, :count].argmax(-1))
+                    pooled.setdefault((g, replica.fold), []).append(entry)
+        rows, choices = [], {}
+        for f in range(self.folds.num_folds):
+            scores = []
+            for g in range(len(self.points)):
+                parts = [e for split in self.inner_splits[f] for e in pooled[g, split]]
+                scores.append(
+                    tuning.inner_score(
+                        np.concatenate([labels for _, labels, _ in parts]),
+                        np.concatenate([preds for _, _, preds in parts]),
+                        np.concatenate([np.full(len(p), s) for s, _, p in parts]),
+                        num_classes,
+                    )
+                )
+            choices[f] = tuning.choose(scores)
+            for g, (point, score) in enumerate(zip(self.points, scores, strict=True)):
+                rows.append(
+                    {
+                        "outer_fold": f,
+                        "test_subject": self.folds.test_groups[f],
+                        "grid_point": g,
+                        **{name: repr(value) for name, value in point.items()},
+                        "inner_uf1": f"{score['uf1']:.6f}",
+                        "inner_uar": f"{score['uar']:.6f}",
+                        "inner_folds": len(self.inner_splits[f]),
+                        "chosen": g == choices[f],
+                    }
+                )
+        return rows, choices
 
     # -- reports ---------------------------------------------------------------
 
-    def _report(self, results: list[tuple[Chunk, np.ndarray, dict[str, list]]]) -> dict[str, Any]:
+    def _report(
+        self, outer: list[tuple[Stage, list[ChunkResult]]], choices: dict[int, int] | None
+    ) -> dict[str, Any]:
         parts, histories = [], []
-        for chunk, probs, history in results:
-            for row, replica in enumerate(chunk.replicas):
-                count = self.n_test[replica.fold]
-                samples = self.test_idx[replica.fold, :count]
-                p = probs[row, :count]
-                parts.append(
-                    report.Predictions(
-                        sample_id=self.dataset["sample_id"][samples],
-                        dataset=self.dataset["dataset"][samples],
-                        subject=self.dataset["subject"][samples],
-                        fold=np.full(count, replica.fold),
-                        seed=np.full(count, replica.seed),
-                        label=self.dataset.labels[samples],
-                        pred=p.argmax(-1),
-                        probs=p,
+        for _, results in outer:
+            for chunk, probs, history in results:
+                for row, replica in enumerate(chunk.replicas):
+                    count = self.n_test[replica.fold]
+                    samples = self.test_idx[replica.fold, :count]
+                    p = probs[row, :count]
+                    parts.append(
+                        report.Predictions(
+                            sample_id=self.dataset["sample_id"][samples],
+                            dataset=self.dataset["dataset"][samples],
+                            subject=self.dataset["subject"][samples],
+                            fold=np.full(count, replica.fold),
+                            seed=np.full(count, replica.seed),
+                            label=self.dataset.labels[samples],
+                            pred=p.argmax(-1),
+                            probs=p,
+                        )
                     )
-                )
-            histories.append(history)
+                histories.append(history)
         predictions = report.Predictions.concatenate(parts)
+        selection = {"selection": "fixed"}
+        if choices is not None:
+            selection = {
+                "selection": "nested",
+                "tuning": {
+                    "grid": {k: list(v) for k, v in tuning.grid_values(self.config).items()},
+                    "inner_folds": self.config.tune.inner_folds or "leave one subject out",
+                    "inner_seeds": list(self.config.tune.seeds or self.seeds),
+                    "chosen": {
+                        self.folds.test_groups[f]: tuning.describe(self.points[g])
+                        for f, g in sorted(choices.items())
+                    },
+                    "replicas": self.stats.num_replicas,
+                },
+            }
         metrics = report.write_all(
-            self.workdir, predictions, self.dataset.class_names, _merge_histories(histories)
+            self.workdir,
+            predictions,
+            self.dataset.class_names,
+            _merge_histories(histories),
+            extra=selection,
         )
-        self._write_figures()
+        self._write_figures(outer[0][0].abstract_model)
         return metrics
 
-    def _write_figures(self) -> None:
-        """Draws the method's figure from every replica's summaries, once per run."""
+    def _write_figures(self, abstract_model: models.MERModel) -> None:
+        """Draws the method's figure from every reported replica's summaries, once."""
         if self.figure is None or not self.summaries:
             return
         stacked = {
@@ -643,16 +829,12 @@ class LosoRun(run.TrainingRun):
         }
         self.summaries = []
         labels = np.asarray(self.dataset.labels)
-        self.figure(self.workdir, stacked, labels, self.dataset.class_names, self.abstract_model)
+        self.figure(self.workdir, stacked, labels, self.dataset.class_names, abstract_model)
 
     def summarize(self, metrics: dict[str, Any]) -> str:
         return report.format_summary(metrics)
 
     # -- bookkeeping ------------------------------------------------------------
-
-    def _note_layout(self, chunks: list[Chunk]) -> None:
-        self.stats.num_chunks = len(chunks)
-        self.stats.replicas_per_chunk = max(len(c.replicas) for c in chunks)
 
     def _note_memory(self, compiled: Any = None) -> None:
         if compiled is not None:
@@ -690,9 +872,19 @@ def _check_meta(meta: dict, chunk: Chunk, config: ml_collections.ConfigDict, whe
 
 
 def _merge_histories(histories: list[dict[str, list]]) -> dict[str, np.ndarray]:
-    """Joins the chunks' curves side by side: (steps, all replicas) per metric."""
-    merged = {"step": np.asarray(histories[0]["step"])}
+    """Joins the chunks' curves side by side: (steps, all replicas) per metric, over the
+    union of their steps (NaN where a chunk has no value: grid points may train for
+    different numbers of steps)."""
+    steps = np.asarray(sorted({s for h in histories for s in h["step"]}))
+    merged = {"step": steps}
     for name in histories[0]:
-        if name != "step":
-            merged[name] = np.concatenate([np.asarray(h[name]) for h in histories], axis=1)
+        if name == "step":
+            continue
+        columns = []
+        for history in histories:
+            values = np.asarray(history[name], np.float64)
+            full = np.full((len(steps), values.shape[1]), np.nan)
+            full[np.searchsorted(steps, history["step"])] = values
+            columns.append(full)
+        merged[name] = np.concatenate(columns, axis=1)
     return merged

@@ -49,7 +49,7 @@ CHECKPOINTS = "checkpoints"
 DAMAGED = "checkpoints_damaged"
 LOCK_FILE = ".lock"
 # Config sections whose change makes an existing workdir's checkpoints meaningless.
-RUN_DEFINING_SECTIONS = ("task", "data", "model", "train", "seeds", "init_from")
+RUN_DEFINING_SECTIONS = ("task", "data", "model", "train", "seeds", "init_from", "tune")
 
 Metrics = dict[str, np.ndarray]
 State = dict[str, Any]

@@ -81,6 +81,11 @@ def seeds(value: Any) -> str | None:
     return None if len(set(value)) == len(value) else accepted + " (no seed twice)"
 
 
+def inner_fold_count(value: Any) -> str | None:
+    ok = _is_int(value) and (value == 0 or value >= 2)
+    return None if ok else "0 (leave one subject out) or a number of folds >= 2"
+
+
 def subject_names(value: Any) -> str | None:
     ok = isinstance(value, (tuple, list)) and all(isinstance(s, str) for s in value)
     return None if ok else "a tuple of namespaced subjects, e.g. ('casme3/spNO.1',)"
@@ -126,6 +131,9 @@ COMMON_RULES: dict[str, Rule] = {
     "train.grad_clip": non_negative_number,
     "train.pretrained_lr_scale": non_negative_number,
     "train.checkpoint_every": positive_int,
+    "tune.grid": mapping,
+    "tune.inner_folds": inner_fold_count,
+    "tune.seeds": optional(seeds),
     "engine.mode": one_of("auto", "stacked", "sequential"),
     "engine.replicas_per_chunk": non_negative_int,
     "engine.devices": device_count,
@@ -144,7 +152,9 @@ TASK_RULES: dict[str, dict[str, Rule]] = {
     },
 }
 # Sections whose keys are all in the schema (model keys are checked against the model).
-_SECTIONS = ("data", "train", "engine")
+_SECTIONS = ("data", "train", "engine", "tune")
+# Sections a tuning grid may vary (the data and the engine layout stay one).
+_TUNABLE = ("train", "model")
 
 
 def _get(config: Any, dotted: str) -> tuple[bool, Any]:
@@ -188,7 +198,42 @@ def problems(config: Any) -> list[str]:
             ]
     if found:
         return found  # the cross-field rules below read these fields
-    return _cross_field_problems(config, task)
+    found = _cross_field_problems(config, task)
+    return found or _grid_problems(config, task)
+
+
+def _grid_problems(config: Any, task: str) -> list[str]:
+    """The tuning grid: tunable sections, existing fields, non-empty value lists, and every
+    grid point a valid config."""
+    grid = config.tune.grid
+    if not len(grid):
+        return []
+    if task != "loso":
+        return ["tune.grid: nested selection is for LOSO runs, not for pre-training."]
+    found = []
+    for section in grid:
+        if section not in _TUNABLE or not _is_mapping(grid[section]):
+            found.append(
+                f"tune.grid.{section}: a grid varies fields of {' or '.join(_TUNABLE)}, as "
+                f"{{'train': {{'learning_rate': (1e-3, 3e-3)}}}}."
+            )
+            continue
+        for name, values in grid[section].items():
+            if not isinstance(values, (tuple, list)) or not values:
+                found.append(
+                    f"tune.grid.{section}.{name}={_shown(values)}: expected a non-empty tuple "
+                    "of values to try."
+                )
+            elif section == "train" and name not in config.train:
+                found.append(f"tune.grid.train.{name}: train has no field {name!r}.")
+    if found:
+        return found
+    from mer_jax.train import tuning  # the grid's points, as the engine expands them
+
+    for point in tuning.grid_points(config):
+        point_problems = problems(tuning.apply_point(config, point))
+        found += [f"tune.grid point {tuning.describe(point)}: {p}" for p in point_problems]
+    return found
 
 
 def _cross_field_problems(config: Any, task: str) -> list[str]:

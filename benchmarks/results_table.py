@@ -1,0 +1,202 @@
+r"""The README's results table, regenerated from one command (resumable).
+
+  python -m benchmarks.results_table --root runs/results
+  python -m benchmarks.results_table --root runs/results --rows ststnet,fr --seeds 0,1,2
+
+Every row is a LOSO run of a config in configs/ (plus its ablation flags), trained in
+its own workdir below `--root` by launch.py's own `run` (validation, locking, resume:
+an interrupted table resumes where it stopped; a finished row is only re-read). Rows
+whose settings were chosen by comparing results on this protocol are selected by nested
+LOSO (`ROW.grid`, `mer_jax.train.tuning`): the chosen point is picked per outer fold from
+that fold's training subjects alone, so no row is selected on its own test subjects.
+Ablation rows are the same run with one module switched off, read against their base
+row with the paired comparison (`mer_jax.evaluate.compare`).
+
+Writes `results_table.md` (the markdown rows, with 95% subject-bootstrap intervals) and
+`results_table.json` into `--root`.
+"""
+
+import dataclasses
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from absl import app, flags, logging
+
+_ROOT = flags.DEFINE_string("root", "runs/results", "Folder of the rows' workdirs and the table.")
+_ROWS = flags.DEFINE_list("rows", None, "Rows to run (their names); default all.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Data cache (default: the configs').")
+_INNER_FOLDS = flags.DEFINE_integer(
+    "inner_folds", 3, "Inner folds of nested selection (0: leave one subject out)."
+)
+_INNER_SEEDS = flags.DEFINE_list("inner_seeds", ["0"], "Seeds of the inner runs.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row: a config, its changes (dotted -> value), the grid it is selected over
+    (nested) and the row it ablates (compared with)."""
+
+    name: str
+    config: str
+    changes: tuple[tuple[str, Any], ...] = ()
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    ablates: str | None = None
+
+    @property
+    def command(self) -> str:
+        flags_text = " ".join(f"--config.{k}={v!r}" for k, v in self.changes)
+        return f"`configs/{self.config}.py`" + (f" `{flags_text}`" if flags_text else "")
+
+
+# The settings these rows were tuned over on this protocol (README "How we got here").
+_FR_GRID = (("train.learning_rate", (1e-3, 3e-3)),)
+_DERE_GRL_GRID = (("model.dropout", (0.0, 0.3)), ("model.hflip", (False, True)))
+_MIACNET_GRID = (("train.weight_decay", (0.0, 1.0)), ("model.dropout", (0.3, 0.5)))
+
+ROWS = (
+    Row("STSTNet", "ststnet"),
+    Row("FR", "fr", grid=_FR_GRID),
+    Row("LTR3O", "ltr3o"),
+    Row("LTR3O without ranking", "ltr3o", (("model.weight_rank", 0.0),), ablates="LTR3O"),
+    Row("LTR3O without calibration", "ltr3o", (("model.weight_cal", 0.0),), ablates="LTR3O"),
+    Row("LTR3O, a single candidate", "ltr3o", (("model.num_candidates", 1),), ablates="LTR3O"),
+    Row("DeRe-GRL", "dere_grl", grid=_DERE_GRL_GRID),
+    Row(
+        "DeRe-GRL without ADM",
+        "dere_grl",
+        (("model.use_adm", False),),
+        _DERE_GRL_GRID,
+        ablates="DeRe-GRL",
+    ),
+    Row(
+        "DeRe-GRL without RRM",
+        "dere_grl",
+        (("model.use_rrm", False),),
+        _DERE_GRL_GRID,
+        ablates="DeRe-GRL",
+    ),
+    Row(
+        "DeRe-GRL without the AU loss",
+        "dere_grl",
+        (("model.weight_au", 0.0),),
+        _DERE_GRL_GRID,
+        ablates="DeRe-GRL",
+    ),
+    Row("MIACNet from scratch", "miacnet", grid=_MIACNET_GRID),
+)
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def row_config(row: Row) -> Any:
+    """The row's config: its file, its changes, the table's seeds and its nested grid."""
+    config = importlib.import_module(f"configs.{row.config}").get_config()
+    with config.unlocked():
+        for dotted, value in row.changes:
+            section, name = dotted.split(".")
+            config[section][name] = value
+        config.seeds = tuple(int(s) for s in _SEEDS.value)
+        if _DATA_DIR.value:
+            config.data.data_dir = _DATA_DIR.value
+        if row.grid:
+            grid: dict[str, dict[str, tuple]] = {}
+            for dotted, values in row.grid:
+                section, name = dotted.split(".")
+                grid.setdefault(section, {})[name] = values
+            config.tune.grid = grid
+            config.tune.inner_folds = _INNER_FOLDS.value
+            config.tune.seeds = tuple(int(s) for s in _INNER_SEEDS.value)
+    return config
+
+
+def run_row(row: Row, root: Path) -> dict[str, Any]:
+    """Trains (or resumes, or re-reads) a row; returns its metrics and wall time."""
+    import launch
+
+    workdir = root / slug(row.name)
+    metrics_path = workdir / "metrics.json"
+    tic = time.perf_counter()
+    if not metrics_path.exists():
+        launch.run(row_config(row), workdir, "train")
+    metrics = json.loads(metrics_path.read_text())
+    timing_path = workdir / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    return {
+        "row": row.name,
+        "workdir": str(workdir),
+        "metrics": metrics,
+        "train_s": timing.get("train_s"),
+        "wall_s_this_call": round(time.perf_counter() - tic, 1),
+    }
+
+
+def _cell(metrics: dict[str, Any], key: str) -> str:
+    low, high = metrics[f"{key}_ci"]
+    return f"{metrics[key]:.3f} +- {metrics[f'{key}_std']:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) -> str:
+    """The table: metrics with intervals, the selection, the paired difference of an
+    ablation to its base row, and the command."""
+    from mer_jax.evaluate import compare
+
+    lines = [
+        "| method | UF1 | UAR | accuracy | selection | vs its base row: UF1 difference | "
+        "command |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row.name not in results:
+            continue
+        metrics = results[row.name]["metrics"]
+        selection = "fixed"
+        if metrics.get("selection") == "nested":
+            grid = ", ".join(f"{k} {list(v)}" for k, v in row.grid)
+            selection = f"nested over {grid}"
+        versus = ""
+        if row.ablates and row.ablates in results:
+            paired = compare.compare(root / slug(row.name), root / slug(row.ablates))["uf1"]
+            low, high = paired["interval"]
+            versus = f"{paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        lines.append(
+            f"| {row.name} | {_cell(metrics, 'uf1')} | {_cell(metrics, 'uar')} | "
+            f"{metrics['accuracy']:.3f} +- {metrics['accuracy_std']:.3f} | {selection} | "
+            f"{versus} | {row.command} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    logging.set_verbosity(logging.ERROR)
+    root = Path(_ROOT.value)
+    root.mkdir(parents=True, exist_ok=True)
+    names = {row.name for row in ROWS}
+    chosen = [r for r in ROWS if _ROWS.value is None or slug(r.name) in map(slug, _ROWS.value)]
+    unknown = set(map(slug, _ROWS.value or [])) - {slug(n) for n in names}
+    if unknown:
+        sys.exit(f"error: unknown rows {sorted(unknown)}; rows: {[slug(n) for n in names]}")
+    from mer_jax.errors import UserError
+
+    results = {}
+    for row in chosen:
+        print(f"== {row.name}", flush=True)
+        try:
+            results[row.name] = run_row(row, root)
+        except UserError as error:
+            sys.exit(f"error: row {row.name!r}: {error}")
+    table = markdown(chosen, results, root)
+    (root / "results_table.md").write_text(table)
+    (root / "results_table.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)
