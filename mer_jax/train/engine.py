@@ -51,6 +51,10 @@ from mer_jax.errors import UserError
 from mer_jax.evaluate import figures, report
 from mer_jax.train import checkpoint, init_from, optim, run
 
+# What predicting on a new clip needs to know of the build, kept in the workdir so that
+# `mer_jax.predict` works without the data cache: the preprocessing settings and classes.
+DATASET_JSON = "dataset.json"
+
 
 @dataclasses.dataclass(frozen=True)
 class Replica:
@@ -387,6 +391,7 @@ class LosoRun(run.TrainingRun):
     def train(self) -> dict[str, Any]:
         """Trains (or resumes) every chunk, then writes the evaluation outputs."""
         self.write_config()
+        self.write_dataset_record()
         chunks = self.chunks()
         self._note_layout(chunks)
         steps = self.config.train.steps
@@ -496,6 +501,7 @@ class LosoRun(run.TrainingRun):
                 "workdir (run with --mode=train first)."
             )
         self.check_workdir()
+        self.write_dataset_record()
         results, seen = [], []
         for index, directory in enumerate(directories):
             ckpt = checkpoint.Checkpointer(directory, async_save=False)
@@ -520,6 +526,22 @@ class LosoRun(run.TrainingRun):
                 f"e.g. {missing[:3]}; run --mode=train to finish them."
             )
         return self._report(results)
+
+    def write_dataset_record(self) -> None:
+        """Writes dataset.json: the build's name, metadata (crop and flow sizes, flow
+        methods, T stored frames, ...), the run's class names and the shape and dtype of
+        one sample of each feature: what a new clip's preprocessing, the models' inputs
+        and the table of a prediction need."""
+        record = {
+            "name": self.dataset.name,
+            "class_names": list(self.dataset.class_names),
+            "metadata": dict(self.dataset.metadata),
+            "features": {
+                name: {"shape": list(values.shape[1:]), "dtype": str(values.dtype)}
+                for name, values in self.dataset.examples.items()
+            },
+        }
+        (self.workdir / DATASET_JSON).write_text(json.dumps(record, indent=2, sort_keys=True))
 
     # -- reports ---------------------------------------------------------------
 
