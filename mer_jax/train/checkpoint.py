@@ -51,6 +51,27 @@ class Checkpointer:
         )
         return restored.state, restored.meta
 
+    def restore_model(self, step: int, abstract_model_state: dict[str, Any]) -> dict[str, Any]:
+        """Restores only the model's part of a saved training state ("params", "rest"),
+        without the optimizer's, whose layout prediction neither needs nor can rebuild
+        (it depends on the optimizer settings of the run, e.g. `init_from`'s branches).
+
+        Args:
+            step: the checkpoint's step.
+            abstract_model_state: {"params": ..., "rest": ...} of ShapeDtypeStructs
+                placed where the arrays should go.
+        """
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_model_state)
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    abstract_model_state, restore_args=restore_args, partial_restore=True
+                )
+            ),
+        )
+        return restored.state
+
     def close(self) -> None:
         """Waits for pending asynchronous saves, then releases the manager."""
         self._manager.wait_until_finished()
