@@ -9,6 +9,7 @@ from mer_jax.preprocess.clip import (
     flow_and_strain,
     list_frames,
     load_frame,
+    middle_frame,
     read_landmarks_sidecar,
     sample_frames,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "flow_and_strain",
     "list_frames",
     "load_frame",
+    "middle_frame",
     "optical_strain",
     "read_landmarks_sidecar",
     "resize_affine",

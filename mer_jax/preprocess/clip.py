@@ -32,7 +32,7 @@ integer in the frame file name), coordinates in pixels of the frames read.
 
 import csv
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,6 +266,14 @@ def flow_and_strain(
         resize_flow(flow, flow_size).astype(np.float16),
         resize_flow(strain, flow_size).astype(np.float16),
     )
+
+
+def middle_frame(frame_numbers: Iterable[int], onset: int, offset: int) -> int:
+    """The apex of a clip without an annotated one: the present frame nearest the middle
+    of onset..offset (the earlier of two equally near), the usual label-free convention
+    (SMIC has no apex annotation at all)."""
+    middle = (onset + offset) / 2
+    return min(frame_numbers, key=lambda number: (abs(number - middle), number))
 
 
 def sample_frames(frame_numbers: Sequence[int], num_frames: int) -> np.ndarray:
