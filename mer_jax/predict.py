@@ -90,20 +90,24 @@ class TrainedBuild:
 
     Attributes:
         name: the builder, e.g. "casme2".
-        variant: its builder config, e.g. "cropped" ("default" when not set).
+        release: the release variant it read ("raw", "cropped"), None for a builder
+            that has none (a synthetic database).
         class_names: the run's classes, in label order.
         metadata: the build's metadata (crop_size, flow_size, flow_method, num_frames,
             frames_flow_method, action_units, ...).
         features: feature name -> (per-sample shape, dtype) of the built examples.
-        face_cropped: the build read a release's official face crops (only resized).
     """
 
     name: str
-    variant: str
+    release: str | None
     class_names: tuple[str, ...]
     metadata: dict[str, Any]
     features: dict[str, tuple[tuple[int, ...], str]]
-    face_cropped: bool
+
+    @property
+    def face_cropped(self) -> bool:
+        """Whether the build read a release's official face crops (only resized)."""
+        return self.release == CROPPED_RELEASE
 
     @property
     def options(self) -> ClipOptions:
@@ -148,22 +152,21 @@ def read_build(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> Trai
     if not path.is_file():
         raise UserError(
             f"{workdir} holds no {engine.DATASET_JSON} (what the models' build was), which "
-            "training writes since prediction exists; write it by running "
-            f"`python launch.py --config {workdir / run.CONFIG_JSON} --workdir {workdir} "
-            "--mode eval` with the data available."
+            "training writes since prediction exists; write it with `python launch.py "
+            f"--config CONFIG --workdir {workdir} --mode eval`, CONFIG being the config it "
+            f"was trained with (its settings are in {run.CONFIG_JSON}), the data available."
         )
     record = json.loads(path.read_text())
+    # The builders with release variants name them by builder config or `release` field.
     data = config.data
-    release = (data.get("overrides") or {}).get("release") or data.get("builder_config")
     return TrainedBuild(
         name=record["name"],
-        variant=data.get("builder_config") or "default",
+        release=(data.get("overrides") or {}).get("release") or data.get("builder_config"),
         class_names=tuple(record["class_names"]),
         metadata=record["metadata"],
         features={
             name: (tuple(spec["shape"]), spec["dtype"]) for name, spec in record["features"].items()
         },
-        face_cropped=release == CROPPED_RELEASE,
     )
 
 
@@ -488,14 +491,22 @@ def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path
                 f"{request.where}: folder {path} holds no frame image (.jpg, .png, .bmp)"
             )
         span = resolve_span(request, sorted(frames), "folder")
+        if build.face_cropped:
+            log.warning(
+                "%s: the models were trained on the official face crops of %s, so the frames "
+                "of %s are taken as face crops and only resized, as those were",
+                request.where,
+                build.name,
+                path,
+            )
         numbers = [n for n in sorted(frames) if span.onset <= n <= span.offset]
         paths = [frames[n] for n in numbers]
     elif path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
         if build.face_cropped:
             raise UserError(
                 f"{request.where}: {path} is a video, but these models were trained on the "
-                f"official face crops of {build.name} (builder config {build.variant!r}), "
-                "which are only resized, never aligned by us, so a video cannot be cropped "
+                f"official face crops of {build.name} (release {build.release!r}), which "
+                "were only resized, never aligned by us, so a video cannot be cropped "
                 "like them. Give a folder of face-cropped frames, or use a workdir trained on "
                 "the raw release."
             )
@@ -719,7 +730,7 @@ def export_workdir(
     info = {
         "class_names": list(build.class_names),
         "preprocessing": build.preprocessing,
-        "dataset": {"name": build.name, "builder_config": build.variant},
+        "dataset": {"name": build.name, "release": build.release},
         "model": ensemble.model_name,
         "replicas": [[r.fold, r.seed] for r in ensemble.replicas],
     }

@@ -307,7 +307,9 @@ def test_no_face_names_the_sidecar(ensemble, tmp_path):
     assert str(predict.sidecar_path(folder)) in str(caught.value)
 
 
-def test_cropped_release_build_refuses_a_video(workdir, clip_video, tmp_path):
+def test_cropped_release_build_takes_face_crops_only(
+    workdir, clip_video, clip_folder, tmp_path, caplog
+):
     for name in ("dataset.json", "metrics.json"):
         shutil.copy(workdir / name, tmp_path / name)
     shutil.copytree(workdir / "checkpoints", tmp_path / "checkpoints")
@@ -317,3 +319,7 @@ def test_cropped_release_build_refuses_a_video(workdir, clip_video, tmp_path):
     cropped = predict.Ensemble(tmp_path)
     with pytest.raises(UserError, match="official face crops"):
         predict.predict_clips(cropped, [predict.ClipRequest(clip_video)])
+    # A frame folder is taken as face crops, with a warning, and only resized.
+    with caplog.at_level("WARNING", logger="mer_jax.predict"):
+        clip = predict.clip_frames(predict.ClipRequest(clip_folder), cropped.build, tmp_path)
+    assert clip.face_cropped and "taken as face crops" in caplog.text
