@@ -558,13 +558,18 @@ def preprocess(request: ClipRequest, build: TrainedBuild) -> tuple[ClipFrames, d
         try:
             features = clip_features(clip, build.options)
         except UserError as error:
+            message = str(error)
+            # A video's frames were decoded into the scratch folder: name them as frames
+            # of the video, which is what the user gave.
+            for number, path in zip(clip.frame_numbers, clip.frame_paths, strict=True):
+                if path.parent == pathlib.Path(scratch):
+                    message = message.replace(str(path), f"{request.path} frame {number}")
             if isinstance(error.__cause__, NoFaceError):
-                raise UserError(
-                    f"{request.where}: {error} The sidecar of this clip would be read from "
-                    f"{sidecar_path(request.path)} (header frame,x_0..x_67,y_0..y_67, one row "
-                    "per frame number)."
-                ) from None
-            raise
+                message += (
+                    f" The sidecar of this clip would be read from {sidecar_path(request.path)}"
+                    " (header frame,x_0..x_67,y_0..y_67, one row per frame number)."
+                )
+            raise UserError(f"{request.where}: {message}") from None
     return clip, features
 
 

@@ -297,14 +297,18 @@ def test_onset_offset_out_of_range(ensemble, clip_video, frames, message):
         predict.predict_clips(ensemble, [predict.ClipRequest(clip_video, **frames)])
 
 
-def test_no_face_names_the_sidecar(ensemble, tmp_path):
+def test_no_face_names_the_frame_and_the_sidecar(ensemble, tmp_path):
+    blank = [np.full((96, 96, 3), 128, np.uint8)] * 5
     folder = tmp_path / "blank"
     folder.mkdir()
-    for number in range(1, 6):
-        cv2.imwrite(str(folder / f"img{number}.jpg"), np.full((96, 96, 3), 128, np.uint8))
-    with pytest.raises(UserError, match="no face found") as caught:
-        predict.predict_clips(ensemble, [predict.ClipRequest(folder)])
-    assert str(predict.sidecar_path(folder)) in str(caught.value)
+    for number, frame in enumerate(blank, start=1):
+        cv2.imwrite(str(folder / f"img{number}.jpg"), frame)
+    video = write_video(blank, tmp_path / "blank.mp4")
+    for clip, frame in ((folder, folder / "img1.jpg"), (video, f"{video} frame 0")):
+        with pytest.raises(UserError, match="no face found") as caught:
+            predict.predict_clips(ensemble, [predict.ClipRequest(clip)])
+        assert f"no face found in {frame}" in str(caught.value)
+        assert str(predict.sidecar_path(clip)) in str(caught.value)
 
 
 def test_cropped_release_build_takes_face_crops_only(
