@@ -435,40 +435,30 @@ def resolve_span(request: ClipRequest, present: Sequence[int], source: str) -> C
     return ClipSpan(onset, apex, offset)
 
 
-def open_video(path: pathlib.Path) -> cv2.VideoCapture:
-    """An opened video whose first frame decodes.
+def video_frames(
+    path: pathlib.Path, keep: set[int], *, until: int | None = None
+) -> tuple[dict[int, np.ndarray], int]:
+    """The BGR frames of a video whose 0-based index is in `keep`, and how many frames
+    were decoded: up to frame `until` (None: to the end, i.e. the frame count).
 
     Raises:
-        UserError: OpenCV cannot open it or decode its first frame.
+        UserError: OpenCV cannot open the file or decode its first frame.
     """
     capture = cv2.VideoCapture(str(path))
-    ok = capture.isOpened() and capture.grab()
-    capture.release()
-    if not ok:
+    frames, index = {}, 0
+    try:
+        while capture.isOpened() and (until is None or index <= until) and capture.grab():
+            if index in keep:
+                frames[index] = capture.retrieve()[1]
+            index += 1
+    finally:
+        capture.release()
+    if index == 0:
         raise UserError(
             f"OpenCV cannot read video {path} (not a video, damaged, or a codec its FFmpeg "
             "lacks); convert it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`, or extract its "
             "frames into a folder"
         )
-    return cv2.VideoCapture(str(path))
-
-
-def video_frames(path: pathlib.Path, keep: set[int] | None) -> tuple[dict[int, np.ndarray], int]:
-    """The BGR frames of a video whose 0-based index is in `keep` (None: none), and its
-    frame count (decoded up to the last frame kept, or to the end when keeping none)."""
-    capture = open_video(path)
-    last = max(keep) if keep else None
-    frames, index = {}, 0
-    try:
-        while last is None or index <= last:
-            ok = capture.grab()
-            if not ok:
-                break
-            if keep and index in keep:
-                frames[index] = capture.retrieve()[1]
-            index += 1
-    finally:
-        capture.release()
     return frames, index
 
 
@@ -510,7 +500,12 @@ def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path
                 "like them. Give a folder of face-cropped frames, or use a workdir trained on "
                 "the raw release."
             )
-        _, count = video_frames(path, None)
+        # Frames are counted up to the last frame requested only: a long recording is not
+        # decoded to its end to check a clip at its start (one past its end is the count).
+        until = None  # the whole video is the clip
+        if request.offset is not None:
+            until = max(n for n in (request.onset, request.offset, request.apex) if n is not None)
+        _, count = video_frames(path, set(), until=until)
         span = resolve_span(request, range(count), "video")
         inside = range(span.onset, span.offset + 1)
         # Only the frames clip_features reads are decoded: onset, apex, offset and the T
@@ -519,7 +514,7 @@ def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path
         wanted = {span.onset, span.apex, span.offset}
         if build.options.num_frames:
             wanted |= {int(n) for n in sample_frames(inside, build.options.num_frames)}
-        decoded, _ = video_frames(path, wanted)
+        decoded, _ = video_frames(path, wanted, until=max(wanted))
         numbers = sorted(wanted)
         paths = []
         for number in numbers:
