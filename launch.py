@@ -6,6 +6,8 @@ r"""Trains and evaluates one experiment config under leak-free LOSO, or pre-trai
   python launch.py --config configs/fr.py --config.data.overrides.crop_size=64
   python launch.py --config configs/ma2mi_pretrain.py --workdir runs/ma2mi
   python launch.py --config configs/miacnet.py --config.init_from=runs/ma2mi
+  python launch.py --workdir runs/fr --mode predict --input clip.mp4 --onset 12 --offset 57
+  python launch.py --workdir runs/fr --mode export
 
 `train` trains every fold and seed (resuming from the workdir's checkpoints if
 a run was interrupted) and writes config.json, metrics.json, predictions.csv,
@@ -14,6 +16,10 @@ confusion_matrix.png, curves.png, timing.json, checkpoints/ and tensorboard/.
 A config with `task = "pretrain"` runs MA2MI pre-training instead
 (`mer_jax.train.pretraining`: reconstructions.png, pretrain_metrics.json, the
 exported branches).
+`predict` averages the trained (fold, seed) models of a LOSO workdir on new clips (a
+frame folder, a video or a CSV of clips), preprocessed as the build was, and writes
+predictions_new.csv; `export` writes export/, the same ensemble as a portable
+predictor (`mer_jax.predict`, `mer_jax.export`). Both read the workdir's config.json.
 
 The data flows one way: `data_builders.load` builds the configured dataset on first
 use and reads it; the run of the config's task (`mer_jax.train.RUNS`) receives it.
@@ -23,9 +29,11 @@ problem with the input (one line says which), 3 training diverged, 130/143 stopp
 SIGINT/SIGTERM (rerun the same command to resume).
 """
 
+import dataclasses
 import pathlib
 import sys
 import time
+from typing import Any
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -33,7 +41,7 @@ from ml_collections import config_flags
 from mer_jax import guards
 from mer_jax.errors import UserError
 
-MODES = ("train", "eval")
+MODES = ("train", "eval", "predict", "export")
 _OVERRIDES = "--config.data.overrides."
 
 
@@ -47,7 +55,30 @@ def _flag_values(argv: list[str] | None = None) -> flags.FlagValues:
     flags.DEFINE_string(
         "workdir", None, "Output folder (default runs/<config file name>).", flag_values=values
     )
-    flags.DEFINE_enum("mode", "train", MODES, "train (or resume) | eval.", flag_values=values)
+    flags.DEFINE_enum(
+        "mode",
+        "train",
+        MODES,
+        "train (or resume) | eval | predict (--input) | export, the last two from --workdir "
+        "alone.",
+        flag_values=values,
+    )
+    for name, help_text in (
+        ("input", "predict: a frame folder, a video or a CSV of clips (path,onset,offset[,apex])."),
+        ("output", "predict: the CSV (W/predictions_new.csv); export: the folder (W/export)."),
+    ):
+        flags.DEFINE_string(name, None, help_text, flag_values=values)
+    for name, default in (("onset", "first"), ("offset", "last"), ("apex", "middle")):
+        flags.DEFINE_integer(
+            name, None, f"predict: {name} frame number (default: {default}).", flag_values=values
+        )
+    # Several processes (one per host): TPU pod slices and SLURM are found by JAX itself.
+    flags.DEFINE_string(
+        "coordinator_address", None, "host:port of process 0, e.g. localhost:1234.",
+        flag_values=values,
+    )
+    flags.DEFINE_integer("num_processes", None, "processes in the run.", flag_values=values)
+    flags.DEFINE_integer("process_id", None, "this process's index, 0..n-1.", flag_values=values)
     flags.DEFINE_integer(
         "verbosity", logging.ERROR, "absl log level: -1 info, 0 warning, 1 error.",
         flag_values=values,
@@ -61,8 +92,21 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-def parse(argv: list[str]) -> tuple[object, pathlib.Path, str]:
-    """(config, workdir, mode) from the command line.
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """What the command line asks for."""
+
+    config: Any  # None for predict and export, which read the workdir's config.json
+    workdir: pathlib.Path | None
+    mode: str
+    flags: flags.FlagValues
+
+    def value(self, name: str) -> Any:
+        return self.flags[name].value
+
+
+def parse(argv: list[str]) -> Command:
+    """The command from the command line.
 
     `--config.data.overrides.KEY=VALUE` sets a builder config field (any field of the
     dataset's builder config; checked before building).
@@ -88,11 +132,13 @@ def parse(argv: list[str]) -> tuple[object, pathlib.Path, str]:
     values = _flag_values(command_line)
     try:
         values(command_line)
-        if values["config"].value is None and not values["config"].present:
+        from_workdir = values.mode in ("predict", "export")
+        if not values["config"].present and not from_workdir:
             raise UserError("--config is required, e.g. --config configs/fr.py")
         # Touching the (lazily loaded) config loads the file and applies the overrides.
         config = values.config
-        config.to_json_best_effort()
+        if config is not None:
+            config.to_json_best_effort()
     except flags.Error as error:
         raise UserError(f"bad command line: {_one_line(error)} (see --help).") from None
     except SyntaxError as error:
@@ -111,22 +157,27 @@ def parse(argv: list[str]) -> tuple[object, pathlib.Path, str]:
             f"bad --config or --config.* override ({type(error).__name__}: {_one_line(error)}); "
             "see the config file and configs/common.py."
         ) from None
-    if overrides:
+    if overrides and config is not None:
         # A new dict: the builder (not the config's field types) checks these fields.
         with config.unlocked():
             config.data.overrides = {**config.data.overrides.to_dict(), **overrides}
     workdir = values.workdir
     if workdir is not None and not workdir.strip():
         raise UserError("--workdir is empty; give a folder, or leave the flag out.")
-    stem = pathlib.Path(values["config"].config_filename).stem
     logging.set_verbosity(values.verbosity)
-    return config, pathlib.Path(workdir or f"runs/{stem}"), values.mode
+    if workdir is None and config is not None:
+        workdir = f"runs/{pathlib.Path(values['config'].config_filename).stem}"
+    return Command(config, pathlib.Path(workdir) if workdir else None, values.mode, values)
 
 
 def run(config: object, workdir: pathlib.Path, mode: str) -> None:
-    """Checks everything, then loads the data and trains or evaluates in a locked workdir."""
+    """Checks everything, then loads the data and trains or evaluates in a locked workdir
+    (with several processes, process 0 holds the lock and writes the shared outputs)."""
     # Imported here so that --help and flag errors answer without starting JAX.
+    import contextlib
+
     import data_builders
+    from mer_jax import hosts
     from mer_jax.train import RUNS, validation
 
     tic = time.perf_counter()
@@ -136,7 +187,7 @@ def run(config: object, workdir: pathlib.Path, mode: str) -> None:
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"--workdir {workdir} is a file, not a folder; give a folder.")
     run_class.check_workdir(config, workdir, mode)  # before the lock creates the folder
-    with run_class.lock_workdir(workdir):
+    with run_class.lock_workdir(workdir) if hosts.is_primary() else contextlib.nullcontext():
         run_class.check_workdir(config, workdir, mode)  # again, now that no run can change it
         task_run = run_class(config, workdir, data_builders.load(config.data))
         metrics = task_run.train() if mode == "train" else task_run.evaluate()
@@ -151,8 +202,30 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         with guards.STOP.installed():
-            config, workdir, mode = parse(argv[1:])
-            run(config, workdir, mode)
+            command = parse(argv[1:])
+            from mer_jax import hosts
+
+            hosts.initialize(
+                command.value("coordinator_address"),
+                command.value("num_processes"),
+                command.value("process_id"),
+            )
+            if command.mode in ("predict", "export"):
+                from mer_jax import predict
+
+                print(
+                    predict.use_workdir(
+                        command.mode,
+                        command.workdir and str(command.workdir),
+                        input_path=command.value("input"),
+                        onset=command.value("onset"),
+                        offset=command.value("offset"),
+                        apex=command.value("apex"),
+                        output=command.value("output"),
+                    )
+                )
+            else:
+                run(command.config, command.workdir, command.mode)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

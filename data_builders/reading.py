@@ -36,11 +36,7 @@ from data_builders.errata import Erratum, errata_of, validate
 from data_builders.records import ClipRecord, ReleaseRecords, RowNote
 from mer_jax.data.action_units import parse_action_units
 from mer_jax.errors import UserError
-
-# The frame number is the last integer before the image extension: img46.jpg,
-# reg_img46.jpg, 006_05562.jpg, image017581039.bmp. Anything else in a clip folder
-# (Thumbs.db, .lnk shortcuts) is ignored.
-_FRAME_FILE = re.compile(r"(\d+)\.(?:jpe?g|bmp|png)$", re.IGNORECASE)
+from mer_jax.preprocess.clip import list_frames
 
 # Normalised header -> field. Headers are compared in lower case with everything but
 # letters and digits removed, so "OnsetFrame", "Onset Frame", "onset_frame" and "Onset"
@@ -289,27 +285,6 @@ def apply_errata(
                 f"erratum ({erratum.describe()}) matched no row",
             )
     return fixed_rows
-
-
-def list_frames(clip_dir: Path) -> dict[int, Path]:
-    """Frame number -> file of every frame image in a clip folder.
-
-    Raises:
-        UserError: two files carry the same frame number (e.g. img46.jpg and img046.jpg).
-    """
-    frames: dict[int, Path] = {}
-    for path in clip_dir.iterdir():
-        match = _FRAME_FILE.search(path.name)
-        if match is None or not path.is_file():
-            continue
-        number = int(match.group(1))
-        if number in frames:
-            raise UserError(
-                f"{clip_dir} holds two files for frame {number}: {frames[number].name} and "
-                f"{path.name}; keep one"
-            )
-        frames[number] = path
-    return frames
 
 
 class FrameIndex:

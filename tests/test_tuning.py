@@ -200,3 +200,20 @@ def test_compare_refuses_mismatched_runs(runs, tmp_path):
     with pytest.raises(UserError, match="other samples"):
         compare.compare(runs / "plain", other)
     assert compare.main([str(runs / "plain"), str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_nested_workdir_predicts_with_its_outer_models(runs, synthetic_data_dir):
+    """`--mode predict` averages the models that predicted the outer test subjects: under
+    nested selection, each outer fold's model of its chosen grid point."""
+    import data_builders
+    from mer_jax import predict
+
+    ensemble = predict.Ensemble(runs / "two")
+    assert sorted(ensemble.replicas) == sorted(
+        engine.Replica(f, 0) for f in range(fixtures.NUM_SUBJECTS)
+    )
+    dataset = data_builders.load(config_with(synthetic_data_dir, GRID).data)
+    outputs = ensemble.predict({name: dataset[name][:2] for name in ensemble.inputs})
+    assert outputs["probabilities"].shape == (2, len(dataset.class_names))
+    np.testing.assert_allclose(outputs["probabilities"].sum(-1), 1.0, rtol=1e-5)
+

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from mer_jax import hosts
 from mer_jax.errors import UserError
 
 # Per-sample identity columns kept on the host for reports; never put on the device.
@@ -68,7 +69,8 @@ def put_on_device(dataset: MERDataset, fields: Sequence[str], mesh: Mesh) -> dic
     replicated = NamedSharding(mesh, PartitionSpec())
     arrays = {f: dataset.examples[f] for f in (*fields, "label")}
     arrays["label"] = arrays["label"].astype(np.int32)
-    return jax.device_put(arrays, replicated)
+    # Every process holds the whole (small) dataset; each fills its own devices.
+    return {name: hosts.global_array(values, replicated) for name, values in arrays.items()}
 
 
 class PairSource(Protocol):

@@ -31,7 +31,8 @@ integer in the frame file name), coordinates in pixels of the frames read.
 """
 
 import csv
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,11 @@ from mer_jax.preprocess.face import (
     warp_crop,
 )
 from mer_jax.preprocess.flow import FLOW_METHODS, compute_flow, optical_strain, resize_flow
+
+# The frame number is the last integer before the image extension: img46.jpg,
+# reg_img46.jpg, 006_05562.jpg, image017581039.bmp. Anything else in a clip folder
+# (Thumbs.db, .lnk shortcuts) is ignored.
+_FRAME_FILE = re.compile(r"(\d+)\.(?:jpe?g|bmp|png)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,31 @@ def load_frame(path: str | Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"cannot read image {path} (missing, unreadable or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def list_frames(clip_dir: Path) -> dict[int, Path]:
+    """Frame number -> file of every frame image in a clip folder.
+
+    The one rule that numbers frames, for the dataset readers and for a new clip's
+    folder at prediction time: a frame's number is the integer in its file name, any
+    zero padding, whatever else the folder holds ignored.
+
+    Raises:
+        UserError: two files carry the same frame number (e.g. img46.jpg and img046.jpg).
+    """
+    frames: dict[int, Path] = {}
+    for path in clip_dir.iterdir():
+        match = _FRAME_FILE.search(path.name)
+        if match is None or not path.is_file():
+            continue
+        number = int(match.group(1))
+        if number in frames:
+            raise UserError(
+                f"{clip_dir} holds two files for frame {number}: {frames[number].name} and "
+                f"{path.name}; keep one"
+            )
+        frames[number] = path
+    return frames
 
 
 def read_landmarks_sidecar(path: Path) -> dict[int, np.ndarray]:
@@ -235,6 +266,14 @@ def flow_and_strain(
         resize_flow(flow, flow_size).astype(np.float16),
         resize_flow(strain, flow_size).astype(np.float16),
     )
+
+
+def middle_frame(frame_numbers: Iterable[int], onset: int, offset: int) -> int:
+    """The apex of a clip without an annotated one: the present frame nearest the middle
+    of onset..offset (the earlier of two equally near), the usual label-free convention
+    (SMIC has no apex annotation at all)."""
+    middle = (onset + offset) / 2
+    return min(frame_numbers, key=lambda number: (abs(number - middle), number))
 
 
 def sample_frames(frame_numbers: Sequence[int], num_frames: int) -> np.ndarray:

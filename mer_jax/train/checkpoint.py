@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mer_jax import hosts
 from mer_jax.errors import UserError
 
 # Steps kept per folder: the latest and the one before, to fall back to.
@@ -47,7 +48,7 @@ class CheckpointSaveError(UserError):
 def state_checksum(state: Any) -> str:
     """SHA-256 over every leaf of a state (dtype, shape and bytes), in tree order."""
     digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(jax.device_get(state)):
+    for leaf in jax.tree.leaves(hosts.to_host(state)):
         if jnp.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
         array = np.ascontiguousarray(np.asarray(leaf))
@@ -136,13 +137,40 @@ class Checkpointer:
             raise CheckpointDamaged(self.directory, step, f"{what}: its state is not as saved")
         return restored.state, restored.meta
 
+    def restore_model(self, step: int, abstract_model_state: dict[str, Any]) -> dict[str, Any]:
+        """Restores only the model's part of a saved training state ("params", "rest"),
+        without the optimizer's, whose layout prediction neither needs nor can rebuild
+        (it depends on the optimizer settings of the run, e.g. `init_from`'s branches).
+
+        Args:
+            step: the checkpoint's step.
+            abstract_model_state: {"params": ..., "rest": ...} of ShapeDtypeStructs
+                placed where the arrays should go.
+
+        Raises:
+            CheckpointDamaged: it cannot be restored.
+        """
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_model_state)
+        try:
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.PyTreeRestore(
+                        abstract_model_state, restore_args=restore_args, partial_restore=True
+                    )
+                ),
+            )
+        except Exception as error:
+            raise CheckpointDamaged(self.directory, step, _reason(error)) from error
+        return restored.state
+
     def restore_latest(
-        self, abstract_state: Any, set_aside: pathlib.Path
+        self, abstract_state: Any, set_aside: pathlib.Path | None
     ) -> tuple[int, Any, dict[str, Any] | None, list[str]]:
         """The newest intact step (0, None, None when there is none yet).
 
         A damaged step is moved into `set_aside` (so training can save that step again)
-        and the previous one is tried.
+        and the previous one is tried; with `set_aside` None it is an error.
 
         Returns:
             (step, state, meta, notes): notes say what was set aside.
@@ -157,6 +185,11 @@ class Checkpointer:
                 state, meta = self.restore(step, abstract_state)
                 return step, state, meta, notes
             except CheckpointDamaged as damaged:
+                if set_aside is None:
+                    raise UserError(
+                        f"{damaged}; move it out of {self.directory} (or rerun as a single "
+                        "process, which sets it aside) to resume from the previous step."
+                    ) from None
                 stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
                 target = set_aside / f"{self.directory.name}-step{step}-{stamp}"
                 target.parent.mkdir(parents=True, exist_ok=True)

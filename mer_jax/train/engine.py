@@ -44,12 +44,16 @@ import tqdm
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mer_jax import guards, models
+from mer_jax import guards, hosts, models
 from mer_jax.data import loso
 from mer_jax.data.dataset import MERDataset, put_on_device
 from mer_jax.errors import DivergedError, UserError
 from mer_jax.evaluate import figures, report
 from mer_jax.train import checkpoint, init_from, optim, run, tuning
+
+# What predicting on a new clip needs to know of the build, kept in the workdir so that
+# `mer_jax.predict` works without the data cache: the preprocessing settings and classes.
+DATASET_JSON = "dataset.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +113,15 @@ def _resolve_auto(engine: ml_collections.ConfigDict, key: str, on_cpu: str, else
 
 
 def resolve_mode(engine: ml_collections.ConfigDict) -> str:
-    """Returns "stacked" or "sequential"; "auto" stacks on accelerators only."""
+    """Returns "stacked" or "sequential"; "auto" stacks on accelerators only, and always
+    with several processes (one device cannot hold them all)."""
+    if jax.process_count() > 1:
+        if engine.mode == "sequential":
+            raise UserError(
+                f"engine.mode='sequential' trains on one device, but this run has "
+                f"{jax.process_count()} processes; use stacked (or auto)."
+            )
+        return "stacked"
     return _resolve_auto(engine, "mode", on_cpu="sequential", elsewhere="stacked")
 
 
@@ -122,6 +134,11 @@ def make_mesh(mode: str, engine: ml_collections.ConfigDict) -> Mesh:
     """The run's devices on the `fold` axis when stacked; one device when sequential."""
     devices = run.run_devices(engine)
     return run.make_mesh(devices[:1] if mode == "sequential" else devices, "fold")
+
+
+def replica_key(replica: Replica) -> jax.Array:
+    """A replica's key: all its randomness derives from (seed, fold) and the step."""
+    return jax.random.fold_in(jax.random.key(replica.seed), replica.fold)
 
 
 def plan_chunks(replicas: list[Replica], replicas_per_chunk: int, fold_devices: int) -> list[Chunk]:
@@ -394,7 +411,7 @@ class LosoRun(run.TrainingRun):
 
         Backends that report no memory limit (the CPU) get every replica at once.
         """
-        memory = self.mesh.devices.flat[0].memory_stats() or {}
+        memory = jax.local_devices()[0].memory_stats() or {}
         if "bytes_limit" not in memory:
             return len(stage.replicas)
         probe = Chunk(0, tuple(stage.replicas[: self.fold_devices]), self.fold_devices)
@@ -428,15 +445,16 @@ class LosoRun(run.TrainingRun):
     def _chunk_arrays(self, chunk: Chunk) -> dict[str, jax.Array]:
         rows = chunk.rows
         folds = np.array([r.fold for r in rows])
-        keys = jnp.stack([jax.random.fold_in(jax.random.key(r.seed), r.fold) for r in rows])
+        key_data = np.stack([jax.random.key_data(replica_key(r)) for r in rows])
         host = {
             "train_idx": self.train_idx[folds],
             "n_train": self.n_train[folds],
             "test_idx": self.test_idx[folds],
         }
         sharding = self._sharding(chunk)
-        arrays = jax.device_put(host, sharding)
-        arrays["keys"] = jax.device_put(keys, sharding)
+        # Every process holds the whole chunk's arrays and fills its own devices' rows.
+        arrays = {name: hosts.global_array(values, sharding) for name, values in host.items()}
+        arrays["keys"] = hosts.global_keys(key_data, sharding)
         return arrays
 
     def _abstract_state(self, stage: Stage, arrays: dict[str, jax.Array]) -> Any:
@@ -463,9 +481,10 @@ class LosoRun(run.TrainingRun):
         for name in ("uf1", "uar", "accuracy"):
             writer.add_scalar(f"eval/{name}", metrics[name], self.config.train.steps)
         writer.close()
-        guards.atomic_write_text(
-            self.workdir / "timing.json", json.dumps(self.stats.as_dict(), indent=2)
-        )
+        if self.primary:
+            guards.atomic_write_text(
+                self.workdir / "timing.json", json.dumps(self.stats.as_dict(), indent=2)
+            )
         return metrics
 
     def evaluate(self) -> dict[str, Any]:
@@ -479,6 +498,8 @@ class LosoRun(run.TrainingRun):
     def _execute(self, *, training: bool) -> dict[str, Any]:
         """The plain run, or nested selection: inner stages, the choices, outer stages."""
         self._written = not training
+        if not training:
+            self.write_dataset_record()
         if not self.points:
             stage = self._stages_of_plain_run()[0]
             return self._report([(stage, self._run_stage(stage, training))], None)
@@ -501,7 +522,8 @@ class LosoRun(run.TrainingRun):
             config = tuning.apply_point(self.config, self.points[g])
             stage = self._make_stage(f"outer_g{g:02d}", config, replicas, "outer runs")
             outer.append((stage, self._run_stage(stage, training)))
-        guards.atomic_write_text(self.workdir / "tuning.csv", tuning.tuning_csv(rows))
+        if self.primary:
+            guards.atomic_write_text(self.workdir / "tuning.csv", tuning.tuning_csv(rows))
         return self._report(outer, choices)
 
     def _run_stage(self, stage: Stage, training: bool, report: bool = True) -> list[ChunkResult]:
@@ -512,6 +534,7 @@ class LosoRun(run.TrainingRun):
         self._check_checkpoint_layout(stage, chunks)
         if not self._written:
             self.write_config()
+            self.write_dataset_record()
             self._written = True
         self.stats.num_replicas += len(stage.replicas)
         self.stats.num_chunks += len(chunks)
@@ -519,7 +542,9 @@ class LosoRun(run.TrainingRun):
             self.stats.replicas_per_chunk, *(len(c.replicas) for c in chunks)
         )
         total = len(chunks) * stage.config.train.steps
-        with tqdm.tqdm(total=total, unit="step", desc=stage.label) as bar:
+        with tqdm.tqdm(
+            total=total, unit="step", desc=stage.label, disable=not self.primary
+        ) as bar:
             return [
                 self._train_chunk(stage, chunk, bar, len(chunks) > 1 or bool(stage.folder), report)
                 for chunk in chunks
@@ -584,6 +609,7 @@ class LosoRun(run.TrainingRun):
                 )
                 timing["compile_s"] += compile_s
                 self._note_memory(compiled)
+                hosts.barrier(f"compiled {directory.name}")
                 dispatch = self._dispatch_of(config, compiled, arrays)
                 # One TensorBoard run per chunk; a resumed one drops the curves the
                 # interrupted process wrote after its last checkpoint.
@@ -625,7 +651,7 @@ class LosoRun(run.TrainingRun):
             # already on the device, so a hidden host<->device copy here would be a bug
             # (and slow): the transfer guard makes it an error.
             starts = [
-                jax.device_put(np.int32(start), replicated)
+                hosts.global_array(np.int32(start), replicated)
                 for start in range(step, step + per_dispatch, self.steps_per_call)
             ]
             per_call = []
@@ -642,7 +668,7 @@ class LosoRun(run.TrainingRun):
                     per_call.append(metrics)
             # Each call's metrics are its steps' means: the dispatch's mean is their mean.
             return state, {
-                name: np.mean([m[name] for m in jax.device_get(per_call)], axis=0)
+                name: np.mean([m[name] for m in hosts.to_host(per_call)], axis=0)
                 for name in per_call[0]
             }
 
@@ -662,7 +688,7 @@ class LosoRun(run.TrainingRun):
             DivergedError: a replica's probabilities are not finite (never reported).
         """
         probs = stage.functions.predict(state, self.data, arrays["test_idx"], arrays["keys"])
-        probs = np.asarray(jax.device_get(probs))
+        probs = np.asarray(hosts.to_host(probs))
         for row, name in enumerate(self._row_names(chunk)):
             count = self.n_test[chunk.replicas[row].fold]
             if not np.isfinite(probs[row, :count]).all():
@@ -672,7 +698,7 @@ class LosoRun(run.TrainingRun):
                     "with a lower train.learning_rate."
                 )
         if report and self.figure is not None:
-            summaries = jax.device_get(stage.functions.summarize(state, self.data))
+            summaries = hosts.to_host(stage.functions.summarize(state, self.data))
             # Padding rows repeat a replica: left out.
             self.summaries.append({k: v[: len(chunk.replicas)] for k, v in summaries.items()})
         return probs
@@ -720,6 +746,26 @@ class LosoRun(run.TrainingRun):
                 f"e.g. {missing[:3]}; run --mode=train to finish them."
             )
         return results
+
+    def write_dataset_record(self) -> None:
+        """Writes dataset.json: the build's name, metadata (crop and flow sizes, flow
+        methods, T stored frames, ...), the run's class names and the shape and dtype of
+        one sample of each feature: what a new clip's preprocessing, the models' inputs
+        and the table of a prediction need."""
+        if not self.primary:
+            return
+        record = {
+            "name": self.dataset.name,
+            "class_names": list(self.dataset.class_names),
+            "metadata": dict(self.dataset.metadata),
+            "features": {
+                name: {"shape": list(values.shape[1:]), "dtype": str(values.dtype)}
+                for name, values in self.dataset.examples.items()
+            },
+        }
+        guards.atomic_write_text(
+            self.workdir / DATASET_JSON, json.dumps(record, indent=2, sort_keys=True)
+        )
 
     # -- nested selection -------------------------------------------------------------
 
@@ -809,6 +855,8 @@ class LosoRun(run.TrainingRun):
                     "replicas": self.stats.num_replicas,
                 },
             }
+        if not self.primary:  # every process has the predictions; process 0 writes
+            return {**report.summarize(predictions, self.dataset.class_names), **selection}
         metrics = report.write_all(
             self.workdir,
             predictions,
@@ -848,7 +896,7 @@ class LosoRun(run.TrainingRun):
                 self.stats.compiled_bytes_per_device = max(
                     self.stats.compiled_bytes_per_device or 0, int(total)
                 )
-        memory = self.mesh.devices.flat[0].memory_stats() or {}
+        memory = jax.local_devices()[0].memory_stats() or {}
         if "peak_bytes_in_use" in memory:
             self.stats.peak_device_bytes = int(memory["peak_bytes_in_use"])
 

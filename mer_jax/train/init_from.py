@@ -29,7 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from mer_jax import models
+from mer_jax import guards, hosts, models
 from mer_jax.errors import UserError
 
 EXPORT_DIR = "pretrained"
@@ -62,13 +62,14 @@ def export(
     settings: Mapping[str, Any],
     corpus: Mapping[str, Any],
 ) -> pathlib.Path:
-    """Writes `branches` of a trained model (host or device state) into `workdir`."""
+    """Writes `branches` of a trained model (host state) into `workdir`. With several
+    processes every one calls it (Orbax coordinates the write); process 0 writes the JSON."""
     params_dict, rest_dict = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
     tree = {
         "params": {b: params_dict[b] for b in branches},
         "rest": {b: rest_dict[b] for b in branches if b in rest_dict},
     }
-    tree = jax.tree.map(np.asarray, jax.device_get(tree))
+    tree = jax.tree.map(np.asarray, hosts.to_host(tree))
     target = (workdir / EXPORT_DIR).absolute()
     checkpointer = ocp.PyTreeCheckpointer()
     checkpointer.save(target, tree, force=True)
@@ -79,7 +80,8 @@ def export(
         "identities_known": bool(corpus["identities_known"]),
         "datasets": list(corpus["datasets"]),
     }
-    (workdir / EXPORT_JSON).write_text(json.dumps(meta, indent=2))
+    if hosts.is_primary():
+        guards.atomic_write_text(workdir / EXPORT_JSON, json.dumps(meta, indent=2))
     return target
 
 

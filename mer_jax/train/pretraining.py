@@ -38,7 +38,7 @@ import tqdm
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mer_jax import guards, models
+from mer_jax import guards, hosts, models
 from mer_jax.data.dataset import PairCorpus
 from mer_jax.errors import UserError
 from mer_jax.evaluate import figures
@@ -57,6 +57,35 @@ class PretrainingStats(run.RunStats):
 
     source: str = ""
     num_pairs: int = 0
+
+
+class _CountedReads:
+    """The corpus's pairs, noting which ones this process read (the share check)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.read = np.zeros(len(source), bool)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        self.read[index] = True
+        return self.source[index]
+
+
+class _Subset:
+    """Some pairs of a source, by index (one device's shard of the corpus)."""
+
+    def __init__(self, source: Any, indices: np.ndarray) -> None:
+        self.source = source
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return self.source[int(self.indices[index])]
 
 
 class PretrainingRun(run.TrainingRun):
@@ -83,6 +112,7 @@ class PretrainingRun(run.TrainingRun):
                 "share)."
             )
         self.pairs = corpus
+        self.reads = _CountedReads(corpus.source)
         self.excluded = {str(s) for s in config.data.exclude_subjects}
         metadata = corpus.metadata
         unknown = sorted(self.excluded - set(metadata["subjects"]))
@@ -170,33 +200,65 @@ class PretrainingRun(run.TrainingRun):
     def _resident_corpus(self) -> tuple[dict[str, jax.Array], jax.Array, dict[str, np.ndarray]]:
         examples = self.pairs.load_all()
         keep = np.flatnonzero(~np.isin(examples["subject"].astype(str), list(self.excluded)))
-        data = jax.device_put({f: examples[f] for f in self.fields}, self.replicated)
-        pool = jax.device_put(keep.astype(np.int32), self.replicated)
+        # Every process holds the whole (resident-sized) corpus and fills its devices.
+        data = {f: hosts.global_array(examples[f], self.replicated) for f in self.fields}
+        pool = hosts.global_array(keep.astype(np.int32), self.replicated)
         return data, pool, {f: examples[f][keep] for f in self.fields}
 
     def _grain_batches(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
-        """Shuffled, endless batches of pairs, read and decoded ahead by threads.
+        """This process's rows of shuffled, endless global batches of pairs, read and
+        decoded ahead by threads.
 
-        A resumed run reshuffles from its step (another order, same distribution)
-        rather than replaying the reads it had done.
+        The corpus is dealt into one shard per device of the `data` axis (pair i to device
+        i mod D); each device's rows of a batch come from its own shard, shuffled apart.
+        So a process reads only its devices' shards, and a global batch is the same
+        whatever the number of processes. A resumed run reshuffles from its step (another
+        order, same distribution) rather than replaying the reads it had done.
         """
-        excluded, fields = self.excluded, self.fields
-        dataset = (
-            grain.MapDataset.source(self.pairs.source)
-            .seed(self.seed * 100_003 + start_step)
-            .shuffle()
-            .repeat()
-            .to_iter_dataset(
-                grain.ReadOptions(
-                    num_threads=self.config.data.grain_threads,
-                    prefetch_buffer_size=4 * self.config.train.batch_size,
+        fields = self.fields
+        devices = list(self.mesh.devices.flat)
+        per_device = self.config.train.batch_size // len(devices)
+        usable = self._usable_pairs()
+        streams = []
+        for d, device in enumerate(devices):
+            if device.process_index != jax.process_index():
+                continue
+            shard = (
+                grain.MapDataset.source(_Subset(self.reads, usable[d :: len(devices)]))
+                .seed(self.seed * 100_003 + start_step * 1_009 + d)
+                .shuffle()
+                .repeat()
+                .to_iter_dataset(
+                    grain.ReadOptions(
+                        num_threads=self.config.data.grain_threads,
+                        prefetch_buffer_size=4 * per_device,
+                    )
                 )
+                .map(lambda pair: {f: pair[f] for f in fields})
+                .batch(per_device, drop_remainder=True)
             )
-            .filter(lambda pair: str(_text(pair["subject"])) not in excluded)
-            .map(lambda pair: {f: pair[f] for f in fields})
-            .batch(self.config.train.batch_size, drop_remainder=True)
-        )
-        return iter(dataset)
+            streams.append(iter(shard))
+        while True:
+            parts = [next(stream) for stream in streams]
+            yield {f: np.concatenate([part[f] for part in parts]) for f in fields}
+
+    def _usable_pairs(self) -> np.ndarray:
+        """The indices of the corpus's pairs not of an excluded subject (reading every
+        pair's subject once, only when subjects are excluded)."""
+        source = self.pairs.source
+        if not self.excluded:
+            return np.arange(len(source))
+        keep = [
+            index
+            for index in tqdm.trange(len(source), desc="excluded subjects", unit="pair")
+            if str(_text(source[index]["subject"])) not in self.excluded
+        ]
+        if len(keep) < len(self.mesh.devices.flat):
+            raise UserError(
+                f"only {len(keep)} pairs are left once data.exclude_subjects is applied, "
+                f"fewer than the {len(self.mesh.devices.flat)} devices a batch is split over."
+            )
+        return np.asarray(keep)
 
     def _fixed_pairs(self, count: int) -> dict[str, np.ndarray]:
         """`count` pairs spread evenly over the corpus (not excluded), for figures and eval."""
@@ -211,7 +273,10 @@ class PretrainingRun(run.TrainingRun):
     def train(self) -> dict[str, Any]:
         """Trains (or resumes), then writes the figure, the metrics and the exported branches."""
         self.write_config()
-        guards.atomic_write_text(self.workdir / CORPUS_JSON, json.dumps(self.corpus, indent=2))
+        if self.primary:
+            guards.atomic_write_text(
+                self.workdir / CORPUS_JSON, json.dumps(self.corpus, indent=2)
+            )
 
         ckpt = checkpoint.Checkpointer(self.checkpoint_root / "pretrain")
         try:
@@ -236,16 +301,22 @@ class PretrainingRun(run.TrainingRun):
         def dispatch(state: run.State, step: int) -> tuple[run.State, run.Metrics]:
             per_step = []
             for current in range(step, step + per_dispatch):
-                at = jax.device_put(np.int32(current), self.replicated)
+                at = hosts.global_array(np.int32(current), self.replicated)
                 if self.streaming:
-                    # The one deliberate host->device copy of a step: its batch.
-                    batch = jax.device_put(next(batches), self.split_batch)
+                    # The one deliberate host->device copy of a step: this process's share
+                    # of the global batch.
+                    batch = jax.tree.map(
+                        lambda local: jax.make_array_from_process_local_data(
+                            self.split_batch, local
+                        ),
+                        next(batches),
+                    )
                     state, metrics = self._run("streamed", state, batch, at)
                 else:
                     state, metrics = self._run("resident", state, data, pool, at)
                 per_step.append(metrics)
             return state, {
-                k: np.mean([m[k] for m in jax.device_get(per_step)], axis=0) for k in per_step[0]
+                k: np.mean([m[k] for m in hosts.to_host(per_step)], axis=0) for k in per_step[0]
             }
 
         writer = self.writer(purge_step=step or None)
@@ -278,6 +349,7 @@ class PretrainingRun(run.TrainingRun):
             tic = time.perf_counter()
             function = self._step_fns[name] = function.lower(*args).compile()
             self.stats.compile_s += time.perf_counter() - tic
+            hosts.barrier(f"compiled {name}")
         with jax.transfer_guard(self.config.engine.transfer_guard):
             return function(*args)
 
@@ -311,23 +383,9 @@ class PretrainingRun(run.TrainingRun):
         pairs = self._fixed_pairs(_EVAL_PAIRS)
         count = len(pairs[self.fields[0]])
         usable = count - count % self.mesh.size
-        batch = jax.device_put({f: v[:usable] for f, v in pairs.items()}, self.split_batch)
-        outputs, terms = jax.device_get(self._step_fns["reconstruct"](state, batch))
-        shown = slice(0, _FIGURE_PAIRS)
-        figures.plot_reconstructions(
-            self.workdir / FIGURE_PNG,
-            pairs[self.fields[0]][shown],
-            outputs["target"][shown],
-            outputs["reconstruction"][shown],
-        )
-        init_from.export(
-            self.workdir,
-            state["params"],
-            state["rest"],
-            branches=self.model_class.SHARED_BRANCHES,
-            settings=models.branch_settings(self.config.model),
-            corpus=self.corpus,
-        )
+        batch = {f: hosts.global_array(v[:usable], self.split_batch) for f, v in pairs.items()}
+        outputs, terms = hosts.to_host(self._step_fns["reconstruct"](state, batch))
+        model_state = hosts.to_host({"params": state["params"], "rest": state["rest"]})
         metrics = {
             "steps": history["step"][-1] if history["step"] else 0,
             "final_train": {k: v[-1] for k, v in history.items() if k != "step" and v},
@@ -340,6 +398,31 @@ class PretrainingRun(run.TrainingRun):
             "corpus": {k: v for k, v in self.corpus.items() if k != "subjects"},
             "num_subjects": len(self.corpus["subjects"]),
         }
+        if self.streaming:
+            # Which pairs each process read: their shares must not overlap.
+            read = hosts.gather_from_processes(self.reads.read)
+            metrics["corpus_reads"] = {
+                "per_process": [int(n) for n in read.sum(axis=1)],
+                "read_by_several_processes": int((read.sum(axis=0) > 1).sum()),
+            }
+        # Every process takes part in the (Orbax) export; process 0 writes the rest.
+        init_from.export(
+            self.workdir,
+            model_state["params"],
+            model_state["rest"],
+            branches=self.model_class.SHARED_BRANCHES,
+            settings=models.branch_settings(self.config.model),
+            corpus=self.corpus,
+        )
+        if not self.primary:
+            return metrics
+        shown = slice(0, _FIGURE_PAIRS)
+        figures.plot_reconstructions(
+            self.workdir / FIGURE_PNG,
+            pairs[self.fields[0]][shown],
+            outputs["target"][shown],
+            outputs["reconstruction"][shown],
+        )
         guards.atomic_write_text(self.workdir / METRICS_JSON, json.dumps(metrics, indent=2))
         return metrics
 

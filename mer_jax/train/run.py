@@ -39,7 +39,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh
 from tensorboardX import SummaryWriter
 
-from mer_jax import guards
+from mer_jax import guards, hosts
 from mer_jax.errors import DivergedError, UserError
 from mer_jax.train import checkpoint, validation
 
@@ -172,6 +172,8 @@ class TrainingRun(abc.ABC):
         validation.check_config(config)
         self.config = config
         self.workdir = pathlib.Path(workdir)
+        # Process 0 writes the shared outputs; every process writes its checkpoint shards.
+        self.primary = hosts.is_primary()
 
     # -- the workdir, before anything is loaded ----------------------------------------
 
@@ -241,7 +243,9 @@ class TrainingRun(abc.ABC):
             )
 
     def write_config(self) -> None:
-        """Writes the resolved config into the workdir, atomically."""
+        """Writes the resolved config into the workdir, atomically (process 0)."""
+        if not self.primary:
+            return
         self.workdir.mkdir(parents=True, exist_ok=True)
         resolved = json.loads(self.config.to_json_best_effort())
         guards.atomic_write_text(
@@ -256,14 +260,19 @@ class TrainingRun(abc.ABC):
         self, ckpt: checkpoint.Checkpointer, abstract_state: Any
     ) -> tuple[int, Any, dict[str, Any] | None]:
         """The newest intact checkpoint of `ckpt` (damaged steps are set aside, noted)."""
-        step, state, meta, notes = ckpt.restore_latest(abstract_state, self.workdir / DAMAGED)
+        # Several processes share the folder: none moves a damaged step alone.
+        set_aside = self.workdir / DAMAGED if jax.process_count() == 1 else None
+        step, state, meta, notes = ckpt.restore_latest(abstract_state, set_aside)
         for note in notes:
             tqdm.tqdm.write(f"note: {note}", file=sys.stderr)
         return step, state, meta
 
-    def writer(self, subfolder: str = "", purge_step: int | None = None) -> SummaryWriter:
+    def writer(self, subfolder: str = "", purge_step: int | None = None) -> Any:
         """A TensorBoard writer (`tensorboard --logdir runs/`); `purge_step`: a resumed
-        run's step, so that the curves of the interrupted process after it are dropped."""
+        run's step, so that the curves of the interrupted process after it are dropped.
+        Other processes than 0 get one that writes nothing."""
+        if not self.primary:
+            return _NoWriter()
         return SummaryWriter(str(self.workdir / "tensorboard" / subfolder), purge_step=purge_step)
 
     # -- training -----------------------------------------------------------------------
@@ -366,6 +375,16 @@ class TrainingRun(abc.ABC):
     @abc.abstractmethod
     def summarize(self, metrics: dict[str, Any]) -> str:
         """The lines printed at the end of the run."""
+
+
+class _NoWriter:
+    """The TensorBoard writer of a process other than 0: the curves are written once."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        del args, kwargs
+
+    def close(self) -> None:
+        pass
 
 
 def _dotted(tree: dict[str, Any], dotted: str) -> Any:
