@@ -35,6 +35,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.data.protocol = config_dict.placeholder(str)
     # "loso": leave one (namespaced) subject out; "lodo": leave one dataset out.
     config.data.split = "loso"
+    # Real releases: rows and clips that cannot be used are skipped, reported and the
+    # rest built; True makes any skipped one fail the build (as the CLI's --strict).
+    config.data.strict = False
+    # A CSV of your own corrections to the release's coding sheet, applied by every
+    # reader (columns and an example: README, "Errata"); None: the shipped errata only.
+    config.data.errata = config_dict.placeholder(str)
 
     config.model = ml_collections.ConfigDict()
     # A registered model (mer_jax.models.MODELS) of the config's task; the other keys are
