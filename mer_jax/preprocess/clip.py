@@ -247,7 +247,8 @@ class AlignedClip:
             if box is not None:
                 return box
         raise NoFaceError(
-            f"no face found in frames {tried} (the onset, the next frames and the apex; "
+            f"no face found in frames {tried} of {clip.frame_path(clip.onset).parent} (the "
+            "onset, the next frames and the apex; "
             f"{onset_frame.shape[1]}x{onset_frame.shape[0]} pixels). Check that they show a "
             f"frontal face, {self._sidecar_gap}."
         )
