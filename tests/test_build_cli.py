@@ -198,3 +198,17 @@ def test_messy_build_skips_a_clip_without_face_unless_strict(tmp_path, capsys):
             overrides={"crop_size": 32, "flow_size": 8, "num_frames": 0, "flow_method": "dis"},
             reading=data_builders.ReadOptions(strict=True),
         )
+
+
+def test_annotation_chooses_among_candidate_sheets(tmp_path, capsys):
+    root = tmp_path / "mmew"
+    fake_releases.make_mmew(root)
+    sheet = root / "MMEW_Micro_Exp.xlsx"
+    copy = root / "MMEW_Micro_Exp (2).xlsx"
+    copy.write_bytes(sheet.read_bytes())
+    args = ["mmew", "--manual_dir", str(root), "--dry_run", "--data_dir", str(tmp_path / "d")]
+    assert cli.main(args) == 2
+    error = capsys.readouterr().err
+    assert "holds 2 annotation sheets" in error and "Choose one with --annotation PATH" in error
+    assert cli.main([*args, "--annotation", str(copy)]) == 0
+    assert f"annotation: {copy}" in capsys.readouterr().out

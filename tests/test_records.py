@@ -480,6 +480,11 @@ def test_composite_names_every_part_it_cannot_read_and_routes_errata(composite_r
     erratum = Erratum("sub01", "EP02_01f", "emotion", "happiness", "surprise", "test")
     with pytest.raises(UserError, match="must name their database"):
         read_megc2019(composite_root, errata=[erratum])
+    samm_sheet = composite_root / "samm" / "SAMM_Micro_FACS_Codes_v2.xlsx"
+    chosen = read_megc2019(composite_root, annotations=[samm_sheet])
+    assert len(chosen.records) == 442
+    with pytest.raises(UserError, match="choose at most one sheet inside each of casme2/"):
+        read_megc2019(composite_root, annotations=[tmp_path / "elsewhere.xlsx"])
     composite = read_megc2019(
         composite_root,
         errata=[
