@@ -35,10 +35,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.data.protocol = config_dict.placeholder(str)
     # "loso": leave one (namespaced) subject out; "lodo": leave one dataset out.
     config.data.split = "loso"
-    # True: a release row the reader skips (bad frame cell, missing folder, no face) fails
-    # the build instead of being reported and left out.
+    # Real releases: rows and clips that cannot be used are skipped, reported and the
+    # rest built; True makes any skipped one fail the build (as the CLI's --strict).
     config.data.strict = False
-    # A CSV of your own annotation fixes applied by every reader (README: errata).
+    # A CSV of your own corrections to the release's coding sheet, applied by every
+    # reader (columns and an example: README, "Errata"); None: the shipped errata only.
     config.data.errata = config_dict.placeholder(str)
 
     config.model = ml_collections.ConfigDict()

@@ -12,12 +12,20 @@ read as an int, else a float, else true/false, else a string).
 
 `--dry_run` reads the annotation and lists the frame folders (no image is opened) and
 prints the number of samples and subjects, the counts per raw emotion and per protocol
-label, and every row skipped or fixed with its reason; `--summary_json PATH` also
-writes them as JSON. For the macro-expression pair corpora read from a folder
-(casme3_macro, ckplus, video_folder) it prints the clips, subjects, frame rates with
-their k, the pairs a build would cut and the clips too short for one. Without
-`--dry_run` the same summary is printed and the dataset is built into `--data_dir`
-(the cache the training configs read; a complete build there is reused).
+label, and every row skipped, fixed or noted with its reason, all in one pass;
+`--summary_json PATH` also writes them as JSON (its keys: README, "Checking a release").
+For the macro-expression pair corpora read from a folder (casme3_macro, ckplus,
+video_folder) it prints the clips, subjects, frame rates with their k, the pairs a build
+would cut and the clips too short for one. Without `--dry_run` the same summary is
+printed and the dataset is built into `--data_dir` (the cache the training configs
+read; a complete build there is reused); clips that cannot be built (no face found, an
+unreadable frame) are skipped and named.
+
+Skipped rows and clips never stop a build by default; `--strict` makes any of them exit
+2 (the dry run too). `--errata FILE` applies a CSV of the user's own corrections
+(`data_builders.errata`); `--annotation PATH` (PATH#SHEET for one sheet of a workbook,
+repeatable for the parts of megc2019) chooses the coding sheet where a release holds
+several candidates.
 """
 
 import argparse
@@ -27,8 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from data_builders.base import ManualDirBuilder
-from data_builders.loading import build, read_release
+from data_builders.base import ManualDirBuilder, ReadOptions
+from data_builders.errata import read_errata
+from data_builders.loading import build, read_release, skipped_in_build
+from data_builders.reading import check_usable
+from data_builders.records import ReleaseRecords, check_strict
 from data_builders.registry import builder_names, default_data_dir, get_builder
 from data_builders.summary import dry_run_summary
 from mer_jax.errors import UserError
@@ -89,6 +100,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="processes (default: all cores)")
     parser.add_argument("--dry_run", action="store_true", help="check only, build nothing")
     parser.add_argument("--summary_json", type=Path, help="also write the summary here")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 2 if any row or clip is skipped"
+    )
+    parser.add_argument("--errata", type=Path, help="a CSV of your own corrections")
+    parser.add_argument(
+        "--annotation",
+        type=Path,
+        action="append",
+        default=[],
+        help="the coding sheet to read where the release holds several (PATH or PATH#SHEET)",
+    )
     return parser
 
 
@@ -99,12 +121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         _parser().error(str(error))
     args = _parser().parse_args(rest)
-    variant = {
-        "data_dir": args.data_dir,
-        "config": args.builder_config,
-        "overrides": overrides,
-    }
     try:
+        variant = {
+            "data_dir": args.data_dir,
+            "config": args.builder_config,
+            "overrides": overrides,
+            "reading": ReadOptions(
+                strict=args.strict,
+                errata=read_errata(args.errata) if args.errata else (),
+                annotations=tuple(args.annotation),
+            ),
+        }
         builder = get_builder(args.name, **variant)
         if isinstance(builder, ManualDirBuilder):
             release = read_release(args.name, args.manual_dir, **variant)
@@ -113,6 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.summary_json:
                 args.summary_json.parent.mkdir(parents=True, exist_ok=True)
                 args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+            # After the summary, so the rows behind an error are on the screen.
+            if isinstance(release, ReleaseRecords):
+                check_usable(release)
+            if args.strict:
+                check_strict(release)
         elif args.dry_run or args.summary_json:
             raise UserError(f"dataset {args.name} is generated: --dry_run has nothing to check")
         if args.dry_run:
@@ -123,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"built {builder.name}/{builder.builder_config.name}: {size} examples in "
             f"{builder.data_dir}"
         )
+        skipped = skipped_in_build(builder)
+        if skipped:
+            print(f"skipped ({len(skipped)}):\n  " + "\n  ".join(skipped))
         return 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -9,17 +9,19 @@ without TensorFlow (`tfds.data_source` / `builder.as_data_source`).
 
 TFDS writes a build into an `incomplete.*` directory and renames it when complete,
 so an interrupted build is never mistaken for a finished one. A clip that fails (no
-face found, unreadable frame) does not stop the others: the build computes every clip,
-then fails naming each failed clip and its annotation row, and writes nothing complete.
+face found, unreadable frame) does not stop the others: see `MERBuilder.settle_failures`
+for when the build skips it (named in the log and the metadata) and when it fails.
 
 `ReleaseBuilder` is the base of the builders of licensed databases: their records come
 from the release a user has in `manual_dir`, through a reader built on
-`data_builders.reading`.
+`data_builders.reading`; a row whose emotion the builder's protocol does not know is
+skipped with a note, like any other row problem.
 """
 
 import abc
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -27,14 +29,16 @@ import tensorflow_datasets as tfds
 
 from data_builders.base import (
     ManualDirBuilder,
+    MERBuilder,
     clip_failure,
     keep_release_notes,
     map_clips,
-    raise_failures,
 )
-from data_builders.records import ClipRecord
+from data_builders.errata import Erratum, errata_for
+from data_builders.reading import check_usable
+from data_builders.records import ClipRecord, ReleaseRecords, RowNote
 from mer_jax.data.action_units import AU_LIST, multi_hot, parse_action_units
-from mer_jax.data.protocols import get_protocol
+from mer_jax.data.protocols import get_protocol, normalize_emotion
 from mer_jax.errors import UserError
 from mer_jax.preprocess import NUM_LANDMARKS, ClipOptions, clip_features
 
@@ -124,6 +128,11 @@ def features_dict(options: ClipOptions) -> tfds.features.FeaturesDict:
             "action_units": tfds.features.Tensor(
                 shape=(len(AU_LIST),), dtype=np.uint8, doc=f"multi-hot over AUs {AU_LIST}"
             ),
+            "action_units_known": tfds.features.Scalar(
+                np.uint8,
+                doc="1: action_units is the AU cell read completely; 0: not coded or not "
+                "readable (all zero; AU losses mask the clip)",
+            ),
             "fps": tfds.features.Scalar(np.float32),
             "onset_index": tfds.features.Scalar(np.int32, doc="original frame number"),
             "apex_index": tfds.features.Scalar(np.int32, doc="original frame number"),
@@ -158,6 +167,7 @@ def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[s
             message names the clip.
     """
     features = clip_features(record.frames(), options)
+    action_units = parse_action_units(record.action_units_raw)
     return {
         "sample_id": record.sample_id,
         "dataset": record.dataset,
@@ -166,7 +176,8 @@ def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[s
         "emotion": record.emotion,
         "label": np.int64(label),
         "action_units_raw": record.action_units_raw,
-        "action_units": multi_hot(parse_action_units(record.action_units_raw).units),
+        "action_units": multi_hot(action_units.units),
+        "action_units_known": np.uint8(action_units.known),
         "fps": np.float32(record.fps),
         "onset_index": np.int32(record.onset),
         "apex_index": np.int32(record.apex),
@@ -176,7 +187,7 @@ def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[s
     }
 
 
-class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
+class ClipDatasetBuilder(MERBuilder):
     """Base of the MER clip dataset builders: one "train" split of every clip.
 
     Clips the protocol excludes are kept, with label -1, so a build serves several
@@ -185,17 +196,6 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
 
     KIND: ClassVar[str] = "clips"  # what `data_builders.load` returns: a MERDataset
     PROTOCOL: ClassVar[str]  # name of the protocol in mer_jax.data.protocols
-
-    def __init__(self, *, workers: int | None = None, **kwargs: object) -> None:
-        """Creates the builder.
-
-        Args:
-            workers: processes computing clip features (default: all cores).
-            **kwargs: `tfds.core.GeneratorBasedBuilder` arguments (data_dir, config,
-                file_format).
-        """
-        self._workers = workers
-        super().__init__(**kwargs)
 
     @abc.abstractmethod
     def _read_records(self, dl_manager: tfds.download.DownloadManager) -> list[ClipRecord]:
@@ -215,6 +215,9 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
                 flow_method=config.flow_method,
                 num_frames=config.num_frames,
                 frames_flow_method=config.frames_flow_method,
+                # Filled in by the build:
+                release_notes=[],
+                skipped_clips=[],
             ),
         )
 
@@ -223,7 +226,8 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
     ) -> dict[str, Iterator[tuple[str, dict[str, object]]]]:
         records = self._read_records(dl_manager)
         protocol = get_protocol(self.PROTOCOL)
-        # Labels first: an unknown emotion fails the build before any clip is computed.
+        # Labels first: an unknown emotion fails the build before any clip is computed
+        # (a generated database's bug; a release builder has skipped such rows already).
         labels = []
         for record in records:
             try:
@@ -237,31 +241,84 @@ class ClipDatasetBuilder(tfds.core.GeneratorBasedBuilder):
         self, records: list[ClipRecord], labels: list[int]
     ) -> Iterator[tuple[str, dict[str, object]]]:
         options = self.builder_config.clip_options()
-        failures: list[str] = []
+        failures: list[RowNote] = []
         calls = [(record, options, label) for record, label in zip(records, labels, strict=True)]
         for index, example, error in map_clips(
             clip_example, calls, workers=self._workers, desc=f"{self.name} clip features"
         ):
             if error is not None:
-                failures.append(clip_failure(records[index], error))
+                record = records[index]
+                clip = f"{record.subject_folder}/{record.filename}"
+                failures.append(clip_failure(record, clip, error))
                 continue
             yield example["sample_id"], example
-        raise_failures(self.name, failures, len(records))
+        self.settle_failures(failures, len(records))
 
 
 class ReleaseBuilder(ManualDirBuilder, ClipDatasetBuilder):
     """Base of the builders of licensed databases, read from the user's `manual_dir`.
 
-    A subclass sets `MANUAL_DOWNLOAD_INSTRUCTIONS` and implements `read_release` (see
-    `data_builders.base.ManualDirBuilder`). Rows the reader skipped or fixed are logged
-    during the build and kept in the built dataset's metadata ("release_notes").
+    A subclass sets `MANUAL_DOWNLOAD_INSTRUCTIONS` and `DATASETS` and implements
+    `read_release` (see `data_builders.base.ManualDirBuilder`), applying `errata_for`
+    each database it reads. Rows the reader skipped or fixed are logged during the build
+    and kept in the built dataset's metadata ("release_notes").
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "action_units_known; all stored landmarks from one pipeline; skipped rows "
+        "and clips reported instead of failing the build.",
+    }
     MANUAL_DIR_HOLDS = "its licensed release"
+    APPLIES_ERRATA = True
+    READS_ANNOTATION = True
+    # The databases the reader reads: errata naming another one are noted, not applied.
+    DATASETS: ClassVar[tuple[str, ...]]
+
+    def errata_for(self, dataset: str) -> tuple[Erratum, ...]:
+        """The shipped errata of `dataset` and the user's about it."""
+        return errata_for(dataset, self.reading.errata)
+
+    def checked_release(self, manual_dir: Path) -> ReleaseRecords:
+        """The release, with a note for each user erratum about another database and
+        the rows whose emotion the builder's protocol does not know skipped (noted)."""
+        release = self.read_release(manual_dir)
+        assert isinstance(release, ReleaseRecords)
+        notes = [
+            RowNote(
+                "note",
+                erratum.source,
+                f"{erratum.subject}/{erratum.filename}",
+                f"erratum about {erratum.dataset}, not read by {self.name} "
+                f"({', '.join(self.DATASETS)}): not applied",
+            )
+            for erratum in self.reading.errata
+            if erratum.dataset not in (None, *self.DATASETS)
+        ]
+        protocol = get_protocol(self.PROTOCOL)
+        records = []
+        for record in release.records:
+            vocabulary = protocol.vocabularies.get(record.dataset, {})
+            if normalize_emotion(record.emotion) in vocabulary:
+                records.append(record)
+                continue
+            notes.append(
+                RowNote(
+                    "skipped",
+                    record.where,
+                    f"{record.subject_folder}/{record.filename}",
+                    f"emotion {record.emotion!r} is not one the {protocol.name} protocol knows "
+                    f"({', '.join(sorted(vocabulary))}); correct it with an erratum (--errata)",
+                )
+            )
+        return dataclasses.replace(
+            release, records=tuple(records), notes=release.notes + tuple(notes)
+        )
 
     def _read_records(self, dl_manager: tfds.download.DownloadManager) -> list[ClipRecord]:
         release = self._read_manual_dir(dl_manager)
+        assert isinstance(release, ReleaseRecords)
         keep_release_notes(self, release)
+        check_usable(release)
         return list(release.records)

@@ -1,28 +1,47 @@
-"""Known annotation errors of the MER databases, fixed in code and logged.
+"""Known annotation errors of the MER databases, fixed in code or in a user's CSV, and logged.
 
 Each `Erratum` names one cell of a coding sheet by its clip (subject and filename as
-written, and the onset where a video holds several clips), the value the sheet holds
-and the value it should hold. It is applied only when the sheet still holds the wrong
-value, so a corrected release is left alone, and every application is reported (in
-the dry-run summary, the build log and the built dataset's metadata).
+the reader normalises them, and the onset where a video holds several clips), the value
+the sheet holds and the value it should hold. It is applied only when the sheet still
+holds the wrong value, so a corrected release is left alone, and every application is
+reported (in the dry-run summary under "fixed", the build log and the built dataset's
+metadata); an entry that matches no row is reported too.
 
-Policy: an entry goes in `ERRATA` only with the exact wrong and right values and a
-source for them. Inconsistencies that follow a rule are handled by the readers instead
-and reported the same way: an apex outside onset..offset (e.g. SAMM 028_4_1 and
-032_3_1 as circulated) becomes "not annotated" with the middle-frame fallback, and
-clips whose frames are missing are skipped with their reason. No erratum with verified
-values is known to us yet, so the shipped tables are empty; `read_*` functions accept
-an `errata` argument for a user's own list.
+Two sources: the shipped per-database table `ERRATA`, and a user's own CSV
+(`read_errata`, `--errata FILE` of `python -m data_builders.cli`, `data.errata` in
+configs) with the columns of `Erratum`:
+
+    dataset,subject,filename,onset,field,wrong,fixed,reason
+    casme2,sub03,EP13_01,,offset,25,35,"offset typed as 25 (our video shows 35)"
+    samm,006,006_1_2,,row,,,"face covered by a hand"
+
+`dataset` may be left empty for a single-database build and names the part for the
+MEGC 2019 composite; `onset` is needed only where filenames repeat (CAS(ME)^3); `wrong`
+and `fixed` are cell texts ("" for an empty cell); field "row" with `fixed` empty
+drops the row.
+
+Policy for the shipped table: an entry goes in `ERRATA` only with the exact wrong and
+right values and a source for them. Inconsistencies that follow a rule are handled by
+the readers instead and reported the same way: an apex outside onset..offset (e.g. SAMM
+028_4_1 and 032_3_1 as circulated) becomes "not annotated" with the middle-frame
+fallback, and rows whose frames are missing are skipped with their reason. No erratum
+with verified values is known to us yet, so the shipped tables are empty.
 """
 
+import csv
+import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from pathlib import Path
 
 from mer_jax.errors import UserError
 
 # Fields an erratum may correct: the parsed annotation fields of `reading.SheetRow`.
 # "row" with fixed=None drops the row (e.g. an official list of unusable clips).
 ERRATUM_FIELDS = ("onset", "apex", "offset", "emotion", "action_units", "row")
+# The columns of an errata CSV; `dataset` and `onset` may be absent.
+ERRATA_COLUMNS = ("dataset", "subject", "filename", "onset", "field", "wrong", "fixed", "reason")
+_OPTIONAL_COLUMNS = ("dataset", "onset")
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,8 @@ class Erratum:
         fixed: the corrected text; None with field "row" drops the row.
         reason: why, with the source of the correction.
         onset: the Onset cell text, for databases whose filenames repeat (CAS(ME)^3).
+        dataset: the database it is about; None: the one being read.
+        source: where the entry comes from (a CSV file and line), for messages.
     """
 
     subject: str
@@ -46,6 +67,8 @@ class Erratum:
     fixed: str | None
     reason: str
     onset: str | None = None
+    dataset: str | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         """Rejects entries that could never apply."""
@@ -88,6 +111,13 @@ def errata_of(dataset: str, errata: Iterable[Erratum] | None = None) -> tuple[Er
     return tuple(ERRATA.get(dataset, ()) if errata is None else errata)
 
 
+def errata_for(dataset: str, user_errata: Iterable[Erratum]) -> tuple[Erratum, ...]:
+    """The shipped table of `dataset` and the user's entries about it (or about no dataset
+    in particular): what a builder's reader of `dataset` applies."""
+    own = (erratum for erratum in user_errata if erratum.dataset in (None, dataset))
+    return ERRATA.get(dataset, ()) + tuple(own)
+
+
 def validate(errata: Sequence[Erratum]) -> None:
     """Rejects two errata for the same cell, which would depend on their order.
 
@@ -103,3 +133,65 @@ def validate(errata: Sequence[Erratum]) -> None:
                 "keep one"
             )
         seen.add(key)
+
+
+def read_errata(path: str | Path) -> tuple[Erratum, ...]:
+    """The entries of a user's errata CSV (format in the module docstring).
+
+    Raises:
+        UserError: the file is missing or unreadable, a column is missing or unknown, or
+            lines are malformed; every bad line is named in one message.
+    """
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read the errata file {path}: {error}") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [name.strip().lower() for name in reader.fieldnames or []]
+    missing = [c for c in ERRATA_COLUMNS if c not in header and c not in _OPTIONAL_COLUMNS]
+    unknown = [name for name in header if name not in ERRATA_COLUMNS]
+    if missing or unknown:
+        raise UserError(
+            f"errata file {path}: the header must hold the columns {','.join(ERRATA_COLUMNS)} "
+            f"(dataset and onset may be left out); missing {missing}, unknown {unknown}"
+        )
+    reader.fieldnames = header
+    errata, problems = [], []
+    for line_number, row in enumerate(reader, start=2):
+        cells = {name: (row.get(name) or "").strip() for name in ERRATA_COLUMNS}
+        if not any(cells.values()):
+            continue
+        source = f"{path.name} line {line_number}"
+        try:
+            errata.append(
+                Erratum(
+                    subject=cells["subject"],
+                    filename=cells["filename"],
+                    field=cells["field"].lower(),
+                    wrong=cells["wrong"],
+                    fixed=None if cells["field"].lower() == "row" else cells["fixed"],
+                    reason=cells["reason"],
+                    onset=cells["onset"] or None,
+                    dataset=cells["dataset"].lower() or None,
+                    source=source,
+                )
+            )
+        except ValueError as error:
+            problems.append(f"{source}: {error}")
+            continue
+        if not (cells["subject"] and cells["filename"] and cells["reason"]):
+            problems.append(f"{source}: subject, filename and reason must not be empty")
+        elif cells["field"].lower() == "row" and cells["fixed"]:
+            problems.append(f"{source}: a 'row' erratum drops the row; leave 'fixed' empty")
+    if problems:
+        raise UserError(f"errata file {path} has bad lines:\n  " + "\n  ".join(problems))
+    return tuple(errata)
+
+
+def errata_digest(errata: Sequence[Erratum]) -> str:
+    """8 hex digits identifying a set of errata: a build made with them gets its own cache
+    entry, so a build with other (or no) errata is never read in its place."""
+    # Every field but `source`: moving an entry to another line changes nothing.
+    text = "\n".join(sorted(repr(astuple(erratum)[:-1]) for erratum in errata))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]

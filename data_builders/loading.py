@@ -23,13 +23,14 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_builders.base import ManualDirBuilder
+from data_builders.base import ManualDirBuilder, ReadOptions
+from data_builders.errata import read_errata
 from data_builders.macro_pairs import (
     MacroPairsBuilder,
     PairSource,
     corpus_bytes,
 )
-from data_builders.records import Release
+from data_builders.records import STRICT_RULE, Release
 from data_builders.registry import (
     AnyBuilder,
     builder_class,
@@ -51,6 +52,7 @@ def build(
     config: str | None = None,
     overrides: dict[str, Any] | None = None,
     workers: int | None = None,
+    reading: ReadOptions | None = None,
 ) -> AnyBuilder:
     """Builds a dataset unless a complete build is already in data_dir; returns its builder.
 
@@ -58,32 +60,46 @@ def build(
     calling script: a script that builds must guard its entry point with
     `if __name__ == "__main__":`.
 
+    Rows and clips of a user's folder that cannot be used are skipped and named (in the
+    log and in the build's metadata: release_notes, skipped_clips); with
+    `reading.strict` any of them fails the build, and a cached build that skipped some
+    is refused.
+
     Args:
-        name, data_dir, config, overrides, workers: as in `get_builder`.
+        name, data_dir, config, overrides, workers, reading: as in `get_builder`.
         manual_dir: the raw release directory, for builders of licensed databases (and
             the folder of a macro corpus read from disk: casme3_macro, ckplus,
             video_folder).
 
     Raises:
-        UserError: as in `get_builder`, or a problem with the raw data (the message
-            names the file, sheet row or clip).
+        UserError: as in `get_builder`, a problem with the raw data as a whole (the
+            message names the file), every clip failing, or (strict) anything skipped.
     """
-    builder = get_builder(
-        name, data_dir=data_dir, config=config, overrides=overrides, workers=workers
-    )
+    def variant() -> AnyBuilder:
+        return get_builder(
+            name,
+            data_dir=data_dir,
+            config=config,
+            overrides=overrides,
+            workers=workers,
+            reading=reading,
+        )
+
+    builder = variant()
     if builder.is_prepared():
+        _check_strict(builder)
         return builder
     if isinstance(builder, ManualDirBuilder):
         check_manual_dir(builder, manual_dir)
     config_dir = Path(builder.data_dir).parent
     check_writable(config_dir, "data.data_dir")
-    variant = f"{builder.name}/{builder.builder_config.name}"
-    with FileLock(config_dir / ".build.lock", f"the build of {variant}", wait=True):
+    label = f"{builder.name}/{builder.builder_config.name}"
+    with FileLock(config_dir / ".build.lock", f"the build of {label}", wait=True):
         # Another process may have finished this build while we waited for the lock.
-        builder = get_builder(
-            name, data_dir=data_dir, config=config, overrides=overrides, workers=workers
-        )
-        if not builder.is_prepared():
+        builder = variant()
+        if builder.is_prepared():
+            _check_strict(builder)
+        else:
             # Under the lock no other build of this variant runs: what TFDS left in
             # `incomplete.*` folders comes from a build that was killed.
             for left in config_dir.glob("incomplete.*"):
@@ -93,6 +109,25 @@ def build(
             )
             builder.download_and_prepare(download_config=download_config)
     return builder
+
+
+def _check_strict(builder: AnyBuilder) -> None:
+    """A strict run refuses a cached build that skipped rows or clips."""
+    skipped = skipped_in_build(builder) if builder.reading.strict else []
+    if skipped:
+        raise UserError(
+            f"the cached build {builder.data_dir} skipped {len(skipped)} row(s) or "
+            f"clip(s); {STRICT_RULE} (a changed release needs its old build deleted "
+            "first):\n  " + "\n  ".join(skipped)
+        )
+
+
+def skipped_in_build(builder: AnyBuilder) -> list[str]:
+    """The rows and clips a finished build skipped: its skipped release notes and the
+    clips that could not be built."""
+    metadata = builder.info.metadata
+    notes = [note for note in metadata.get("release_notes", []) if note.startswith("skipped:")]
+    return notes + list(metadata.get("skipped_clips", []))
 
 
 def check_manual_dir(builder: ManualDirBuilder, manual_dir: str | Path | None) -> Path:
@@ -130,28 +165,31 @@ def read_release(
     data_dir: str | Path | None = None,
     config: str | None = None,
     overrides: dict[str, Any] | None = None,
+    reading: ReadOptions | None = None,
 ) -> Release:
     """The clips of a release read from a folder and the notes on it, without building.
 
     Reads the annotation and lists the frame folders only (no image is opened; videos:
     their container header and first frame), so it is quick: the check to run before a
-    long build.
+    long build. Every problem of a row is a note of the release (`ReleaseRecords.notes`),
+    so one reading lists them all; nothing here is strict (see `records.check_strict`).
 
     Args:
         name: a dataset read from manual_dir: a licensed database (casme2, samm, smic,
             casme3, mmew, megc2019) or a pair corpus read from a folder (casme3_macro,
             ckplus, video_folder).
         manual_dir: its folder.
-        data_dir, config, overrides: select the builder variant as in `get_builder`
-            (e.g. config "cropped", or {"dataset_name": "lab"} for video_folder);
-            data_dir defaults to a temporary folder (unused).
+        data_dir, config, overrides, reading: select the builder variant as in
+            `get_builder` (e.g. config "cropped", or {"dataset_name": "lab"} for
+            video_folder; the errata and chosen annotation of `reading`); data_dir
+            defaults to a temporary folder (unused).
 
     Returns:
         a `ReleaseRecords` for a clip dataset, a `MacroRelease` for a pair corpus.
 
     Raises:
-        UserError: not read from a folder, no such folder, or what the reader raises
-            (missing annotation, wrong layout, malformed row: file and row named).
+        UserError: not read from a folder, no such folder, or what the reader raises for
+            the release as a whole (missing or ambiguous annotation, wrong layout).
     """
     if not issubclass(builder_class(name), ManualDirBuilder):
         raise UserError(
@@ -162,9 +200,10 @@ def read_release(
         data_dir=data_dir or Path(tempfile.gettempdir()) / "mer_jax_dry_run",
         config=config,
         overrides=overrides,
+        reading=reading,
     )
     assert isinstance(builder, ManualDirBuilder)
-    return builder.read_release(check_manual_dir(builder, manual_dir))
+    return builder.checked_release(check_manual_dir(builder, manual_dir))
 
 
 def _prepared(
@@ -299,6 +338,15 @@ def _data_dir(data_config: ml_collections.ConfigDict) -> Path:
     return path
 
 
+def _reading(data_config: ml_collections.ConfigDict) -> ReadOptions:
+    """How a release is read: `data.strict`, and `data.errata` (a user's errata CSV)."""
+    errata = data_config.get("errata")
+    return ReadOptions(
+        strict=bool(data_config.get("strict", False)),
+        errata=read_errata(errata) if errata else (),
+    )
+
+
 def check(data_config: ml_collections.ConfigDict, kind: str) -> None:
     """Checks `config.data` without building or reading anything: a known builder of the
     run's `kind` ("clips" for LOSO, "pairs" for pre-training), its builder config and
@@ -325,6 +373,7 @@ def check(data_config: ml_collections.ConfigDict, kind: str) -> None:
         data_dir=data_dir,
         config=data_config.get("builder_config"),
         overrides=dict(data_config.get("overrides") or {}),
+        reading=_reading(data_config),
     )
     if not builder.is_prepared():
         check_writable(data_dir, "data.data_dir")
@@ -336,7 +385,8 @@ def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
     """Builds the configured dataset on first use (cached in data_dir) and reads it.
 
     Reads `name`, `data_dir` (None or absent: `default_data_dir()`), `manual_dir`,
-    `builder_config`, `overrides` and `protocol` of `config.data`.
+    `builder_config`, `overrides`, `protocol`, `strict` and `errata` (a user's errata
+    CSV, see `data_builders.errata`) of `config.data`.
 
     A clip dataset comes back as a `MERDataset` of every sample with a label: samples
     the protocol excludes (label -1, e.g. CASME II fear/sadness in the 5-class protocol)
@@ -358,6 +408,7 @@ def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
         manual_dir=data_config.get("manual_dir"),
         config=data_config.get("builder_config"),
         overrides=dict(data_config.get("overrides") or {}),
+        reading=_reading(data_config),
     )
     metadata = dict(builder.info.metadata)
     if isinstance(builder, MacroPairsBuilder):

@@ -21,8 +21,8 @@ Per clip (config fields of `MacroPairsConfig`):
    `pair_size` (default 64). Grayscale sources are replicated to 3 channels.
 
 A clip that fails (no face found, unreadable frame or video) does not stop the others:
-the build computes every clip, then fails naming each failed clip, and nothing of it
-reads as a complete build (TFDS's incomplete directory is removed).
+see `data_builders.base.MERBuilder.settle_failures` for when the build skips it (named
+in the log and in the metadata's skipped_clips) and when it fails.
 
 Frame numbers (`t`) are the original numbers: the integer in a frame file's name, or
 the 0-based frame index of a video file.
@@ -48,12 +48,12 @@ from tqdm.auto import tqdm
 
 from data_builders.base import (
     ManualDirBuilder,
+    MERBuilder,
     clip_failure,
     keep_release_notes,
     map_clips,
-    raise_failures,
 )
-from data_builders.records import LANDMARKS_POINTS, MacroClip, MacroRelease
+from data_builders.records import LANDMARKS_POINTS, MacroClip, MacroRelease, RowNote
 from mer_jax.errors import UserError
 from mer_jax.preprocess import (
     align_from_landmarks,
@@ -357,7 +357,7 @@ def probe_video(path: Path, fallback_fps: float) -> tuple[float, int]:
     return fps, count
 
 
-class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
+class MacroPairsBuilder(MERBuilder):
     """Base of the macro-expression pair builders: one "train" split of every pair.
 
     A subclass implements `_read_clips`; `IDENTITIES_KNOWN` / `IDENTITIES` say what
@@ -369,17 +369,6 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
     IDENTITIES_KNOWN: ClassVar[bool] = True
     IDENTITIES: ClassVar[str] = "subject ids of the release"
-
-    def __init__(self, *, workers: int | None = None, **kwargs: object) -> None:
-        """Creates the builder.
-
-        Args:
-            workers: processes cutting pairs (default: all cores).
-            **kwargs: `tfds.core.GeneratorBasedBuilder` arguments (data_dir, config,
-                file_format).
-        """
-        self._workers = workers
-        super().__init__(**kwargs)
 
     @abc.abstractmethod
     def _read_clips(self, dl_manager: tfds.download.DownloadManager) -> MacroRelease:
@@ -415,7 +404,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, release: MacroRelease) -> Iterator[tuple[str, dict[str, Any]]]:
         clips = release.clips
         options = self.builder_config.pair_options()
-        failures: list[str] = []
+        failures: list[RowNote] = []
         skipped: list[str] = []
         subjects: set[str] = set()
         num_pairs = num_clips = 0
@@ -426,7 +415,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
             desc=f"{self.name} frame pairs",
         ):
             if error is not None:
-                failures.append(clip_failure(clips[index], error))
+                failures.append(clip_failure(clips[index], clips[index].clip_id, error))
                 continue
             assert result is not None
             if result.skipped:
@@ -438,7 +427,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
             for example in result.examples:
                 num_pairs += 1
                 yield example["pair_id"], example
-        raise_failures(self.name, failures, len(clips))
+        self.settle_failures(failures, len(clips))
         if not num_pairs:
             raise UserError(
                 f"{self.name}: no clip of {release.source} gave a pair:\n  "
@@ -448,7 +437,7 @@ class MacroPairsBuilder(tfds.core.GeneratorBasedBuilder):
             subjects=sorted(subjects),
             num_pairs=num_pairs,
             num_clips=num_clips,
-            skipped_clips=sorted(skipped),
+            skipped_clips=sorted([*self.info.metadata["skipped_clips"], *skipped]),
         )
 
 

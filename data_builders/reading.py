@@ -1,18 +1,24 @@
 """Reading a release: the rules every database reader shares.
 
-A reader turns a release folder into `data_builders.records`: it reads an annotation,
-lists frame folders and never opens an image, so checking a whole release
-(`python -m data_builders.cli NAME --manual_dir DIR --dry_run`) is quick. The shared
-rules:
+A reader turns a release folder into `data_builders.records`: it reads an annotation
+(`data_builders.sheets`: found by its content, read by header name), lists frame
+folders and never opens an image, so checking a whole release
+(`python -m data_builders.cli NAME --manual_dir DIR --dry_run`) is quick. Real coding
+sheets are written by hand over years, so no cell of one stops a reading: every problem
+becomes a note with its sheet row and clip, all of them in one pass, and the clips that
+can be used are kept. The shared rules:
 
-- Coding sheets are read by header name: the header row is found by its "Subject" cell,
-  below any preamble; spacer columns are dropped; header spellings are normalised
-  (`read_annotation_sheet`). A sheet is found by its name pattern (`find_annotation`).
+- Row problems skip the row with a note, never the reading (`clip_record`): a frame
+  cell that is blank or not a whole number ("1st frame"; "123.0" is 123), onset after
+  offset, a missing clip folder, a folder without frames or with two files for one
+  frame number, an annotated frame not on disk. An apex cell that is no frame of the
+  clip becomes "not annotated" (noted as fixed); frames missing inside a clip are noted
+  as gaps; an action-unit cell that cannot be read is noted and the clip kept with its
+  AU target masked (`mer_jax.data.action_units`).
 - Frames are matched by the integer in their file name: any zero padding, stray files
-  ignored, two files for one number refused (`list_frames`); frames missing inside a
-  clip are reported as gaps, a clip whose annotated frames are missing is skipped and
-  reported (`clip_record`).
-- The errata table is applied and every application logged (`apply_errata`).
+  ignored (`list_frames`); folder names are compared without case (`child_path`).
+- Errata (the shipped table and the user's CSV) are applied and every application
+  logged (`apply_errata`); an entry that matches no row is noted.
 - Subjects are namespaced by database; a missing apex falls back to the middle frame;
   a row repeating (subject, filename, onset) is skipped (`join_release`).
 
@@ -23,221 +29,68 @@ Each database's own layout is read by the `read_*` function of its builder packa
 (`data_builders/<name>/`), with these functions.
 """
 
-import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import openpyxl
 
 from data_builders.errata import Erratum, errata_of, validate
-from data_builders.records import ClipRecord, ReleaseRecords, RowNote
+from data_builders.records import ClipRecord, ReleaseLog, ReleaseRecords
+from data_builders.sheets import Annotation, SheetRow, normalised_rows, whole_number
 from mer_jax.data.action_units import parse_action_units
 from mer_jax.errors import UserError
 from mer_jax.preprocess.clip import list_frames
 
-# Normalised header -> field. Headers are compared in lower case with everything but
-# letters and digits removed, so "OnsetFrame", "Onset Frame", "onset_frame" and "Onset"
-# are one column, and "Objective Class(es)" is "objectiveclasses".
-HEADER_ALIASES = {
-    "subject": "subject",
-    "filename": "filename",
-    "onsetframe": "onset",
-    "onset": "onset",
-    "apexframe": "apex",
-    "apex": "apex",
-    "offsetframe": "offset",
-    "offset": "offset",
-    "actionunits": "action_units",
-    "actionunit": "action_units",
-    "aus": "action_units",
-    "au": "action_units",
-    "estimatedemotion": "emotion",
-    "emotion": "emotion",
-    "objectiveclass": "objective_class",
-    "objectiveclasses": "objective_class",
-}
-# An absent apex column means "no apex annotated"; an absent AU column, no AUs.
-REQUIRED_FIELDS = ("subject", "filename", "onset", "offset", "emotion")
 # Cells that mean "no apex annotated" (CASME II writes "/").
 _NO_APEX = frozenset({"", "/", "-", "n/a", "na"})
 
 
-@dataclass(frozen=True)
-class SheetRow:
-    """One clip row of an annotation, cells as text ("" for empty or absent cells)."""
-
-    where: str
-    subject: str
-    filename: str
-    onset: str
-    apex: str
-    offset: str
-    action_units: str
-    emotion: str
+# -- folders and frames -----------------------------------------------------------------
 
 
-@dataclass
-class ReleaseLog:
-    """Collects the notes of one reading."""
-
-    notes: list[RowNote] = field(default_factory=list)
-
-    def add(self, kind: str, where: str, clip: str, reason: str) -> None:
-        """Records one note."""
-        self.notes.append(RowNote(kind, where, clip, reason))
-
-    def notes_of(self, kind: str) -> list[RowNote]:
-        """The notes of one kind so far."""
-        return [note for note in self.notes if note.kind == kind]
-
-
-def cell_text(cell: Any) -> str:
-    """A cell as text: 4.0 -> "4" (openpyxl gives numbers where a sheet holds "4")."""
-    if cell is None:
-        return ""
-    if isinstance(cell, float) and cell.is_integer():
-        return str(int(cell))
-    return str(cell).strip()
-
-
-def _header_key(cell: Any) -> str | None:
-    if cell is None:
-        return None
-    return re.sub(r"[^a-z0-9]", "", str(cell).lower()) or None
-
-
-def find_annotation(root: Path, pattern: str, layout: str, depth: int = 2) -> Path:
-    """The single file matching `pattern` in `root` or up to `depth` folders below it.
-
-    Raises:
-        UserError: none or several match; the message shows the expected layout.
-    """
-    if not root.is_dir():
-        raise UserError(f"release folder {root} does not exist; {layout}")
-    regex = re.compile(_glob_regex(pattern), re.IGNORECASE)
-    found = []
-    for folder, subfolders, files in os.walk(root):
-        level = len(Path(folder).relative_to(root).parts)
-        if level >= depth:
-            subfolders.clear()
-        # Office lock files ("~$name.xlsx") are not sheets.
-        found += [Path(folder) / name for name in files if regex.fullmatch(name)]
-        found = [path for path in found if not path.name.startswith("~$")]
-        if level == 0 and found:
-            break  # a sheet at the top is the release's own
-    if len(found) != 1:
-        names = "none" if not found else ", ".join(str(path.relative_to(root)) for path in found)
-        raise UserError(f"{root} must hold exactly one {pattern} (found {names}); {layout}")
-    return found[0]
-
-
-def _glob_regex(pattern: str) -> str:
-    return "".join(".*" if char == "*" else re.escape(char) for char in pattern)
+def child_path(parent: Path, name: str) -> Path:
+    """The sub-folder of `parent` named `name`, compared without case and surrounding
+    spaces (releases differ), or `parent / name` where there is none (or several)."""
+    exact = parent / name
+    if exact.is_dir() or not parent.is_dir():
+        return exact
+    wanted = name.strip().lower()
+    matches = [
+        path for path in parent.iterdir() if path.is_dir() and path.name.strip().lower() == wanted
+    ]
+    return matches[0] if len(matches) == 1 else exact
 
 
 def child_dir(parent: Path, name: str) -> Path | None:
-    """The sub-folder of `parent` named `name`, compared without case (releases differ)."""
-    exact = parent / name
-    if exact.is_dir():
-        return exact
-    if not parent.is_dir():
-        return None
-    matches = [
-        path for path in parent.iterdir() if path.is_dir() and path.name.lower() == name.lower()
-    ]
-    return matches[0] if len(matches) == 1 else None
+    """The sub-folder of `parent` named `name` (see `child_path`), or None."""
+    path = child_path(parent, name)
+    return path if path.is_dir() else None
 
 
-def read_annotation_sheet(
-    sheet_path: Path,
-    layout: str,
-    log: ReleaseLog,
-    *,
-    header_aliases: Mapping[str, str] = HEADER_ALIASES,
-    required: Sequence[str] = REQUIRED_FIELDS,
-) -> list[SheetRow]:
-    """The clip rows of a coding sheet, read by header name.
+class FrameIndex:
+    """Frame listings of clip folders, each folder listed once.
 
-    The header is the first row holding a "Subject" cell, in the first sheet that has
-    one: release sheets carry title rows (SAMM about 13) above it. Columns without a
-    known header (blank spacer columns, Notes, Duration) are ignored. Rows with text but
-    no Subject or Filename (footnotes) are skipped and logged.
-
-    Args:
-        sheet_path, layout, log: the sheet, the expected layout quoted in errors, and
-            where skipped rows are noted.
-        header_aliases: normalised header -> field; a sheet with other header words
-            (CAS(ME)^3's macro-expression sheet writes "sub", "seq") passes its own. The
-            header row is the first holding a cell that maps to "subject".
-        required: the fields that must have a column; an absent emotion column reads
-            as "" when it is not required.
-
-    Raises:
-        UserError: no header row, or a required column missing; the message names the
-            file, sheet and header row.
+    CAS(ME)^3 cuts many clips from one task folder of thousands of frames.
     """
-    try:
-        workbook = openpyxl.load_workbook(sheet_path, read_only=True, data_only=True)
-    except Exception as error:  # openpyxl raises many types for a broken file
-        raise UserError(f"cannot read the coding sheet {sheet_path}: {error}") from None
-    try:
-        for worksheet in workbook.worksheets:
-            rows = enumerate(worksheet.iter_rows(values_only=True), start=1)
-            for header_number, header in rows:
-                keys = [_header_key(cell) for cell in header]
-                if "subject" not in (header_aliases.get(key) for key in keys):
-                    continue
-                columns: dict[str, int] = {}
-                for index, key in enumerate(keys):
-                    if key in header_aliases:
-                        columns.setdefault(header_aliases[key], index)
-                missing = [name for name in required if name not in columns]
-                if missing:
-                    raise UserError(
-                        f"{sheet_path.name}, sheet {worksheet.title!r}, header row "
-                        f"{header_number}: no column for {', '.join(missing)}; the header "
-                        f"holds {[cell for cell in header if cell is not None]}"
-                    )
-                # The same iterator goes on below the header row.
-                return list(_sheet_rows(sheet_path.name, rows, columns, log))
-    finally:
-        workbook.close()
-    raise UserError(
-        f"{sheet_path} has no header row with a 'Subject' column in any sheet; {layout}"
-    )
+
+    def __init__(self) -> None:
+        """An empty index."""
+        self._listings: dict[Path, dict[int, Path] | UserError] = {}
+
+    def frames(self, clip_dir: Path) -> dict[int, Path]:
+        """Frame number -> file in `clip_dir` (see `list_frames`; its error is raised
+        again for every clip of the folder)."""
+        if clip_dir not in self._listings:
+            try:
+                self._listings[clip_dir] = list_frames(clip_dir)
+            except UserError as error:
+                self._listings[clip_dir] = error
+        listing = self._listings[clip_dir]
+        if isinstance(listing, UserError):
+            raise listing
+        return listing
 
 
-def _sheet_rows(
-    sheet_name: str,
-    rows: Iterable[tuple[int, tuple[Any, ...]]],
-    columns: dict[str, int],
-    log: ReleaseLog,
-) -> Iterator[SheetRow]:
-    for row_number, row in rows:
-        cells = {
-            name: cell_text(row[index]) if index < len(row) else ""
-            for name, index in columns.items()
-        }
-        if not any(cell_text(cell) for cell in row):
-            continue
-        where = f"{sheet_name} row {row_number}"
-        if not cells["subject"] or not cells["filename"]:
-            text = " ".join(cell_text(cell) for cell in row if cell_text(cell))
-            log.add("skipped", where, "", f"no Subject or Filename (row text: {text[:60]!r})")
-            continue
-        yield SheetRow(
-            where=where,
-            subject=cells["subject"],
-            filename=cells["filename"],
-            onset=cells["onset"],
-            apex=cells.get("apex", ""),
-            offset=cells["offset"],
-            action_units=cells.get("action_units", ""),
-            emotion=cells.get("emotion", ""),
-        )
+# -- rows to records --------------------------------------------------------------------
 
 
 def apply_errata(
@@ -260,12 +113,13 @@ def apply_errata(
                 continue
             used.add(index)
             current = "" if erratum.field == "row" else getattr(row, erratum.field)
+            applied = f"erratum{f' ({erratum.source})' if erratum.source else ''}: "
             if erratum.field == "row":
-                log.add("skipped", row.where, clip, f"erratum: {erratum.describe()}")
+                log.add("skipped", row.where, clip, applied + erratum.describe())
                 keep = False
             elif current.strip().lower() == erratum.wrong.strip().lower():
                 row = replace(row, **{erratum.field: erratum.fixed})
-                log.add("fixed", row.where, clip, f"erratum: {erratum.describe()}")
+                log.add("fixed", row.where, clip, applied + erratum.describe())
             else:
                 log.add(
                     "note",
@@ -280,42 +134,11 @@ def apply_errata(
         if index not in used:
             log.add(
                 "note",
-                source,
+                erratum.source or source,
                 f"{erratum.subject}/{erratum.filename}",
                 f"erratum ({erratum.describe()}) matched no row",
             )
     return fixed_rows
-
-
-class FrameIndex:
-    """Frame listings of clip folders, each folder listed once.
-
-    CAS(ME)^3 cuts many clips from one task folder of thousands of frames.
-    """
-
-    def __init__(self) -> None:
-        """An empty index."""
-        self._listings: dict[Path, dict[int, Path]] = {}
-
-    def frames(self, clip_dir: Path) -> dict[int, Path]:
-        """Frame number -> file in `clip_dir` (see `list_frames`)."""
-        if clip_dir not in self._listings:
-            self._listings[clip_dir] = list_frames(clip_dir)
-        return self._listings[clip_dir]
-
-
-def frame_number(text: str, column: str, where: str) -> int:
-    """A frame-number cell as an int.
-
-    Raises:
-        UserError: the cell is not a whole non-negative number; names the row.
-    """
-    if not text.isdigit():
-        raise UserError(
-            f"{where}: {column} {text!r} is not a frame number; correct the sheet or add an "
-            "erratum (data_builders/errata.py)"
-        )
-    return int(text)
 
 
 @dataclass(frozen=True)
@@ -337,6 +160,11 @@ class ClipSource:
     landmarks_root: Path
 
 
+def _zero_hint(*numbers: int) -> str:
+    """A hint where a frame cell holds 0, which hand-written sheets use for "not coded"."""
+    return " (a 0 cell usually marks a frame that was not coded)" if 0 in numbers else ""
+
+
 def clip_record(
     row: SheetRow,
     *,
@@ -347,6 +175,10 @@ def clip_record(
 ) -> ClipRecord | None:
     """Joins one annotation row with its frame folder; None (and a note) when skipped.
 
+    Never raises for a problem of the row: see the module docstring for what is skipped,
+    fixed or noted. A skipped row gets one note, naming every problem of its frame
+    cells.
+
     Args:
         row: the annotation row, errata applied; its subject is the subject folder
             without namespace ("sub01", "006", "s01"), its filename the clip name the
@@ -355,57 +187,70 @@ def clip_record(
         clip_dir: the folder holding the clip's frames; None if the reader found none.
         frame_index: shared folder listings.
         log: receives the notes.
-
-    Raises:
-        UserError: onset after offset, a frame cell that is not a number or an AU string
-            that cannot be read; the message names the sheet and row.
     """
     clip = f"{row.subject}/{row.filename}"
     where = row.where
-    onset = frame_number(row.onset, "onset", where)
-    offset = frame_number(row.offset, "offset", where)
+
+    def skip(reason: str) -> None:
+        log.add("skipped", where, clip, reason)
+
+    onset, offset = whole_number(row.onset), whole_number(row.offset)
+    problems = [
+        f"{column} cell is blank" if not text else f"{column} {text!r} is not a frame number"
+        for column, text, number in (("onset", row.onset, onset), ("offset", row.offset, offset))
+        if number is None
+    ]
+    if onset is None or offset is None:
+        return skip("; ".join(problems) + "; correct the sheet or add an erratum (--errata)")
     if offset < onset:
-        raise UserError(
-            f"{where} (clip {clip}): onset {onset} is after offset {offset}; correct the "
-            "sheet or add an erratum (data_builders/errata.py)"
+        return skip(
+            f"onset {onset} is after offset {offset}{_zero_hint(onset, offset)}; correct the "
+            "sheet or add an erratum (--errata)"
         )
-    apex_annotated = row.apex.strip().lower() not in _NO_APEX
-    apex = frame_number(row.apex, "apex", where) if apex_annotated else None
-    if apex is not None and not onset <= apex <= offset:
-        log.add(
-            "fixed",
-            where,
-            clip,
-            f"apex {apex} is outside onset..offset {onset}..{offset}; treated as not "
-            "annotated (middle-frame fallback)",
+    # Notes on a row that is kept, logged once it is (a skipped row has its one note).
+    kept_notes: list[tuple[str, str]] = []
+    apex_text = row.apex.strip()
+    apex = None if apex_text.lower() in _NO_APEX else whole_number(apex_text)
+    if apex_text.lower() not in _NO_APEX and (apex is None or not onset <= apex <= offset):
+        shown = (
+            f"apex {apex_text!r} is not a frame number"
+            if apex is None
+            else f"apex {apex} is outside onset..offset {onset}..{offset}"
         )
-        apex, apex_annotated = None, False
-    try:
-        parse_action_units(row.action_units)
-    except ValueError as error:
-        raise UserError(
-            f"{where} (clip {clip}): {error}; correct the sheet or add an erratum"
-        ) from None
+        kept_notes.append(("fixed", f"{shown}; treated as not annotated (middle-frame fallback)"))
+        apex = None
 
     if clip_dir is None or not clip_dir.is_dir():
         shown = "not found" if clip_dir is None else f"{clip_dir} does not exist"
-        log.add("skipped", where, clip, f"frame folder {shown}")
-        return None
-    frames = {
-        number: path
-        for number, path in frame_index.frames(clip_dir).items()
-        if onset <= number <= offset
-    }
+        return skip(f"frame folder {shown}")
+    try:
+        on_disk = frame_index.frames(clip_dir)
+    except UserError as error:
+        return skip(str(error))
+    if not on_disk:
+        return skip(f"no frame images in {clip_dir}")
+    frames = {number: path for number, path in on_disk.items() if onset <= number <= offset}
     annotated = [onset, offset] + ([apex] if apex is not None else [])
     missing = sorted({number for number in annotated if number not in frames})
     if missing:
-        log.add("skipped", where, clip, f"annotated frame(s) {missing} not found in {clip_dir}")
-        return None
+        return skip(f"annotated frame(s) {missing} not found in {clip_dir}{_zero_hint(*missing)}")
     gaps = offset - onset + 1 - len(frames)
     if gaps:
         absent = sorted(set(range(onset, offset + 1)) - set(frames))
         shown = ", ".join(map(str, absent[:8])) + (", ..." if len(absent) > 8 else "")
-        log.add("gap", where, clip, f"{gaps} frame(s) missing inside the clip: {shown}")
+        kept_notes.append(("gap", f"{gaps} frame(s) missing inside the clip: {shown}"))
+    action_units = parse_action_units(row.action_units)
+    if action_units.problem:
+        kept_notes.append(
+            (
+                "au",
+                f"action units {row.action_units!r} not read ({action_units.problem}); the "
+                "clip is kept, its AU target masked (action_units_known = 0)",
+            )
+        )
+    for kind, reason in kept_notes:
+        log.add(kind, where, clip, reason)
+    apex_annotated = apex is not None
     if apex is None:
         # No annotated apex: the frame nearest the middle of the clip, the usual
         # label-free convention (SMIC has no apex annotation at all).
@@ -435,21 +280,6 @@ def clip_record(
     )
 
 
-def finish_release(
-    dataset: str, annotation: Path, records: list[ClipRecord], log: ReleaseLog
-) -> ReleaseRecords:
-    """The reading's result.
-
-    Raises:
-        UserError: no clip was found; the message names the annotation and the first
-            reasons rows were skipped.
-    """
-    if not records:
-        reasons = "; ".join(str(note) for note in log.notes_of("skipped")[:3])
-        raise UserError(f"{annotation} gives no usable clip" + (f" ({reasons})" if reasons else ""))
-    return ReleaseRecords(dataset, annotation, tuple(records), tuple(log.notes))
-
-
 def join_release(
     rows: Sequence[SheetRow],
     *,
@@ -469,8 +299,11 @@ def join_release(
         errata: corrections; None: the shipped table of `source.dataset`.
         log: the notes so far (e.g. from reading the sheet); receives the rest.
 
+    Returns:
+        the records and every note; possibly no record at all (see `check_usable`).
+
     Raises:
-        UserError: as `clip_record`, or no usable clip at all.
+        UserError: two errata for one cell.
     """
     rows = apply_errata(rows, errata_of(source.dataset, errata), log, annotation.name)
     frame_index = FrameIndex()
@@ -479,7 +312,7 @@ def join_release(
     # clips differ by onset; a row repeating a key is skipped.
     first_rows: dict[tuple[str, str, str], SheetRow] = {}
     for row in rows:
-        key = (row.subject, row.filename, row.onset)
+        key = (row.subject.lower(), row.filename.lower(), row.onset)
         if key in first_rows:
             log.add(
                 "skipped",
@@ -494,48 +327,58 @@ def join_release(
         )
         if record is not None:
             records.append(record)
-    return finish_release(source.dataset, annotation, records, log)
+    return ReleaseRecords(source.dataset, annotation, tuple(records), tuple(log.notes))
+
+
+def check_usable(release: ReleaseRecords) -> None:
+    """A release with at least one usable clip.
+
+    Raises:
+        UserError: none; the message names the annotation and every reason a row was
+            skipped.
+    """
+    if not release.records:
+        reasons = "\n  ".join(str(note) for note in release.notes_of("skipped"))
+        raise UserError(
+            f"{release.annotation} gives no usable clip" + (f":\n  {reasons}" if reasons else "")
+        )
 
 
 def read_sheet_release(
-    sheet_path: Path,
+    annotation: Annotation,
     *,
-    layout: str,
     source: ClipSource,
-    subject_folder: Callable[[str, str], str],
+    subject_folder: Callable[[str], str],
     errata: Sequence[Erratum] | None,
+    log: ReleaseLog,
     clip_dir_of: Callable[[SheetRow], Path | None] | None = None,
-    log: ReleaseLog | None = None,
     filename_of: Callable[[str], str] = str,
 ) -> ReleaseRecords:
     """The release of a database with a coding sheet (CASME II, SAMM, CAS(ME)^3, MMEW).
 
     Args:
-        sheet_path: the coding sheet.
-        layout: the expected layout, quoted in errors.
+        annotation: the coding sheet (`find_annotation`).
         source: the release-wide settings.
-        subject_folder: (Subject cell, sheet row) -> subject folder name, raising
-            UserError for a cell of the wrong form.
+        subject_folder: Subject cell -> subject folder name; raises UserError for a cell
+            the database cannot name a folder by (the row is then skipped with its
+            message).
         errata: corrections; None: the shipped table of `source.dataset`.
+        log: the notes so far (finding the sheet; `clip_dir_of`'s own); receives the rest.
         clip_dir_of: the frame folder of a row (subject already normalised); None:
-            <frame root>/<subject folder>/<Filename>, the layout of most releases.
-        log: where `clip_dir_of` puts its own notes, if it has any.
+            <frame root>/<subject folder>/<Filename>, the layout of most releases, each
+            name compared without case.
         filename_of: the clip name a record keeps, from the Filename cell.
     """
-    log = log or ReleaseLog()
-    rows = [
-        replace(
-            row,
-            subject=subject_folder(row.subject, row.where),
-            filename=filename_of(row.filename),
-        )
-        for row in read_annotation_sheet(sheet_path, layout, log)
-    ]
+    rows = normalised_rows(annotation, log, subject_folder, filename_of)
+
+    def default_clip_dir(row: SheetRow) -> Path:
+        return child_path(child_path(source.frame_root, row.subject), row.filename)
+
     return join_release(
         rows,
-        annotation=sheet_path,
+        annotation=annotation.table.path,
         source=source,
-        clip_dir_of=clip_dir_of or (lambda row: source.frame_root / row.subject / row.filename),
+        clip_dir_of=clip_dir_of or default_clip_dir,
         errata=errata,
         log=log,
     )

@@ -14,7 +14,7 @@ The rules that find them (coding sheets, frame folders, errata) are in
 its builder package (`data_builders/<name>/`).
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mer_jax.errors import UserError
@@ -144,19 +144,28 @@ class MacroClip(ClipOnDisk):
 def clip_from_record(record: ClipRecord, *, dataset: str, clip: str) -> MacroClip:
     """The macro clip of a clip record (onset..offset of a sheet-annotated release): the
     fields every clip has, carried over, with its own dataset name and clip name."""
-    on_disk = {field.name: getattr(record, field.name) for field in fields(ClipOnDisk)}
+    on_disk = {item.name: getattr(record, item.name) for item in fields(ClipOnDisk)}
     return MacroClip(**{**on_disk, "dataset": dataset}, clip=clip)
+
+
+NOTE_KINDS = ("skipped", "fixed", "gap", "au", "note")
 
 
 @dataclass(frozen=True)
 class RowNote:
-    """A row the reader skipped or changed, or a clip with frames missing inside it.
+    """A row the reader skipped or changed, a clip with frames missing inside it, or
+    anything else a user should see about a release.
 
     Attributes:
-        kind: "skipped" (not in the records), "fixed" (changed by an erratum or a rule),
-            "gap" (kept; some frames inside onset..offset are not on disk) or "note".
+        kind: one of `NOTE_KINDS`: "skipped" (a clip row or folder that is not in the
+            records; with `--strict` any makes the build fail), "fixed" (changed by an
+            erratum or a rule), "gap" (kept; some frames inside onset..offset are not on
+            disk), "au" (kept; its action-unit cell cannot be read, so its AU target is
+            masked) or "note" (anything else: text rows, errata that matched nothing,
+            a sheet found by its columns, merged cells).
         where: the sheet and row, or the clip folder of a database without a sheet.
-        clip: "<subject>/<filename>" as written, or "" for a row without one.
+        clip: "<subject>/<filename>" as the reader normalises them ("sub01/EP02_01f",
+            "006/006_1_2", "s01/s01_ne_01"), or "" for a row without one.
         reason: what happened and why.
     """
 
@@ -170,6 +179,21 @@ class RowNote:
         return f"{self.kind}: {self.where}{clip}: {self.reason}"
 
 
+@dataclass
+class ReleaseLog:
+    """Collects the notes of one reading."""
+
+    notes: list[RowNote] = field(default_factory=list)
+
+    def add(self, kind: str, where: str, clip: str, reason: str) -> None:
+        """Records one note (kinds: `data_builders.records.NOTE_KINDS`)."""
+        self.notes.append(RowNote(kind, where, clip, reason))
+
+    def notes_of(self, kind: str) -> list[RowNote]:
+        """The notes of one kind so far."""
+        return [note for note in self.notes if note.kind == kind]
+
+
 @dataclass(frozen=True)
 class ReleaseRecords:
     """What a reader found in a release: the clips and the notes on its rows.
@@ -178,7 +202,8 @@ class ReleaseRecords:
         dataset: database name ("megc2019" for the composite).
         annotation: the annotation file (or frame folder) the clips come from.
         records: the clips, in annotation order.
-        notes: every row skipped or fixed and every clip with a frame gap.
+        notes: every row skipped or fixed, every clip with a frame gap or an unreadable
+            AU cell, and other notes.
     """
 
     dataset: str
@@ -187,18 +212,16 @@ class ReleaseRecords:
     notes: tuple[RowNote, ...] = ()
 
     def notes_of(self, kind: str) -> list[RowNote]:
-        """The notes of one kind ("skipped", "fixed", "gap", "note")."""
+        """The notes of one kind (see `NOTE_KINDS`)."""
         return [note for note in self.notes if note.kind == kind]
 
     def strict_records(self) -> list[ClipRecord]:
-        """The records, or an error for the first skipped clip (generated data must be whole).
+        """The records, or an error naming every skipped row (generated data must be whole).
 
         Raises:
-            UserError: a row was skipped; the message names the clip, sheet and row.
+            UserError: a row was skipped; see `check_strict`.
         """
-        for note in self.notes_of("skipped"):
-            if note.clip:  # a footnote row is not a clip
-                raise UserError(f"clip {note.clip} ({note.where}): {note.reason}")
+        check_strict(self, "generated data must be whole")
         return list(self.records)
 
 
@@ -218,7 +241,36 @@ class MacroRelease:
     clips: tuple[MacroClip, ...]
     notes: tuple[RowNote, ...] = ()
 
+    def notes_of(self, kind: str) -> list[RowNote]:
+        """The notes of one kind (see `NOTE_KINDS`)."""
+        return [note for note in self.notes if note.kind == kind]
+
 
 # What `data_builders.read_release` returns: the records of a clip dataset's release, or
 # the clips of a pair corpus read from a folder.
 Release = ReleaseRecords | MacroRelease
+
+
+# Why a strict build of a user's release fails, in its messages.
+STRICT_RULE = (
+    "a strict build (--strict, data.strict) accepts none: fix them in the release, correct "
+    "them with errata (--errata, data.errata), or build without strict"
+)
+
+
+def check_strict(release: Release, rule: str = STRICT_RULE) -> None:
+    """No row or folder of the release was skipped: what `--strict` (`data.strict`) asks.
+
+    Args:
+        release: what a reader found.
+        rule: why nothing may be skipped, quoted in the message.
+
+    Raises:
+        UserError: some were skipped; the message names every one with its reason.
+    """
+    skipped = release.notes_of("skipped")
+    if skipped:
+        raise UserError(
+            f"{len(skipped)} row(s) or clip(s) of {release.dataset} were skipped; {rule}:\n  "
+            + "\n  ".join(str(note) for note in skipped)
+        )

@@ -7,7 +7,9 @@
 A build lives under a data_dir (default: `default_data_dir()`), one folder per builder
 config. `overrides` change config fields; the overridden config gets a name derived
 from them (e.g. "default-crop_size_64-num_subjects_4"), so each variant has its own
-cache folder and a build made with the defaults is shared by every caller.
+cache folder and a build made with the defaults is shared by every caller. A user's
+errata change the data too: a build with them is named after their digest
+("raw-errata_1a2b3c4d").
 """
 
 import dataclasses
@@ -31,7 +33,9 @@ from data_builders import (
     synthetic_me,
     video_folder,
 )
+from data_builders.base import ReadOptions
 from data_builders.clip_builder import ClipDatasetBuilder
+from data_builders.errata import errata_digest
 from data_builders.macro_pairs import MacroPairsBuilder
 from mer_jax.errors import UserError
 
@@ -129,6 +133,7 @@ def get_builder(
     config: str | None = None,
     overrides: dict[str, Any] | None = None,
     workers: int | None = None,
+    reading: ReadOptions | None = None,
 ) -> AnyBuilder:
     """The builder of a registered dataset and config variant, without building it.
 
@@ -139,15 +144,26 @@ def get_builder(
         config: builder config name; default: the builder's first config.
         overrides: config fields to change, e.g. {"num_subjects": 4, "crop_size": 64}.
         workers: processes computing clip features or pairs (default: all cores).
+        reading: how a user's folder is read: strict, errata, a chosen annotation.
 
     Raises:
         UserError: unknown builder, config or override key, or a wrong override type;
-            the message lists the valid ones.
+            the message lists the valid ones. Errata or an annotation for a builder that
+            reads none.
     """
     found = builder_class(name)
+    resolved = _resolve_config(found, config, overrides)
+    if reading is not None and reading.errata:
+        digest = errata_digest(reading.errata)
+        resolved = dataclasses.replace(
+            resolved,
+            name=f"{resolved.name}-errata_{digest}",
+            description=f"{resolved.description} with errata {digest}",
+        )
     return found(
         data_dir=Path(default_data_dir() if data_dir is None else data_dir).expanduser(),
-        config=_resolve_config(found, config, overrides),
+        config=resolved,
         file_format="array_record",
         workers=workers,
+        reading=reading,
     )

@@ -1,23 +1,35 @@
 """What a release holds, before a long build: the dry run's summary.
 
 For a clip dataset, `release_summary` counts samples and subjects, per raw emotion and
-per protocol label, with every note on the rows; for a pair corpus read from a folder,
+per protocol label and how many AU cells were read, with every note on the rows (the
+keys are documented in the README, "Checking a release"); for a pair corpus read from a
+folder,
 `pair_release_summary` counts clips, subjects, frame rates with their k and the pairs
 a build would cut. Both are JSON-ready dicts, printed for people by `format_summary` /
 `format_pair_summary`; `dry_run_summary` picks the pair for a builder. They are what
 `python -m data_builders.cli NAME --manual_dir DIR --dry_run` shows.
 """
 
+import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from data_builders.base import ManualDirBuilder
 from data_builders.macro_pairs import PairOptions, pair_step, plan_pairs
-from data_builders.records import MacroRelease, Release, ReleaseRecords
+from data_builders.records import ClipRecord, MacroRelease, Release, ReleaseRecords
+from mer_jax.data.action_units import parse_action_units
 from mer_jax.data.protocols import PROTOCOLS, normalize_emotion
 
-NOTE_KINDS = {"skipped": "skipped", "fixed": "fixed", "gap": "gaps", "note": "notes"}
+# Note kind (`data_builders.records.NOTE_KINDS`) -> its key in the summary.
+NOTE_KEYS = {
+    "skipped": "skipped",
+    "fixed": "fixed",
+    "gap": "gaps",
+    "au": "masked_action_units",
+    "note": "notes",
+}
 
 
 def dry_run_summary(
@@ -52,10 +64,12 @@ def release_summary(
     manual_dir: str | Path,
     default_protocol: str,
 ) -> dict[str, Any]:
-    """Samples, subjects, counts per raw emotion and per protocol label, and every note.
+    """Samples, subjects, counts per raw emotion and per protocol label, AU cells read,
+    and every note.
 
     Protocols are those covering every database of the release; an emotion a protocol
-    does not know is counted under "unknown_emotions" (the build would fail on it).
+    does not know is counted under "unknown_emotions" (loading the build with that
+    protocol would fail on it; the builder's own protocol skips such rows).
     """
     records = release.records
     datasets = sorted({record.dataset for record in records})
@@ -97,13 +111,30 @@ def release_summary(
         },
         "emotions": dict(Counter(record.emotion for record in records).most_common()),
         "protocols": protocols,
+        "action_units": _action_unit_counts(records),
     }
-    for kind, key in NOTE_KINDS.items():
+    for kind, key in NOTE_KEYS.items():
         summary[key] = [
             {"where": note.where, "clip": note.clip, "reason": note.reason}
-            for note in release.notes_of(kind)
+            for note in sorted(release.notes_of(kind), key=lambda note: _natural(note.where))
         ]
     return summary
+
+
+def _natural(where: str) -> list[str | int]:
+    """A sort key putting "x.xlsx row 9" before "x.xlsx row 10"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", where)]
+
+
+def _action_unit_counts(records: Sequence[ClipRecord]) -> dict[str, int]:
+    """How many clips have an AU target ("known"), an AU cell that cannot be read
+    ("masked") or none coded ("not_coded")."""
+    parsed = [parse_action_units(record.action_units_raw) for record in records]
+    return {
+        "known": sum(units.known for units in parsed),
+        "masked": sum(bool(units.problem) for units in parsed),
+        "not_coded": sum(not units.known and not units.problem for units in parsed),
+    }
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -122,6 +153,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  per dataset: {parts}")
     emotions = ", ".join(f"{emotion} {count}" for emotion, count in summary["emotions"].items())
     lines.append(f"  emotions: {emotions}")
+    units = summary["action_units"]
+    lines.append(
+        f"  action units: {units['known']} read, {units['masked']} masked (unreadable), "
+        f"{units['not_coded']} not coded"
+    )
     for protocol, info in summary["protocols"].items():
         counts = ", ".join(f"{name} {count}" for name, count in info["counts"].items())
         default = " (builder default)" if info["default"] else ""
@@ -131,7 +167,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"    UNKNOWN emotions (a build with this protocol fails): "
                 f"{info['unknown_emotions']}"
             )
-    for key in NOTE_KINDS.values():
+    for key in NOTE_KEYS.values():
         notes = summary[key]
         lines.append(f"  {key}: {len(notes)}")
         for note in notes:

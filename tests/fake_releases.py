@@ -161,7 +161,8 @@ def make_casme2(root: Path) -> Expected:
         "casme2/sub03/EP09_05/7": 4,
         "casme2/sub02/EP05_02/30": -1,
     }
-    return Expected(5, {"casme2/sub01", "casme2/sub02", "casme2/sub03"}, labels, 2, 0, 1)
+    # Skipped: the clip whose offset frame is missing (the footnote row is only noted).
+    return Expected(5, {"casme2/sub01", "casme2/sub02", "casme2/sub03"}, labels, 1, 0, 1)
 
 
 # SAMM -------------------------------------------------------------------------------

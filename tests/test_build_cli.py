@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import fake_releases
+import messy_releases
 import pytest
 
 import data_builders
 from data_builders import cli, loading
+from data_builders.megc2019 import COMPOSITE_LIST
 from mer_jax.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +56,8 @@ def test_dry_run_prints_and_writes_the_summary(casme2_release, tmp_path, capsys)
         "surprise": 0,
         "excluded": 2,
     }
-    assert [len(summary[key]) for key in ("skipped", "fixed", "gaps")] == [2, 0, 1]
+    assert [len(summary[key]) for key in ("skipped", "fixed", "gaps", "notes")] == [1, 0, 1, 1]
+    assert summary["action_units"] == {"known": 5, "masked": 0, "not_coded": 0}
     assert not (tmp_path / "data").exists()  # a dry run builds nothing
 
 
@@ -126,3 +129,86 @@ def test_overrides_are_read_like_config_values(capsys):
             cli.main(bad)
         assert exit_info.value.code == 2
         assert "expected --overrides.KEY=VALUE" in capsys.readouterr().err
+
+
+MESSY = {
+    **{
+        name: lambda root, name=name: messy_releases.write_messy_release(name, root)
+        for name in messy_releases.LAYOUTS
+    },
+    "smic": messy_releases.write_messy_smic,
+    "megc2019": lambda root: messy_releases.write_messy_megc2019(root, COMPOSITE_LIST),
+}
+
+
+@pytest.mark.parametrize("name", list(MESSY))
+def test_messy_release_dry_run_lists_every_problem_once_and_strict_refuses_it(
+    name, tmp_path, capsys
+):
+    root = tmp_path / name
+    messy = MESSY[name](root)
+    summary_path = tmp_path / "summary.json"
+    args = [name, "--manual_dir", str(root), "--dry_run", "--data_dir", str(tmp_path / "data")]
+    args += ["--errata", str(messy.errata)]
+    assert cli.main(args + ["--summary_json", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["samples"] == messy.samples
+    assert messy_releases.summary_problems(summary) == messy.problems
+    capsys.readouterr()
+    assert cli.main(args + ["--strict"]) == 2
+    skipped = sum(count for (key, _), count in messy.problems.items() if key == "skipped")
+    assert f"error: {skipped} row(s) or clip(s) of " in capsys.readouterr().err
+
+
+def test_messy_build_skips_a_clip_without_face_unless_strict(tmp_path, capsys):
+    root = tmp_path / "casme2"
+    messy = messy_releases.write_messy_release("casme2", root)
+    args = ["casme2", "--manual_dir", str(root), "--data_dir", str(tmp_path / "data")]
+    args += ["--workers", "1", "--overrides.crop_size=32", "--overrides.flow_size=8"]
+    args += ["--overrides.num_frames=0", "--overrides.flow_method=dis"]
+    assert cli.main([*args, "--strict"]) == 2  # the skipped rows, before any pixel
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    no_face = messy.rows["no face in the frames (found by the build only)"]
+    built = messy.samples - 1
+    assert f"built casme2/raw-crop_size_32-flow_method_dis-flow_size_8-num_frames_0: {built} " in (
+        printed
+    )
+    # Named when it fails, and again in the list of everything skipped after the build.
+    recap = printed.split("\nskipped (9):\n")[1]
+    (failure,) = [line for line in recap.splitlines() if "no face found" in line]
+    assert failure.startswith(f"  skipped: {no_face} clip sub08/EP09_08f: clip casme2/sub08/")
+    assert "a landmarks sidecar would be read from" in failure
+    examples = data_builders.load_examples(
+        "casme2",
+        tmp_path / "data",
+        config="raw",
+        overrides={"crop_size": 32, "flow_size": 8, "num_frames": 0, "flow_method": "dis"},
+    )
+    masked = [case for case in messy_releases.CASES if messy_releases.MASKED in case.expect]
+    assert len(examples["sample_id"]) == built
+    assert int((examples["action_units_known"] == 0).sum()) == len(masked)
+    assert (examples["action_units"][examples["action_units_known"] == 0] == 0).all()
+    # The same build asked for strictly: refused, since it skipped rows and a clip.
+    with pytest.raises(UserError, match=r"the cached build .* skipped 9 row\(s\) or clip"):
+        data_builders.build(
+            "casme2",
+            data_dir=tmp_path / "data",
+            manual_dir=root,
+            overrides={"crop_size": 32, "flow_size": 8, "num_frames": 0, "flow_method": "dis"},
+            reading=data_builders.ReadOptions(strict=True),
+        )
+
+
+def test_annotation_chooses_among_candidate_sheets(tmp_path, capsys):
+    root = tmp_path / "mmew"
+    fake_releases.make_mmew(root)
+    sheet = root / "MMEW_Micro_Exp.xlsx"
+    copy = root / "MMEW_Micro_Exp (2).xlsx"
+    copy.write_bytes(sheet.read_bytes())
+    args = ["mmew", "--manual_dir", str(root), "--dry_run", "--data_dir", str(tmp_path / "d")]
+    assert cli.main(args) == 2
+    error = capsys.readouterr().err
+    assert "holds 2 annotation sheets" in error and "Choose one with --annotation PATH" in error
+    assert cli.main([*args, "--annotation", str(copy)]) == 0
+    assert f"annotation: {copy}" in capsys.readouterr().out

@@ -365,7 +365,9 @@ def test_errors_name_the_folder_and_layout(tmp_path):
     with pytest.raises(UserError, match=r"no cohn-kanade-images/ folder; expected layout"):
         data_builders.build("ckplus", data_dir=tmp_path, manual_dir=tmp_path / "empty")
     with pytest.raises(
-        UserError, match=r"exactly one \*part_A_MaE_label\*\.xlsx \(found none\); expected"
+        UserError,
+        match=r"holds no annotation sheet with the columns subject, filename, onset, offset "
+        r"\(looked at: no .xlsx/.xls/.csv file\); expected layout: <root>/.../\*part_A_MaE",
     ):
         data_builders.read_release("casme3_macro", tmp_path / "empty")
     with pytest.raises(UserError, match="macro-expression pair corpora: .*video_folder"):
@@ -383,8 +385,9 @@ def test_errors_name_the_folder_and_layout(tmp_path):
         data_builders.read_release("video_folder", videos)
 
 
-def test_a_clip_without_face_fails_the_build_by_name(tmp_path):
-    """Texture frames (no face) and no sidecar: the clip is named, nothing is left built."""
+def test_a_clip_without_face_is_skipped_by_name_unless_strict(tmp_path):
+    """Texture frames (no face) and no sidecar: the clip is named where a sidecar would
+    go; the corpus is built from the others, and a strict build writes nothing."""
     videos = tmp_path / "videos"
     fake_releases.write_clip(videos / "frank" / "still", [1, 2, 3, 4], "{}.png")
     fake_releases.write_clip(videos / "gina" / "nod", [1, 2, 3, 4], "{}.png")
@@ -392,11 +395,19 @@ def test_a_clip_without_face_fails_the_build_by_name(tmp_path):
     overrides = {**OVERRIDES, "dataset_name": "lab"}
     kwargs = {"data_dir": tmp_path / "data", "manual_dir": videos, "overrides": overrides}
     with pytest.raises(UserError) as error:
-        data_builders.build("video_folder", workers=1, **kwargs)
+        data_builders.build(
+            "video_folder", workers=1, reading=data_builders.ReadOptions(strict=True), **kwargs
+        )
     message = str(error.value)
-    assert "1 of 2 clips could not be built" in message
+    assert "1 of 2 clips could not be built; a strict build" in message
     assert "clip lab/frank/still" in message and "no face found" in message
     assert str(videos / "landmarks" / "frank" / "still.csv") in message
     builder = data_builders.get_builder("video_folder", data_dir=tmp_path / "data",
                                         overrides=overrides)  # fmt: skip
     assert not builder.is_prepared()
+    data_builders.build("video_folder", workers=1, **kwargs)
+    builder = data_builders.get_builder("video_folder", data_dir=tmp_path / "data",
+                                        overrides=overrides)  # fmt: skip
+    assert builder.info.metadata["subjects"] == ["lab/gina"]
+    (skipped,) = builder.info.metadata["skipped_clips"]
+    assert "frank/still" in skipped and "no face found" in skipped

@@ -1,7 +1,9 @@
 """The licensed-database builders, each built from a fake release in its real layout."""
 
 import os
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import fake_releases
 import ml_collections
@@ -10,6 +12,7 @@ import pytest
 
 import data_builders
 from data_builders.casme2 import Builder as Casme2Builder
+from data_builders.errata import errata_digest, read_errata
 from data_builders.megc2019 import COMPOSITE_LIST
 from mer_jax.data.action_units import AU_LIST
 from mer_jax.data.dataset import MERDataset
@@ -64,6 +67,10 @@ def test_build_reads_back_counts_labels_and_fields(built, name):
     assert examples["flow"].shape == (n, FLOW, FLOW, 2) and examples["flow"].dtype == np.float16
     assert examples["landmarks_onset"].shape == (n, 68, 2)
     assert examples["action_units"].shape == (n, len(AU_LIST))
+    # Every fake AU cell is coded and readable but SMIC's (no AU coding) and one blank
+    # CAS(ME)^3 cell.
+    unknown = {"smic": n, "casme3": 1}.get(name, 0)
+    assert int((examples["action_units_known"] == 0).sum()) == unknown
     assert (examples["onset_index"] <= examples["apex_index"]).all()
     assert (examples["apex_index"] <= examples["offset_index"]).all()
     assert builder.info.metadata["protocol"] == builder.PROTOCOL
@@ -141,26 +148,62 @@ def test_composite_build_is_the_official_list(tmp_path):
     assert builder.info.metadata["class_names"] == ["negative", "positive", "surprise"]
 
 
-def test_failed_clips_are_named_and_nothing_reads_as_complete(tmp_path):
+def test_failed_clips_are_skipped_by_name_and_fail_a_strict_build(tmp_path):
     root = tmp_path / "casme2"
     fake_releases.make_casme2(root)
     broken = root / "CASME2_RAW_selected" / "sub01" / "EP02_01f" / "img49.jpg"
     broken.write_bytes(b"not a jpeg")
     (root / "landmarks" / "sub01" / "EP03_02.csv").unlink()  # texture only: no face
     kwargs = {"data_dir": tmp_path / "data", "manual_dir": root, "overrides": OVERRIDES}
+    strict = data_builders.ReadOptions(strict=True)
     with pytest.raises(UserError) as error:
-        data_builders.build("casme2", workers=1, **kwargs)
+        data_builders.build("casme2", workers=1, reading=strict, **kwargs)
     message = str(error.value)
-    assert "2 of 5 clips could not be built" in message
+    assert "1 row(s) or clip(s) of casme2 were skipped; a strict build" in message
+    # The skipped row's clip, whole: now only the two broken clips fail.
+    fake_releases.write_clip(
+        root / "CASME2_RAW_selected" / "sub03" / "EP13_01",
+        list(range(20, 26)),
+        "img{}.jpg",
+        apex=22,
+        sidecar=root / "landmarks" / "sub03" / "EP13_01.csv",
+    )
+    with pytest.raises(UserError) as error:
+        data_builders.build("casme2", workers=1, reading=strict, **kwargs)
+    message = str(error.value)
+    assert "2 of 6 clips could not be built; a strict build" in message
     assert (
-        "CASME2-coding-20190701.xlsx row 3: clip casme2/sub01/EP02_01f/46: cannot read" in message
+        "CASME2-coding-20190701.xlsx row 3 clip sub01/EP02_01f: clip casme2/sub01/EP02_01f/46: "
+        "cannot read" in message
     )
     assert str(broken) in message
-    assert "row 4: clip casme2/sub01/EP03_02/8: no face found" in message
+    assert "row 4 clip sub01/EP03_02: clip casme2/sub01/EP03_02/8: no face found" in message
     assert str(root / "landmarks" / "sub01" / "EP03_02.csv") in message  # where a sidecar goes
+    assert not list((tmp_path / "data").rglob("dataset_info.json"))
+
+    # Not strict: the other clips are built, the two named in the build's metadata.
+    data_builders.build("casme2", workers=1, **kwargs)
+    builder = data_builders.get_builder("casme2", data_dir=tmp_path / "data", overrides=OVERRIDES)
+    assert builder.is_prepared()  # a fresh builder reads what the build wrote
+    assert builder.info.splits["train"].num_examples == 4
+    skipped = builder.info.metadata["skipped_clips"]
+    assert [note.split(" clip ")[1].split(":")[0] for note in skipped] == [
+        "sub01/EP02_01f",
+        "sub01/EP03_02",
+    ]
+    with pytest.raises(UserError, match=r"the cached build .* skipped 2 row\(s\) or clip\(s\)"):
+        data_builders.build("casme2", workers=1, reading=strict, **kwargs)
+
+
+def test_every_clip_failing_writes_nothing(tmp_path):
+    root = tmp_path / "casme2"
+    fake_releases.make_casme2(root)
+    shutil.rmtree(root / "landmarks")  # texture frames only: no face anywhere
+    kwargs = {"data_dir": tmp_path / "data", "manual_dir": root, "overrides": OVERRIDES}
+    with pytest.raises(UserError, match="5 of 5 clips could not be built; nothing was written"):
+        data_builders.build("casme2", workers=1, **kwargs)
     builder = data_builders.get_builder("casme2", data_dir=tmp_path / "data", overrides=OVERRIDES)
     assert not builder.is_prepared()
-    assert not list((tmp_path / "data").rglob("dataset_info.json"))
     with pytest.raises(UserError, match="not built in"):
         data_builders.load_examples(builder)
 
@@ -204,6 +247,36 @@ def test_configs_name_a_real_dataset(built, no_rebuild):
     assert dataset.metadata["num_frames"] == 16
     assert dataset.metadata["action_units"] == list(AU_LIST)
     assert dataset.metadata["class_names"] == list(dataset.class_names)
+
+
+def test_load_applies_the_configured_errata_in_a_build_of_their_own(built, tmp_path):
+    errata = tmp_path / "errata.csv"
+    errata.write_text(
+        "subject,filename,field,wrong,fixed,reason\n"
+        "sub01,EP02_01f,emotion,disgust,repression,test\n"
+        "sub02,EP05_02,row,,,test\n"
+    )
+    dataset = data_builders.load(casme2_data_config(built, errata=str(errata), strict=False))
+    by_id = dict(zip(dataset["sample_id"], dataset["emotion"], strict=True))
+    assert by_id["casme2/sub01/EP02_01f/46"] == "repression"
+    assert "casme2/sub02/EP05_02/30" not in by_id
+    notes = dataset.metadata["release_notes"]
+    assert any(n.startswith("fixed:") and "errata.csv line 2" in n for n in notes)
+    # A build of its own, next to the build without errata.
+    _, builder, _, _ = built["casme2"]
+    digest = errata_digest(read_errata(errata))
+    assert dataset.metadata == dict(
+        data_builders.get_builder(
+            "casme2",
+            data_dir=builder.data_dir_root,
+            overrides=OVERRIDES,
+            reading=data_builders.ReadOptions(errata=read_errata(errata)),
+        ).info.metadata
+    )
+    variants = {path.name for path in (Path(builder.data_dir_root) / "casme2").iterdir()}
+    assert {builder.builder_config.name, f"{builder.builder_config.name}-errata_{digest}"} <= (
+        variants
+    )
 
 
 def test_load_relabels_with_the_configured_protocol(built, no_rebuild):

@@ -113,6 +113,7 @@ def make_batch(n=6, seed=0):
         "landmarks_apex": jnp.asarray(apex, jnp.float32),
         "flow": jnp.asarray(flow, jnp.float16),
         "action_units": jnp.asarray(action_units),
+        "action_units_known": jnp.ones(n, jnp.uint8),
     }
     return batch, jnp.asarray(labels)
 
@@ -285,6 +286,11 @@ def test_au_loss_is_masked_when_there_are_no_au_labels():
     labelled_inputs, labelled, _, labelled_terms = forward("full", batch, labels)
     assert np.all(labelled_inputs["au_mask"] == 1) and labelled_terms["au"] > 0
     np.testing.assert_array_equal(labelled["logits"], outputs["logits"])
+    # AU cells the build could not read: their vectors are never targets, even non-zero.
+    unknown = {**batch, "action_units_known": jnp.asarray([1, 1, 0, 0, 1, 0], jnp.uint8)}
+    unknown_inputs, _, _, unknown_terms = forward("full", unknown, labels)
+    np.testing.assert_array_equal(unknown_inputs["au_mask"], [1, 1, 0, 0, 1, 0])
+    assert unknown_terms["au"] != labelled_terms["au"]
 
 
 # --- in the engine ----------------------------------------------------------------------

@@ -8,11 +8,14 @@ import skimage.data
 
 from data_builders.clip_builder import clip_example
 from data_builders.samm import read_samm
+from mer_jax.errors import UserError
 from mer_jax.preprocess import (
+    ClipFrames,
     ClipOptions,
     FaceLandmarker,
     NoFaceError,
     align_from_landmarks,
+    clip_features,
     resize_affine,
     transform_landmarks,
     warp_crop,
@@ -135,3 +138,54 @@ def test_face_pipeline_on_an_animated_photograph(tmp_path, landmarker):
     cosine = flow @ expected / (np.linalg.norm(flow) * np.linalg.norm(expected))
     assert cosine > 0.95, (flow, expected)
     assert 0.7 < np.linalg.norm(flow) / np.linalg.norm(expected) < 1.3
+
+
+def astronaut_clip(folder, numbers, frame_of=lambda number, face: face) -> ClipFrames:
+    """A clip of the astronaut (256 px, a 62 px face), frame n as `frame_of(n, face)`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    face = cv2.resize(skimage.data.astronaut()[:400, 60:460], (256, 256), cv2.INTER_AREA)
+    for number in numbers:
+        image = cv2.cvtColor(frame_of(number, face), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(folder / f"img{number}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    paths = tuple(folder / f"img{number}.jpg" for number in numbers)
+    return ClipFrames("astronaut", tuple(numbers), paths, numbers[0], numbers[3], numbers[-1])
+
+
+@pytest.mark.parametrize("crop", [64, 128])
+def test_a_static_face_has_the_same_stored_landmarks_on_every_frame(tmp_path, crop):
+    """No motion, no landmark motion: onset, apex and stored frames come from one
+    pipeline at one resolution (apex landmarks used to come from the 128 px crop and the
+    onset's from the raw frame: 2.0 px apart on this clip)."""
+    clip = astronaut_clip(tmp_path, list(range(10, 18)))
+    options = ClipOptions(crop_size=crop, flow_size=16, flow_method="dis", num_frames=4)
+    features = clip_features(clip, options)
+    onset = features["landmarks_onset"]
+    apex_motion = np.linalg.norm(features["landmarks_apex"] - onset, axis=1).mean()
+    frames_motion = np.linalg.norm(features["landmarks_frames"] - onset, axis=2).mean()
+    assert apex_motion < 0.1 and frames_motion < 0.1, (apex_motion, frames_motion)
+    # The landmarks are the face's: eyes where the alignment put them.
+    np.testing.assert_allclose(onset[36:42].mean(axis=0), [0.3 * crop, 0.4 * crop], atol=0.01)
+    assert 0.4 * crop < onset[30, 1] < onset[48:68, 1].mean() < crop
+
+
+def test_a_face_missed_on_the_onset_is_looked_for_in_the_next_frames(tmp_path):
+    # Motion blur on the onset: dlib's detector finds nothing there, the frame after it
+    # gives the face box, and the onset's own landmarks are predicted inside that box.
+    def blurred_onset(number, face):
+        return cv2.GaussianBlur(face, (0, 0), 3) if number == 10 else face
+
+    clip = astronaut_clip(tmp_path / "blur", list(range(10, 18)), blurred_onset)
+    landmarker = FaceLandmarker()
+    assert landmarker.detect(cv2.imread(str(clip.frame_paths[0]))) is None
+    options = ClipOptions(crop_size=64, flow_size=16, flow_method="dis", num_frames=0)
+    features = clip_features(clip, options)
+    eyes = features["landmarks_onset"][36:48].reshape(2, 6, 2).mean(axis=1)
+    np.testing.assert_allclose(eyes, [[0.3 * 64, 0.4 * 64], [0.7 * 64, 0.4 * 64]], atol=0.01)
+    # The same face predicted on a sharp frame: within dlib's blur error (1.5 px here),
+    # where a face box off the face would put the points tens of pixels away.
+    sharp = features["landmarks_apex"]
+    assert np.linalg.norm(sharp - features["landmarks_onset"], axis=1).mean() < 3.0
+
+    blank = astronaut_clip(tmp_path / "blank", list(range(10, 18)), lambda n, f: f * 0 + 128)
+    with pytest.raises(UserError, match=r"no face found in frames \[10, 11, 12, 13\] of .*blank"):
+        clip_features(blank, options)

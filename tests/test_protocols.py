@@ -3,14 +3,12 @@
 from collections import Counter
 
 import fake_releases
-import numpy as np
 import pytest
 
 from data_builders.casme2 import read_casme2_release
 from data_builders.samm import read_samm
 from data_builders.smic import read_smic
 from data_builders.summary import release_summary
-from mer_jax.data.action_units import AU_LIST, multi_hot, parse_action_units
 from mer_jax.data.protocols import get_protocol, protocols_covering
 from mer_jax.errors import UserError
 
@@ -154,39 +152,3 @@ def test_unknown_emotion_dataset_and_protocol_are_errors():
         protocol.label_of("samm", "anger")
     with pytest.raises(UserError, match="known protocols: casme2_5class, casme3_4class"):
         get_protocol("casme2_7class")
-
-
-@pytest.mark.parametrize(
-    ("raw", "units", "alternatives"),
-    [
-        ("R4+L10", {4, 10}, False),
-        ("4(k)", {4}, False),
-        ("1+2+ref(5)", {1, 2, 5}, False),
-        ("12，14", {12, 14}, False),
-        ("4 or 7", {4, 7}, True),
-        ("AU6B+12C", {6, 12}, False),
-        ("T17 + B24", {17, 24}, False),
-        ("", set(), False),
-        ("/", set(), False),
-        ("L12、R14", {12, 14}, False),
-        ("4+7;43", {4, 7, 43}, False),
-    ],
-)
-def test_parse_action_units(raw, units, alternatives):
-    parsed = parse_action_units(raw)
-    assert parsed.raw == raw
-    assert parsed.units == units
-    assert parsed.has_alternatives is alternatives
-
-
-def test_unreadable_action_unit_is_quoted():
-    with pytest.raises(
-        ValueError, match="cannot read 'smile' in the action unit string '12\\+smile'"
-    ):
-        parse_action_units("12+smile")
-
-
-def test_multi_hot_follows_au_list():
-    vector = multi_hot({4, 12, 61})  # 61 (eyes left) is not in the AU list
-    assert vector.dtype == np.uint8 and vector.shape == (len(AU_LIST),)
-    assert [AU_LIST[i] for i in np.flatnonzero(vector)] == [4, 12]

@@ -1,6 +1,8 @@
 """The records layer: each database's reader on a fake release in its real layout."""
 
+import csv
 import dataclasses
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from data_builders.casme2 import read_casme2, read_casme2_release
 from data_builders.casme3 import read_casme3
-from data_builders.errata import Erratum
+from data_builders.errata import Erratum, errata_digest, read_errata
 from data_builders.megc2019 import (
     COMPOSITE_LIST,
     composite_entries,
@@ -18,6 +20,7 @@ from data_builders.megc2019 import (
     select_composite,
 )
 from data_builders.mmew import read_mmew
+from data_builders.reading import check_usable
 from data_builders.records import ClipRecord, ReleaseRecords
 from data_builders.samm import read_samm
 from data_builders.smic import read_smic
@@ -85,16 +88,20 @@ def test_casme2_quirks(releases):
     assert by_id["casme2/sub02/EP01_11f/100"].frame_numbers == (100, 101, 102, 103, 105, 106)
     (gap,) = release.notes_of("gap")
     assert gap.clip == "sub02/EP01_11f" and "104" in gap.reason
-    skipped = {note.where: note for note in release.notes_of("skipped")}
-    assert "[25] not found" in skipped["CASME2-coding-20190701.xlsx row 8"].reason
-    assert "coded by two coders" in skipped["CASME2-coding-20190701.xlsx row 9"].reason
+    (skipped,) = release.notes_of("skipped")
+    assert skipped.where == "CASME2-coding-20190701.xlsx row 8"
+    assert "[25] not found" in skipped.reason
+    (footnote,) = release.notes_of("note")
+    assert footnote.where == "CASME2-coding-20190701.xlsx row 9"
+    assert "not a clip row" in footnote.reason and "coded by two coders" in footnote.reason
 
     cropped = read_casme2_release(root, release="cropped")
     assert all(record.face_cropped for record in cropped.records)
     assert cropped.records[0].frame_paths[0].name == "reg_img46.jpg"
     # Generated data must be whole: the strict reader fails on the skipped clip.
     with pytest.raises(
-        UserError, match=r"clip sub03/EP13_01 \(CASME2-coding-20190701.xlsx row 8\)"
+        UserError, match=r"generated data must be whole:\n  skipped: CASME2-coding-20190701.xlsx "
+        r"row 8 clip sub03/EP13_01: annotated frame\(s\) \[25\]"
     ):
         read_casme2(root)
 
@@ -127,10 +134,14 @@ def test_smic_labels_from_folders(releases):
     assert all(record.face_cropped for record in cropped.records)
 
 
-def test_smic_clip_in_the_wrong_emotion_folder_is_named(tmp_path):
+def test_smic_clip_in_the_wrong_emotion_folder_is_skipped_by_name(tmp_path):
     fake_releases.write_clip(tmp_path / "HS/s3/micro/positive/s3_ne_02", [1, 2, 3], "image{}.bmp")
-    with pytest.raises(UserError, match=r"HS/s3/micro/positive/s3_ne_02: clip s3_ne_02 does not"):
-        read_smic(tmp_path)
+    release = read_smic(tmp_path)
+    (note,) = release.notes_of("skipped")
+    assert (note.where, note.clip) == ("HS/s3/micro/positive/s3_ne_02", "s03/s03_ne_02")
+    assert "does not belong in s3/micro/positive" in note.reason
+    with pytest.raises(UserError, match=r"gives no usable clip:\n  skipped: HS/s3/micro/pos"):
+        check_usable(release)
 
 
 def test_casme3_repeated_filenames_and_lost_frames(releases):
@@ -181,7 +192,8 @@ def test_errata_fix_and_drop_rows_and_log_each(releases):
 
 def test_missing_annotation_and_wrong_layout_are_named(tmp_path):
     with pytest.raises(
-        UserError, match=r"exactly one SAMM_Micro_FACS_Codes\*.xlsx.*expected layout"
+        UserError, match=r"holds no annotation sheet with the columns subject, filename, onset, "
+        r"offset, emotion \(looked at: no .xlsx/.xls/.csv file\); expected layout"
     ):
         read_samm(tmp_path)
     fake_releases.write_sheet(tmp_path / "MMEW_Micro_Exp.xlsx", fake_releases.MMEW_HEADER, [])
@@ -191,29 +203,30 @@ def test_missing_annotation_and_wrong_layout_are_named(tmp_path):
         read_megc2019(tmp_path)
 
 
-def test_onset_after_offset_names_the_sheet_row(tmp_path):
+def test_onset_after_offset_skips_the_row_by_name(tmp_path):
     root = tmp_path / "samm"
     fake_releases.make_samm(root)
     sheet_path = root / "SAMM_Micro_FACS_Codes_v2.xlsx"
     workbook = openpyxl.load_workbook(sheet_path)
     workbook.active["F17"] = 2000  # Offset Frame of the third clip (onset 2030)
     workbook.save(sheet_path)
-    with pytest.raises(
-        UserError,
-        match=r"SAMM_Micro_FACS_Codes_v2.xlsx row 17 \(clip 011/011_2_3\): onset 2030 is "
-        "after offset 2000",
-    ):
-        read_samm(root)
+    release = read_samm(root)
+    assert [record.filename for record in release.records] == ["006_1_2", "007_3_1"]
+    (note,) = release.notes_of("skipped")
+    assert (note.where, note.clip) == ("SAMM_Micro_FACS_Codes_v2.xlsx row 17", "011/011_2_3")
+    assert note.reason.startswith("onset 2030 is after offset 2000")
 
 
-def test_unreadable_action_units_name_the_row(tmp_path):
+def test_unreadable_action_units_keep_the_clip_and_name_the_row(tmp_path):
     rows = [[1, "EP01_01", 1, 2, 3, None, "4+smile", "happiness"]]
     fake_releases.write_sheet(tmp_path / "CASME2-coding-1.xlsx", fake_releases.CASME2_HEADER, rows)
     fake_releases.write_clip(tmp_path / "CASME2_RAW_selected/sub01/EP01_01", [1, 2, 3], "img{}.jpg")
-    with pytest.raises(
-        UserError, match=r"CASME2-coding-1.xlsx row 2 \(clip sub01/EP01_01\).*smile"
-    ):
-        read_casme2_release(tmp_path)
+    release = read_casme2_release(tmp_path)
+    (record,) = release.records
+    assert record.action_units_raw == "4+smile"
+    (note,) = release.notes_of("au")
+    assert (note.where, note.clip) == ("CASME2-coding-1.xlsx row 2", "sub01/EP01_01")
+    assert "'4+smile' not read ('smile' is no AU)" in note.reason
 
 
 # The MEGC 2019 composite -------------------------------------------------------------
@@ -291,3 +304,196 @@ def test_composite_names_missing_and_mislabelled_clips():
     assert (
         "sub01/EP19_05f (megc2019_composite_3class.csv line 3): listed as negative, but " in message
     )
+
+
+# Finding and reading the annotation sheet --------------------------------------------
+def test_two_candidate_sheets_are_listed_and_one_can_be_chosen(tmp_path):
+    root = tmp_path / "mmew"
+    fake_releases.make_mmew(root)
+    copy = root / "old" / "MMEW labels (copy).csv"
+    copy.parent.mkdir()
+    with copy.open("w", newline="") as handle:
+        csv.writer(handle).writerows(
+            [fake_releases.MMEW_HEADER, [1, "S01_01", 3, 5, 8, "6+12", "happiness", ""]]
+        )
+    # Neither has the usual name: both are candidates by their columns.
+    (root / "MMEW_Micro_Exp.xlsx").rename(root / "old" / "MMEW labels.xlsx")
+    with pytest.raises(UserError) as error:
+        read_mmew(root)
+    message = str(error.value)
+    assert "holds 2 annotation sheets with the columns" in message
+    assert "old/MMEW labels (copy).csv, old/MMEW labels.xlsx" in message
+    assert "--annotation PATH" in message
+    chosen = read_mmew(root, annotation=copy)
+    assert [record.filename for record in chosen.records] == ["S01_01"]
+    assert chosen.annotation == copy
+
+
+def test_a_sheet_of_a_workbook_is_chosen_and_the_others_are_refused(tmp_path):
+    root = tmp_path / "casme2"
+    fake_releases.make_casme2(root)
+    sheet_path = root / "CASME2-coding-20190701.xlsx"
+    workbook = openpyxl.load_workbook(sheet_path)
+    workbook.copy_worksheet(workbook.active).title = "backup"
+    workbook.save(sheet_path)
+    with pytest.raises(UserError, match=r"2 annotation sheets.*20190701.xlsx \[Sheet\], "):
+        read_casme2_release(root)
+    release = read_casme2_release(root, annotation=Path(f"{sheet_path}#backup"))
+    assert len(release.records) == 5
+    assert release.records[0].where == "CASME2-coding-20190701.xlsx [backup] row 3"
+    with pytest.raises(UserError, match="exactly one sheet with the columns"):
+        read_casme2_release(root, annotation=sheet_path)
+
+
+def test_old_excel_and_csv_sheets_are_read_like_xlsx(tmp_path):
+    xlwt = pytest.importorskip("xlwt")  # writes the .xls; reading it needs xlrd
+    root = tmp_path / "samm"
+    fake_releases.make_samm(root)
+    reference = read_samm(root)
+    workbook = openpyxl.load_workbook(root / "SAMM_Micro_FACS_Codes_v2.xlsx")
+    rows = [list(row) for row in workbook.active.iter_rows(values_only=True)]
+    (root / "SAMM_Micro_FACS_Codes_v2.xlsx").unlink()
+    old = xlwt.Workbook()
+    sheet = old.add_sheet("FACS codes")
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            if value is not None:
+                sheet.write(r, c, value)
+    old.save(str(root / "SAMM codes.xls"))
+    from_xls = read_samm(root)
+    (root / "SAMM codes.xls").unlink()
+    with (root / "samm codes.csv").open("w", newline="", encoding="utf-8-sig") as handle:
+        csv.writer(handle, delimiter=";").writerows(rows)
+    from_csv = read_samm(root)
+    for release in (from_xls, from_csv):
+        assert [r.sample_id for r in release.records] == [
+            r.sample_id for r in reference.records
+        ]
+        assert [r.action_units_raw for r in release.records] == ["4+7", "R12+R14", "12A"]
+        (found,) = [note for note in release.notes if "found by its columns" in note.reason]
+        assert found.where in ("SAMM codes.xls", "samm codes.csv")
+
+
+def test_merged_subject_cells_and_repeated_headers(tmp_path):
+    root = tmp_path / "casme2"
+    fake_releases.make_casme2(root)
+    sheet_path = root / "CASME2-coding-20190701.xlsx"
+    workbook = openpyxl.load_workbook(sheet_path)
+    sheet = workbook.active
+    sheet["A4"] = None  # EP03_02 of subject 1, as a cell merged with the row above
+    sheet.merge_cells("A3:A4")
+    sheet.insert_rows(6)
+    for column, value in enumerate(fake_releases.CASME2_HEADER, start=1):
+        sheet.cell(6, column, value)
+    workbook.save(sheet_path)
+    release = read_casme2_release(root)
+    assert "casme2/sub01/EP03_02/8" in {record.sample_id for record in release.records}
+    notes = {note.where: note.reason for note in release.notes_of("note")}
+    assert "merged cells A3:A4" in notes["CASME2-coding-20190701.xlsx"]
+    assert notes["CASME2-coding-20190701.xlsx row 6"] == "a repeated header row"
+
+
+# A user's errata CSV --------------------------------------------------------------------
+def test_errata_csv_is_read_and_its_bad_lines_are_named_at_once(tmp_path):
+    path = tmp_path / "errata.csv"
+    path.write_text(
+        "Subject,Filename,Field,Wrong,Fixed,Reason\n"
+        "sub01,EP02_01f,emotion,disgust,repression,coder's slip\n"
+        "006,006_1_2,row,,,occluded\n"
+    )
+    fix, drop = read_errata(path)
+    assert (fix.dataset, fix.field, fix.fixed, fix.source) == (
+        None,
+        "emotion",
+        "repression",
+        "errata.csv line 2",
+    )
+    assert (drop.field, drop.fixed) == ("row", None)
+    path.write_text(
+        "dataset,subject,filename,onset,field,wrong,fixed,reason\n"
+        "casme2,sub01,EP02_01f,,colour,a,b,typo\n"
+        "samm,006,006_1_2,,row,,x,drop\n"
+        "samm,,006_1_3,,apex,1,2,\n"
+    )
+    with pytest.raises(UserError) as error:
+        read_errata(path)
+    lines = str(error.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "errata.csv line 2",
+        "errata.csv line 3",
+        "errata.csv line 4",
+    ]
+    path.write_text("subject,clip,field,wrong,fixed,reason\n")
+    with pytest.raises(UserError, match=r"missing \['filename'\], unknown \['clip'\]"):
+        read_errata(path)
+    errata = (fix, dataclasses.replace(fix, fixed="others"))
+    assert errata_digest(errata[:1]) != errata_digest(errata)
+    assert errata_digest(errata) == errata_digest(errata[::-1])
+
+
+# The MEGC 2019 composite from fake releases --------------------------------------------
+@pytest.fixture(scope="module")
+def composite_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("megc") / "megc"
+    fake_releases.make_megc2019(root, COMPOSITE_LIST)
+    return root
+
+
+def test_composite_lists_every_listed_clip_a_reader_skipped_with_its_reason(
+    composite_root, tmp_path
+):
+    root = tmp_path / "megc"
+    shutil.copytree(composite_root, root)
+    shutil.rmtree(root / "casme2/CASME2_RAW_selected/sub01/EP02_01f")
+    samm_sheet = root / "samm" / "SAMM_Micro_FACS_Codes_v2.xlsx"
+    workbook = openpyxl.load_workbook(samm_sheet)
+    workbook.active["F15"] = 0  # the first listed SAMM clip's offset
+    workbook.save(samm_sheet)
+    smic_clip = next((root / "smic/HS/s1/micro/negative").iterdir())
+    shutil.rmtree(smic_clip)
+    with pytest.raises(UserError) as error:
+        read_megc2019(root)
+    message = str(error.value)
+    assert "3 cannot be taken from the releases" in message
+    problems = message.split("\n  ")[1:]
+    assert len(problems) == 3
+    assert problems[0].startswith(
+        "casme2 sub01/EP02_01f (megc2019_composite_3class.csv line 2): not in the release: "
+        "skipped by the reader (CASME2-coding-20190701.xlsx row 2: frame folder "
+    )
+    # In list order: CASME II, SMIC, SAMM.
+    assert problems[1].startswith("smic s01/s01_ne_") and "not in the release" in problems[1]
+    assert problems[2].startswith("samm 006/") and "onset 11 is after offset 0" in problems[2]
+
+
+def test_composite_names_every_part_it_cannot_read_and_routes_errata(composite_root, tmp_path):
+    root = tmp_path / "megc"
+    shutil.copytree(composite_root, root)
+    (root / "casme2" / "CASME2-coding-20190701.xlsx").unlink()
+    shutil.rmtree(root / "smic" / "HS")
+    with pytest.raises(UserError) as error:
+        read_megc2019(root)
+    message = str(error.value)
+    assert "2 cannot be read" in message
+    assert "\n  casme2/: " in message and "holds no annotation sheet" in message
+    assert "\n  smic/: " in message and "has no HS/ folder" in message
+    erratum = Erratum("sub01", "EP02_01f", "emotion", "happiness", "surprise", "test")
+    with pytest.raises(UserError, match="must name their database"):
+        read_megc2019(composite_root, errata=[erratum])
+    samm_sheet = composite_root / "samm" / "SAMM_Micro_FACS_Codes_v2.xlsx"
+    chosen = read_megc2019(composite_root, annotations=[samm_sheet])
+    assert len(chosen.records) == 442
+    with pytest.raises(UserError, match="choose at most one sheet inside each of casme2/"):
+        read_megc2019(composite_root, annotations=[tmp_path / "elsewhere.xlsx"])
+    composite = read_megc2019(
+        composite_root,
+        errata=[
+            Erratum("sub01", "EP19_05f", "emotion", "disgust", "repression", "t", dataset="casme2"),
+            Erratum("s01", "s01_ne_01", "emotion", "negative", "x", "test", dataset="casme2"),
+        ],
+    )
+    assert len(composite.records) == 442
+    (fixed,) = composite.notes_of("fixed")
+    assert fixed.where == "casme2: CASME2-coding-20190701.xlsx row 3"
+    (unmatched,) = [note for note in composite.notes if "matched no row" in note.reason]
+    assert unmatched.where.startswith("casme2: ") and unmatched.clip == "s01/s01_ne_01"

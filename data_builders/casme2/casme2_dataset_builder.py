@@ -19,8 +19,9 @@ from pathlib import Path
 
 from data_builders.clip_builder import ReleaseBuilder, ReleaseVariantConfig
 from data_builders.errata import Erratum
-from data_builders.reading import ClipSource, find_annotation, read_sheet_release
-from data_builders.records import ClipRecord, ReleaseRecords
+from data_builders.reading import ClipSource, read_sheet_release
+from data_builders.records import ClipRecord, ReleaseLog, ReleaseRecords
+from data_builders.sheets import find_annotation, whole_number
 from mer_jax.errors import UserError
 
 # Frame folders of a CASME II release by release variant: "raw" frames are aligned by
@@ -37,17 +38,17 @@ CASME2_LAYOUT = (
 )
 
 
-def casme2_subject_folder(subject: str, where: str) -> str:
-    """The CASME II subject folder of a Subject cell: 1 -> "sub01", "sub01" -> "sub01".
+def casme2_subject_folder(subject: str) -> str:
+    """The CASME II subject folder of a Subject cell: 1, "1.0", "sub1", "Sub01" -> "sub01".
 
     Raises:
-        UserError: neither form; names the row.
+        UserError: neither a number nor like "sub01".
     """
-    if subject.isdigit():
-        return f"sub{int(subject):02d}"
-    if re.fullmatch(r"sub\d+", subject, re.IGNORECASE):
-        return subject.lower()
-    raise UserError(f"{where}: Subject {subject!r} is neither a number nor like 'sub01'")
+    number = whole_number(subject)
+    match = re.fullmatch(r"sub\s*(\d+)", subject.strip(), re.IGNORECASE)
+    if number is None and match is None:
+        raise UserError(f"Subject {subject!r} is neither a number nor like 'sub01'")
+    return f"sub{number if number is not None else int(match.group(1)):02d}"
 
 
 def read_casme2_release(
@@ -57,6 +58,7 @@ def read_casme2_release(
     fps: float = 200.0,
     release: str | None = None,
     errata: Sequence[Erratum] | None = None,
+    annotation: Path | None = None,
 ) -> ReleaseRecords:
     """Reads the clips of a CASME II-layout directory, in coding-sheet order.
 
@@ -67,13 +69,22 @@ def read_casme2_release(
         fps: frame rate of the recordings (CASME II: 200).
         release: "raw" or "cropped" frames; None takes the first present, raw first.
         errata: corrections to apply; default: the shipped table of `dataset`.
+        annotation: the coding sheet to read; None: found in root by `find_annotation`.
 
     Raises:
-        UserError: no coding sheet or frame folder (the message shows the expected
-            layout), or a malformed sheet row (the message names the sheet and row).
+        UserError: no coding sheet, several, or no frame folder (the message shows the
+            expected layout). Problems of single rows are notes of the release.
     """
     root = Path(root)
-    sheet_path = find_annotation(root, "CASME2-coding-*.xlsx", CASME2_LAYOUT, depth=0)
+    log = ReleaseLog()
+    sheet = find_annotation(
+        root,
+        pattern="CASME2-coding-*.xlsx",
+        layout=CASME2_LAYOUT,
+        depth=0,
+        log=log,
+        chosen=annotation,
+    )
     variants = [release] if release is not None else list(CASME2_FRAME_FOLDERS)
     if release is not None and release not in CASME2_FRAME_FOLDERS:
         raise UserError(f"CASME II release {release!r} is not one of {list(CASME2_FRAME_FOLDERS)}")
@@ -90,11 +101,11 @@ def read_casme2_release(
         wanted = " or ".join(name for variant in variants for name in CASME2_FRAME_FOLDERS[variant])
         raise UserError(f"{root} has no frame folder {wanted}; {CASME2_LAYOUT}")
     return read_sheet_release(
-        sheet_path,
-        layout=CASME2_LAYOUT,
+        sheet,
         source=ClipSource(dataset, fps, cropped, frame_root, root / "landmarks"),
         subject_folder=casme2_subject_folder,
         errata=errata,
+        log=log,
     )
 
 
@@ -107,8 +118,9 @@ def read_casme2(
     releases go through `read_casme2_release`, which skips and reports such rows.
 
     Raises:
-        UserError: as `read_casme2_release`, or a row that would be skipped (missing
-            frames or folder, duplicate clip); the message names the clip, sheet and row.
+        UserError: as `read_casme2_release`, or rows that would be skipped (missing
+            frames or folder, duplicate clip); the message names every one with its sheet
+            row.
     """
     return read_casme2_release(root, dataset=dataset, fps=fps).strict_records()
 
@@ -131,8 +143,14 @@ class Builder(ReleaseBuilder):
         ReleaseVariantConfig(name="cropped", release="cropped", description="official crops"),
     ]
     PROTOCOL = "casme2_5class"
+    DATASETS = ("casme2",)
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def read_release(self, manual_dir: Path) -> ReleaseRecords:
         """The CASME II release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_casme2_release(manual_dir, release=self.builder_config.release)
+        return read_casme2_release(
+            manual_dir,
+            release=self.builder_config.release,
+            errata=self.errata_for("casme2"),
+            annotation=self.chosen_annotation(),
+        )

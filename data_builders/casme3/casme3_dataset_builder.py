@@ -17,14 +17,9 @@ from pathlib import Path
 
 from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
 from data_builders.errata import Erratum
-from data_builders.reading import (
-    ClipSource,
-    SheetRow,
-    child_dir,
-    find_annotation,
-    read_sheet_release,
-)
-from data_builders.records import ReleaseRecords
+from data_builders.reading import ClipSource, child_dir, read_sheet_release
+from data_builders.records import ReleaseLog, ReleaseRecords
+from data_builders.sheets import SheetRow, find_annotation, whole_number
 from mer_jax.errors import UserError
 
 DATASET = "casme3"
@@ -45,20 +40,23 @@ Optional landmarks sidecars mirror the task folders below the subjects' parent f
 <root>/landmarks/spNO.1/a/color.csv (one file per task recording, rows by jpg number).
 """
 _SUBJECT = re.compile(r"spno\.(\d+)", re.IGNORECASE)
+# A part of the micro-expression sheet's usual name.
+ME_SHEET = "part_A_ME_label_JpgIndex"
 # How deep below manual_dir the subject folders may sit (part_A/data/part_A/spNO.1).
 _SUBJECT_DEPTH = 5
 
 
-def casme3_subject_folder(subject: str, where: str) -> str:
+def casme3_subject_folder(subject: str) -> str:
     """The subject folder of a Subject cell: "spNO.1" (any case) or 1 -> "spNO.1".
 
     Raises:
-        UserError: neither form; names the row.
+        UserError: neither form.
     """
-    match = _SUBJECT.fullmatch(subject)
-    if match is None and not subject.isdigit():
-        raise UserError(f"{where}: CAS(ME)^3 Subject {subject!r} is not like spNO.1")
-    return f"spNO.{int(match.group(1) if match else subject)}"
+    match = _SUBJECT.fullmatch(subject.strip())
+    number = int(match.group(1)) if match else whole_number(subject)
+    if number is None:
+        raise UserError(f"CAS(ME)^3 Subject {subject!r} is not like spNO.1")
+    return f"spNO.{number}"
 
 
 def _subject_dirs(root: Path) -> dict[str, Path]:
@@ -110,23 +108,41 @@ def part_a_task_frames(root: Path, layout: str) -> tuple[Path, Callable[[SheetRo
     return frame_root, clip_dir_of
 
 
-def read_casme3(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> ReleaseRecords:
+def read_casme3(
+    root: str | Path,
+    *,
+    errata: Sequence[Erratum] | None = None,
+    annotation: Path | None = None,
+) -> ReleaseRecords:
     """The micro-expression clips of a CAS(ME)^3 Part A release, in sheet order.
 
+    Args:
+        root, errata, annotation: the release folder, the corrections to apply and the
+            sheet chosen, as for `data_builders.casme2.read_casme2_release`.
+
     Raises:
-        UserError: no annotation or no subject folders (the message shows the layout),
-            or a malformed row (the message names the sheet and row).
+        UserError: no annotation, several, or no subject folders (the message shows the
+            layout). Problems of single rows are notes of the release.
     """
     root = Path(root)
-    sheet_path = find_annotation(root, "*part_A_ME_label_JpgIndex*.xlsx", CASME3_LAYOUT, depth=3)
+    log = ReleaseLog()
+    sheet = find_annotation(
+        root,
+        pattern=f"*{ME_SHEET}*.xlsx",
+        layout=CASME3_LAYOUT,
+        depth=3,
+        log=log,
+        chosen=annotation,
+        other_sheets="*part_A_MaE_*",  # the macro-expression sheet, if it uses our columns
+    )
     frame_root, clip_dir_of = part_a_task_frames(root, CASME3_LAYOUT)
     return read_sheet_release(
-        sheet_path,
-        layout=CASME3_LAYOUT,
+        sheet,
         source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
         subject_folder=casme3_subject_folder,
         clip_dir_of=clip_dir_of,
         errata=errata,
+        log=log,
         filename_of=str.lower,
     )
 
@@ -136,8 +152,11 @@ class Builder(ReleaseBuilder):
 
     BUILDER_CONFIGS = [ClipBuilderConfig(name="default", description="Part A color, dlib faces")]
     PROTOCOL = "casme3_4class"
+    DATASETS = (DATASET,)
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def read_release(self, manual_dir: Path) -> ReleaseRecords:
         """The CAS(ME)^3 Part A release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_casme3(manual_dir)
+        return read_casme3(
+            manual_dir, errata=self.errata_for(DATASET), annotation=self.chosen_annotation()
+        )

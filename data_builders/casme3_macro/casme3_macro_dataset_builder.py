@@ -10,9 +10,11 @@ The macro sheet: our assumption, from public code that reads the release, is tha
 is `cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx` next to the micro sheet, with
 the header `sub, seq, onset, apex, offset, ...emotion` ("sub" = Subject like spNO.1,
 "seq" = the task folder like "a"). The file is found as the one .xlsx whose name
-contains the config field `annotation_contains` (default "part_A_MaE_label"), and the
-header is read by name, accepting the micro sheet's spellings too (Subject, Filename,
-Onset, ...). Neither apex nor emotion is used.
+contains the config field `annotation_contains` (default "part_A_MaE_label"), else as
+the one sheet holding its columns (never the micro sheet; `--annotation` chooses among
+several), and the header is read by name, accepting the micro sheet's spellings too
+(Subject, Filename, Onset, ...). Neither apex nor emotion is used; row problems are
+skipped and noted as for the micro builder.
 
 Subjects are namespaced exactly like the micro builder's (`casme3/spNO.1`, the same
 function): CAS(ME)^3 macro clips share their people with its micro clips, and the
@@ -28,19 +30,14 @@ from pathlib import Path
 
 from data_builders.casme3.casme3_dataset_builder import (
     FPS,
+    ME_SHEET,
     casme3_subject_folder,
     part_a_task_frames,
 )
 from data_builders.macro_pairs import MacroPairsConfig, MacroReleaseBuilder
-from data_builders.reading import (
-    HEADER_ALIASES,
-    ClipSource,
-    ReleaseLog,
-    find_annotation,
-    join_release,
-    read_annotation_sheet,
-)
-from data_builders.records import MacroRelease, clip_from_record
+from data_builders.reading import ClipSource, join_release
+from data_builders.records import MacroRelease, ReleaseLog, clip_from_record
+from data_builders.sheets import HEADER_ALIASES, find_annotation, normalised_rows
 from mer_jax.errors import UserError
 
 DATASET = "casme3_macro"
@@ -101,34 +98,46 @@ class Casme3MacroConfig(MacroPairsConfig):
 
 
 def read_casme3_macro(
-    root: str | Path, *, annotation_contains: str = DEFAULT_ANNOTATION
+    root: str | Path,
+    *,
+    annotation_contains: str = DEFAULT_ANNOTATION,
+    annotation: Path | None = None,
 ) -> MacroRelease:
     """The macro-expression clips of a CAS(ME)^3 Part A release, in sheet order.
 
+    Args:
+        root: the release folder.
+        annotation_contains: a part of the macro sheet's usual file name (the first
+            guess of `find_annotation`).
+        annotation: the macro sheet to read; None: found in root.
+
     Raises:
-        UserError: no macro sheet or no subject folders (the message shows the layout),
-            or a malformed row (the message names the sheet and row).
+        UserError: no macro sheet, several, or no subject folders (the message shows the
+            layout). Problems of single rows are notes of the release.
     """
     root = Path(root)
     layout = casme3_macro_layout(annotation_contains)
-    sheet_path = find_annotation(root, f"*{annotation_contains}*.xlsx", layout, depth=3)
-    frame_root, clip_dir_of = part_a_task_frames(root, layout)
     log = ReleaseLog()
+    sheet = find_annotation(
+        root,
+        pattern=f"*{annotation_contains}*.xlsx",
+        layout=layout,
+        depth=3,
+        log=log,
+        chosen=annotation,
+        header_aliases=MACRO_HEADER_ALIASES,
+        required=_REQUIRED,
+        other_sheets=f"*{ME_SHEET}*",  # the micro sheet holds the same columns
+    )
+    frame_root, clip_dir_of = part_a_task_frames(root, layout)
     rows = [
         # The apex is not used: a macro sheet's apex cell cannot fail or change a clip.
-        replace(
-            row,
-            subject=casme3_subject_folder(row.subject, row.where),
-            filename=row.filename.lower(),
-            apex="",
-        )
-        for row in read_annotation_sheet(
-            sheet_path, layout, log, header_aliases=MACRO_HEADER_ALIASES, required=_REQUIRED
-        )
+        replace(row, apex="")
+        for row in normalised_rows(sheet, log, casme3_subject_folder, str.lower)
     ]
     records = join_release(
         rows,
-        annotation=sheet_path,
+        annotation=sheet.table.path,
         source=ClipSource(SUBJECT_NAMESPACE, FPS, False, frame_root, root / "landmarks"),
         clip_dir_of=clip_dir_of,
         errata=(),  # the micro sheet's errata are not about these rows
@@ -138,7 +147,7 @@ def read_casme3_macro(
         clip_from_record(record, dataset=DATASET, clip=f"{record.filename}_{record.onset}")
         for record in records.records
     )
-    return MacroRelease(DATASET, sheet_path, clips, records.notes)
+    return MacroRelease(DATASET, sheet.table.path, clips, records.notes)
 
 
 class Builder(MacroReleaseBuilder):
@@ -147,9 +156,12 @@ class Builder(MacroReleaseBuilder):
     BUILDER_CONFIGS = [Casme3MacroConfig(name="default", description="Part A color, dlib faces")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
     IDENTITIES = "CAS(ME)^3 subject ids (casme3/spNO.N), shared with the micro clips"
+    READS_ANNOTATION = True
 
     def read_release(self, manual_dir: Path) -> MacroRelease:
         """The Part A macro-expression clips in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
         return read_casme3_macro(
-            manual_dir, annotation_contains=self.builder_config.annotation_contains
+            manual_dir,
+            annotation_contains=self.builder_config.annotation_contains,
+            annotation=self.chosen_annotation(),
         )

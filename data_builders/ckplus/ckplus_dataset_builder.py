@@ -26,8 +26,8 @@ import re
 from pathlib import Path
 
 from data_builders.macro_pairs import MacroPairsConfig, MacroReleaseBuilder
-from data_builders.reading import ReleaseLog, child_dir, list_frames
-from data_builders.records import LANDMARKS_POINTS, MacroClip, MacroRelease
+from data_builders.reading import child_dir, list_frames
+from data_builders.records import LANDMARKS_POINTS, MacroClip, MacroRelease, ReleaseLog
 from mer_jax.errors import UserError
 
 DATASET = "ckplus"

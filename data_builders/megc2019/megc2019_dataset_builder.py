@@ -4,9 +4,11 @@ The composite is exactly the official list shipped as
 `data_builders/megc2019_composite_3class.csv` (dataset, subject, filename, label): CASME
 II 145 clips (two disgust clips, sub04/EP12_01f and sub05/EP09_05f, are not in it),
 SAMM 133, SMIC-HS 164; negative / positive / surprise 250 / 109 / 83. The clips are
-taken from the records of the three databases' own readers, so every quirk and erratum
-of those applies here too; a listed clip that a release lacks, or whose emotion maps to
-another class than the list says, fails the build with every such entry named.
+taken from the records of the three databases' own readers, so every quirk, row rule
+and erratum of those applies here too (a user's errata name the part in their `dataset`
+column). A benchmark must be exact: a listed clip that a release lacks (with the reason
+its reader gave), or whose emotion maps to another class than the list says, fails the
+reading with every such entry named, and so does a part that cannot be read at all.
 """
 
 import csv
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from data_builders.casme2 import casme2_subject_folder, read_casme2_release
 from data_builders.clip_builder import ReleaseBuilder, ReleaseVariantConfig
+from data_builders.errata import Erratum, errata_for
 from data_builders.reading import child_dir
 from data_builders.records import ClipRecord, ReleaseRecords, RowNote
 from data_builders.samm import read_samm, samm_subject_folder
@@ -56,11 +59,11 @@ class CompositeEntry:
 
 def _list_subject(dataset: str, subject: str, where: str) -> str:
     # The list writes SAMM subjects as bare integers and CASME II ones as "sub01".
-    if dataset == "samm":
-        return samm_subject_folder(subject, where)
-    if dataset == "casme2":
-        return casme2_subject_folder(subject, where)
-    return subject
+    folder_of = {"samm": samm_subject_folder, "casme2": casme2_subject_folder}.get(dataset)
+    try:
+        return subject if folder_of is None else folder_of(subject)
+    except UserError as error:
+        raise UserError(f"{where}: {error}") from None
 
 
 def composite_entries(path: Path = COMPOSITE_LIST) -> list[CompositeEntry]:
@@ -101,9 +104,9 @@ def select_composite(
         list_path: named as the composite's annotation.
 
     Raises:
-        UserError: a listed clip missing from its release (with the reason the reader
+        UserError: a listed clip missing from its release (with the reasons the reader
             skipped it, if it did) or a clip whose emotion maps to another class than the
-            list gives; every such entry is named.
+            list gives, or to none; every such entry is named.
     """
     protocol = get_protocol(PROTOCOL)
     by_key: dict[tuple[str, str, str], list[ClipRecord]] = {}
@@ -122,16 +125,20 @@ def select_composite(
         found = by_key.get((entry.dataset, entry.subject, entry.filename.lower()), [])
         if len(found) != 1:
             reasons = [
-                note.reason
+                f"{note.where}: {note.reason}"
                 for note in releases[entry.dataset].notes_of("skipped")
                 if note.clip.lower() == f"{entry.subject}/{entry.filename}".lower()
             ]
-            why = f": skipped by the reader, {reasons[0]}" if reasons else ""
+            why = f": skipped by the reader ({'; '.join(reasons)})" if reasons else ""
             state = "not in the release" if not found else f"{len(found)} clips in the release"
             problems.append(f"{clip}: {state}{why}")
             continue
         record = found[0]
-        label = protocol.label_of(record.dataset, record.emotion)
+        try:
+            label = protocol.label_of(record.dataset, record.emotion)
+        except UserError as error:
+            problems.append(f"{clip}: {error}")
+            continue
         if label != entry.label:
             names = protocol.class_names
             problems.append(
@@ -141,12 +148,11 @@ def select_composite(
             continue
         chosen.append(record)
     if problems:
-        shown = "\n  ".join(problems[:20]) + (
-            f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        )
         raise UserError(
             f"the MEGC 2019 composite must hold exactly the {len(entries)} clips of "
-            f"{list_path.name}; {len(problems)} cannot be taken from the releases:\n  {shown}"
+            f"{list_path.name}; {len(problems)} cannot be taken from the releases (correct "
+            "the releases or add errata, --errata with a dataset column):\n  "
+            + "\n  ".join(problems)
         )
     left_out = Counter(
         record.dataset for release in releases.values() for record in release.records
@@ -159,13 +165,28 @@ def select_composite(
     return ReleaseRecords(DATASET, list_path, tuple(chosen), tuple(notes))
 
 
-def read_megc2019(root: str | Path, *, release: str = "raw") -> ReleaseRecords:
+def read_megc2019(
+    root: str | Path,
+    *,
+    release: str = "raw",
+    errata: Sequence[Erratum] = (),
+    annotations: Sequence[Path] = (),
+) -> ReleaseRecords:
     """The composite from a folder holding casme2/, samm/ and smic/ releases.
 
+    Args:
+        root: the folder of the three releases.
+        release: "raw" or "cropped" CASME II and SMIC frames.
+        errata: the user's corrections, each naming its part in `Erratum.dataset`; the
+            shipped tables apply as well.
+        annotations: the coding sheets chosen where a part holds several candidates,
+            each inside its part's folder.
+
     Raises:
-        UserError: a part folder missing (the message shows the layout), anything the
-            parts' readers raise, or a listed clip that cannot be taken (see
-            `select_composite`).
+        UserError: a part folder missing (the message shows the layout), an erratum
+            without its part, a chosen sheet in no part's folder, parts that cannot be
+            read (every one named with its reader's error), or listed clips that cannot
+            be taken (see `select_composite`).
     """
     root = Path(root)
     parts = {name: child_dir(root, name) for name in PARTS}
@@ -176,12 +197,52 @@ def read_megc2019(root: str | Path, *, release: str = "raw") -> ReleaseRecords:
             "needs casme2/, samm/ and smic/ sub-folders, each laid out as for its own builder "
             "(see data_builders.megc2019.MANUAL_DOWNLOAD_INSTRUCTIONS)"
         )
-    releases = {
-        "casme2": read_casme2_release(parts["casme2"], release=release),
-        "samm": read_samm(parts["samm"]),
-        "smic": read_smic(parts["smic"], release=release),
+    unrouted = [erratum.source or str(erratum) for erratum in errata if erratum.dataset is None]
+    if unrouted:
+        raise UserError(
+            "errata for the MEGC 2019 composite must name their database (casme2, samm or "
+            f"smic) in the dataset column: {', '.join(unrouted)}"
+        )
+    chosen: dict[str, Path] = {}
+    for path in annotations:
+        inside = [name for name, folder in parts.items() if _inside(path, folder)]
+        part = inside[0] if inside else None
+        if part is None or part in chosen:
+            raise UserError(
+                f"annotation {path}: for the composite, choose at most one sheet inside each "
+                "of casme2/ and samm/"
+            )
+        chosen[part] = path
+    readers = {
+        "casme2": lambda: read_casme2_release(
+            parts["casme2"],
+            release=release,
+            errata=errata_for("casme2", errata),
+            annotation=chosen.get("casme2"),
+        ),
+        "samm": lambda: read_samm(
+            parts["samm"], errata=errata_for("samm", errata), annotation=chosen.get("samm")
+        ),
+        "smic": lambda: read_smic(
+            parts["smic"], release=release, errata=errata_for("smic", errata)
+        ),
     }
+    releases, failures = {}, []
+    for name, read in readers.items():
+        try:
+            releases[name] = read()
+        except UserError as error:
+            failures.append(f"{name}/: {error}")
+    if failures:
+        raise UserError(
+            f"the MEGC 2019 composite needs all of casme2/, samm/ and smic/; "
+            f"{len(failures)} cannot be read:\n  " + "\n  ".join(failures)
+        )
     return select_composite(releases, composite_entries())
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.expanduser().resolve().is_relative_to(folder.resolve())
 
 
 class Builder(ReleaseBuilder):
@@ -194,8 +255,14 @@ class Builder(ReleaseBuilder):
         ),
     ]
     PROTOCOL = PROTOCOL
+    DATASETS = PARTS
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def read_release(self, manual_dir: Path) -> ReleaseRecords:
         """The composite from manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_megc2019(manual_dir, release=self.builder_config.release)
+        return read_megc2019(
+            manual_dir,
+            release=self.builder_config.release,
+            errata=self.reading.errata,
+            annotations=self.reading.annotations,
+        )

@@ -11,15 +11,9 @@ from pathlib import Path
 
 from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
 from data_builders.errata import Erratum
-from data_builders.reading import (
-    ClipSource,
-    ReleaseLog,
-    SheetRow,
-    child_dir,
-    find_annotation,
-    read_sheet_release,
-)
-from data_builders.records import ReleaseRecords
+from data_builders.reading import ClipSource, child_dir, read_sheet_release
+from data_builders.records import ReleaseLog, ReleaseRecords
+from data_builders.sheets import SheetRow, find_annotation, whole_number
 from mer_jax.data.protocols import normalize_emotion
 from mer_jax.errors import UserError
 
@@ -39,34 +33,50 @@ Optional landmarks sidecars mirror the clip folders: <root>/landmarks/<emotion>/
 """
 
 
-def mmew_subject_folder(subject: str, where: str) -> str:
-    """The subject name of a Subject cell: as written, numbers zero-padded (3 -> "03").
+def mmew_subject_folder(subject: str) -> str:
+    """The subject name of a Subject cell: as written, numbers zero-padded (3, "3.0" ->
+    "03").
 
     The padding is our reading (MMEW has no subject folders); it only keeps the names
     sortable.
     """
-    if not subject:
-        raise UserError(f"{where}: empty MMEW Subject")
-    return f"{int(subject):02d}" if subject.isdigit() else subject
+    number = whole_number(subject)
+    return subject.strip() if number is None else f"{number:02d}"
 
 
-def read_mmew(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> ReleaseRecords:
+def read_mmew(
+    root: str | Path,
+    *,
+    errata: Sequence[Erratum] | None = None,
+    annotation: Path | None = None,
+) -> ReleaseRecords:
     """The micro-expression clips of an MMEW release, in sheet order.
 
+    Args:
+        root, errata, annotation: the release folder, the corrections to apply and the
+            sheet chosen, as for `data_builders.casme2.read_casme2_release`.
+
     Raises:
-        UserError: no sheet or Micro_Expression/ folder (the message shows the layout),
-            or a malformed row (the message names the sheet and row).
+        UserError: no sheet, several, or no Micro_Expression/ folder (the message shows
+            the layout). Problems of single rows are notes of the release.
     """
     root = Path(root)
-    sheet_path = find_annotation(root, "MMEW_Micro_Exp*.xlsx", MMEW_LAYOUT, depth=1)
+    log = ReleaseLog()
+    sheet = find_annotation(
+        root,
+        pattern="MMEW_Micro_Exp*.xlsx",
+        layout=MMEW_LAYOUT,
+        depth=1,
+        log=log,
+        chosen=annotation,
+    )
     frame_root = child_dir(root, "Micro_Expression")
     if frame_root is None:
         raise UserError(f"{root} has no Micro_Expression/ folder; {MMEW_LAYOUT}")
     clip_dirs: dict[str, list[Path]] = {}
     for emotion_dir in sorted(path for path in frame_root.iterdir() if path.is_dir()):
         for clip_dir in sorted(path for path in emotion_dir.iterdir() if path.is_dir()):
-            clip_dirs.setdefault(clip_dir.name.lower(), []).append(clip_dir)
-    log = ReleaseLog()
+            clip_dirs.setdefault(clip_dir.name.strip().lower(), []).append(clip_dir)
 
     def clip_dir_of(row: SheetRow) -> Path | None:
         candidates = clip_dirs.get(row.filename.lower(), [])
@@ -86,8 +96,7 @@ def read_mmew(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> R
         return chosen
 
     return read_sheet_release(
-        sheet_path,
-        layout=MMEW_LAYOUT,
+        sheet,
         source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
         subject_folder=mmew_subject_folder,
         clip_dir_of=clip_dir_of,
@@ -101,8 +110,11 @@ class Builder(ReleaseBuilder):
 
     BUILDER_CONFIGS = [ClipBuilderConfig(name="default", description="MMEW frames, dlib faces")]
     PROTOCOL = "mmew_4class"
+    DATASETS = (DATASET,)
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def read_release(self, manual_dir: Path) -> ReleaseRecords:
         """The MMEW release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_mmew(manual_dir)
+        return read_mmew(
+            manual_dir, errata=self.errata_for(DATASET), annotation=self.chosen_annotation()
+        )

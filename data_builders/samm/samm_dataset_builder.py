@@ -12,8 +12,9 @@ from pathlib import Path
 
 from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
 from data_builders.errata import Erratum
-from data_builders.reading import ClipSource, child_dir, find_annotation, read_sheet_release
-from data_builders.records import ReleaseRecords
+from data_builders.reading import ClipSource, child_dir, read_sheet_release
+from data_builders.records import ReleaseLog, ReleaseRecords
+from data_builders.sheets import find_annotation, whole_number
 from mer_jax.errors import UserError
 
 DATASET = "samm"
@@ -31,35 +32,53 @@ Optional landmarks sidecars: <root>/landmarks/006/006_1_2.csv.
 """
 
 
-def samm_subject_folder(subject: str, where: str) -> str:
-    """The SAMM subject folder of a Subject cell: 6 -> "006".
+def samm_subject_folder(subject: str) -> str:
+    """The SAMM subject folder of a Subject cell: 6, "6.0", "006" -> "006".
 
     Raises:
-        UserError: the cell is not a number; names the row.
+        UserError: the cell is not a whole number.
     """
-    if not subject.isdigit():
-        raise UserError(f"{where}: SAMM Subject {subject!r} is not a number like 6 or 006")
-    return f"{int(subject):03d}"
+    number = whole_number(subject)
+    if number is None:
+        raise UserError(f"SAMM Subject {subject!r} is not a number like 6 or 006")
+    return f"{number:03d}"
 
 
-def read_samm(root: str | Path, *, errata: Sequence[Erratum] | None = None) -> ReleaseRecords:
+def read_samm(
+    root: str | Path,
+    *,
+    errata: Sequence[Erratum] | None = None,
+    annotation: Path | None = None,
+) -> ReleaseRecords:
     """The clips of a SAMM release, in coding-sheet order.
 
+    Args:
+        root, errata, annotation: the release folder, the corrections to apply and the
+            sheet chosen, as for `data_builders.casme2.read_casme2_release`.
+
     Raises:
-        UserError: no coding sheet or SAMM/ frame folder (the message shows the layout),
-            or a malformed row (the message names the sheet and row).
+        UserError: no coding sheet, several, or no SAMM/ frame folder (the message shows
+            the layout). Problems of single rows are notes of the release.
     """
     root = Path(root)
-    sheet_path = find_annotation(root, "SAMM_Micro_FACS_Codes*.xlsx", SAMM_LAYOUT, depth=1)
+    log = ReleaseLog()
+    sheet = find_annotation(
+        root,
+        pattern="SAMM_Micro_FACS_Codes*.xlsx",
+        layout=SAMM_LAYOUT,
+        depth=1,
+        log=log,
+        chosen=annotation,
+    )
     frame_root = child_dir(root, "SAMM")
     if frame_root is None:
         raise UserError(f"{root} has no SAMM/ frame folder; {SAMM_LAYOUT}")
     return read_sheet_release(
-        sheet_path,
-        layout=SAMM_LAYOUT,
+        sheet,
         source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
         subject_folder=samm_subject_folder,
         errata=errata,
+        log=log,
     )
 
 
@@ -68,8 +87,11 @@ class Builder(ReleaseBuilder):
 
     BUILDER_CONFIGS = [ClipBuilderConfig(name="default", description="SAMM frames, dlib faces")]
     PROTOCOL = "samm_5class"
+    DATASETS = (DATASET,)
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def read_release(self, manual_dir: Path) -> ReleaseRecords:
         """The SAMM release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_samm(manual_dir)
+        return read_samm(
+            manual_dir, errata=self.errata_for(DATASET), annotation=self.chosen_annotation()
+        )

@@ -14,15 +14,9 @@ from pathlib import Path
 
 from data_builders.clip_builder import ReleaseBuilder, ReleaseVariantConfig
 from data_builders.errata import Erratum
-from data_builders.reading import (
-    ClipSource,
-    FrameIndex,
-    ReleaseLog,
-    SheetRow,
-    child_dir,
-    join_release,
-)
-from data_builders.records import ReleaseRecords
+from data_builders.reading import ClipSource, FrameIndex, child_dir, join_release
+from data_builders.records import ReleaseLog, ReleaseRecords
+from data_builders.sheets import SheetRow
 from mer_jax.errors import UserError
 
 DATASET = "smic"
@@ -63,14 +57,17 @@ def read_smic(
 ) -> ReleaseRecords:
     """The clips of a SMIC-HS release, by subject and clip name.
 
+    Folders that cannot be a clip are noted and skipped: a clip folder in another
+    subject's or emotion's folder than its name says, a name that is no clip name, a
+    folder without frames or with two files for one frame number.
+
     Args:
         root: the release folder.
         release: "raw" (HS/) or "cropped" (SMIC_all_cropped/HS/).
         errata: corrections (e.g. dropping a clip); None: the shipped table.
 
     Raises:
-        UserError: no HS folder (the message shows the layout), or a clip folder whose
-            name disagrees with its emotion or subject folder (the message names it).
+        UserError: no HS folder, or no clip folder at all (the message shows the layout).
     """
     root = Path(root)
     hs = _hs_folder(root, release)
@@ -98,16 +95,25 @@ def read_smic(
                     log.add("skipped", where, "", "folder name is not a clip name like s1_ne_01")
                     continue
                 number, code, index = match.groups()
+                filename = f"s{int(number):02d}_{code.lower()}_{index}"
+                clip = f"{subject}/{filename}"
                 if code.lower() != _EMOTION_CODES[emotion] or int(number) != int(subject[1:]):
-                    raise UserError(
-                        f"{where}: clip {clip_dir.name} does not belong in {subject_dir.name}/"
-                        f"micro/{emotion_dir.name}; move it to the folder its name says"
+                    log.add(
+                        "skipped",
+                        where,
+                        clip,
+                        f"clip {clip_dir.name} does not belong in {subject_dir.name}/micro/"
+                        f"{emotion_dir.name}; move it to the folder its name says",
                     )
-                frames = frame_index.frames(clip_dir)
-                if not frames:
-                    log.add("skipped", where, clip_dir.name, "no frame images in the folder")
                     continue
-                filename = f"{subject}_{code.lower()}_{index}"
+                try:
+                    frames = frame_index.frames(clip_dir)
+                except UserError as error:
+                    log.add("skipped", where, clip, str(error))
+                    continue
+                if not frames:
+                    log.add("skipped", where, clip, "no frame images in the folder")
+                    continue
                 clip_dirs[(subject, filename)] = clip_dir
                 rows.append(
                     SheetRow(
@@ -121,7 +127,7 @@ def read_smic(
                         emotion=emotion,
                     )
                 )
-    if not rows:
+    if not rows and not log.notes_of("skipped"):
         raise UserError(f"{hs} holds no clip folders; {SMIC_LAYOUT}")
     return join_release(
         rows,
@@ -143,8 +149,12 @@ class Builder(ReleaseBuilder):
         ),
     ]
     PROTOCOL = "smic_3class"
+    DATASETS = (DATASET,)
+    READS_ANNOTATION = False  # SMIC has no coding sheet
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def read_release(self, manual_dir: Path) -> ReleaseRecords:
         """The SMIC-HS release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_smic(manual_dir, release=self.builder_config.release)
+        return read_smic(
+            manual_dir, release=self.builder_config.release, errata=self.errata_for(DATASET)
+        )

@@ -42,10 +42,11 @@ class SyntheticMEConfig(ClipBuilderConfig):
 class Builder(ClipDatasetBuilder):
     """synthetic_me: one "train" split, labels of the casme2_5class protocol."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
         "1.1.0": "T stored frames per clip with flows onset->t and t->offset (LTR3O).",
+        "1.2.0": "action_units_known (every other array as in 1.1.0).",
     }
     BUILDER_CONFIGS = [SyntheticMEConfig(name="default", description="generator defaults")]
     PROTOCOL = "casme2_5class"

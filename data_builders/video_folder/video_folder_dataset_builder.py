@@ -31,8 +31,8 @@ from data_builders.macro_pairs import (
     MacroReleaseBuilder,
     probe_video,
 )
-from data_builders.reading import ReleaseLog, list_frames
-from data_builders.records import MacroClip, MacroRelease
+from data_builders.reading import list_frames
+from data_builders.records import MacroClip, MacroRelease, ReleaseLog
 from mer_jax.errors import UserError
 
 LANDMARKS_DIR = "landmarks"

@@ -38,9 +38,10 @@ Only that outline is published fact; the layer-level design is **[our reading]**
   concatenated action features, against the AUs parsed from the annotation
   (`action_units`), class-frequency balanced within the batch: for each AU its positive
   and its negative samples weigh one half each, whatever their counts. A sample whose
-  AU vector is all zero carries no AU supervision (a dataset without AU coding, or a
-  clip coded with none of the build's AUs) and is masked out per sample. Batch-local
-  balancing fits nothing across folds.
+  AU cell was not read (`action_units_known` 0: not coded, or unreadable) or whose AU
+  vector is all zero (a clip coded with none of the build's AUs) carries no AU
+  supervision and is masked out per sample. Batch-local balancing fits nothing across
+  folds.
 """
 
 from collections.abc import Mapping
@@ -129,6 +130,7 @@ class DeReGRL(MERModel):
         "landmarks_onset",
         "landmarks_apex",
         "action_units",
+        "action_units_known",
     )
 
     @classmethod
@@ -293,8 +295,8 @@ class DeReGRL(MERModel):
         Returns:
             "low" (batch, 68, 7) and "high" (batch, 68, 6) float32 node features (see
             `graph.node_features`), "au_targets" (batch, num_aus) float32 and "au_mask"
-            (batch,) float32, 1 where the sample has any AU label. The AU fields only
-            reach the loss; the logits never read them.
+            (batch,) float32, 1 where the sample's AU cell was read and names any AU of
+            the vector. The AU fields only reach the loss; the logits never read them.
         """
         onset, apex, flow = batch["landmarks_onset"], batch["landmarks_apex"], batch["flow"]
         if self.hflip and train:
@@ -307,7 +309,9 @@ class DeReGRL(MERModel):
         return {
             **features,
             "au_targets": au_targets,
-            "au_mask": (au_targets.max(axis=-1) > 0).astype(jnp.float32),
+            "au_mask": (
+                (batch["action_units_known"] > 0) & (au_targets.max(axis=-1) > 0)
+            ).astype(jnp.float32),
         }
 
     # -- network ----------------------------------------------------------------------

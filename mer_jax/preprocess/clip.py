@@ -5,23 +5,30 @@ apex and offset, and the optional landmarks sidecar. Dataset builders make one f
 annotated clip of a release; a folder of frames a user has can be described the same
 way, without any coding sheet.
 
-1. Alignment: one similarity transform per clip, estimated on the ONSET frame (eyes
-   level and at fixed crop positions, see `mer_jax.preprocess.face`) and applied to
-   every frame used, so alignment adds no motion between frames. Onset landmarks come
-   from the clip's landmarks sidecar when it has the onset frame, else from dlib on
-   the onset frame. Face-cropped releases are not re-aligned: their frames are only
-   resized to the crop.
-2. Aligned uint8 crops (C x C x 3) of the onset, apex and offset frames.
-3. Optical flow onset -> apex at crop resolution, then area-resized to S x S (values
+1. Face: dlib's detector finds the face box on the ONSET frame; where it finds none
+   (a blink, motion blur) it tries the next `FACE_SEARCH_NEXT_FRAMES` frames and then
+   the apex, and a clip without a face anywhere fails with a message that asks for a
+   landmarks sidecar. Face-cropped releases skip detection: the whole frame is the box.
+2. Alignment: one similarity transform per clip, estimated on the onset frame's
+   landmarks (eyes level and at fixed crop positions, see `mer_jax.preprocess.face`)
+   and applied to every frame used, so alignment adds no motion between frames. Onset
+   landmarks come from the clip's landmarks sidecar when it has the onset frame, else
+   from dlib on the onset frame. Face-cropped releases are not re-aligned: their frames
+   are only resized to the crop.
+3. Aligned uint8 crops (C x C x 3) of the onset, apex and offset frames.
+4. Optical flow onset -> apex at crop resolution, then area-resized to S x S (values
    stay in crop pixels); optical strain computed on the full-resolution flow, then
    resized the same way.
-4. Onset and apex landmarks in crop coordinates: from the sidecar where it has those
-   frames (transformed), else from dlib on the aligned crop.
-5. With `num_frames` T > 0 (LTR3O's candidates): T frames sampled evenly in time from
+5. Landmarks of the onset, the apex and the stored frames, in crop coordinates, ALL
+   FROM ONE SOURCE, so their differences are the face's motion and never a change of
+   pipeline (DeRe-GRL reads apex - onset as motion): the sidecar when it covers every
+   one of those frames, else dlib's shape predictor on each full-resolution frame
+   within the same face box, each mapped into the crop with the clip's transform.
+6. With `num_frames` T > 0 (LTR3O's candidates): T frames sampled evenly in time from
    onset to offset (onset first, offset last; the present frame nearest each time
    point, so gaps and clips shorter than T repeat frames), their original numbers,
    crops and landmarks, and for every stored frame t the flows onset->t and t->offset
-   with their strain, computed at crop resolution and resized to S x S like step 3.
+   with their strain, computed at crop resolution and resized to S x S like step 4.
    These flows use `frames_flow_method` (DIS by default: 2T flows a clip, where TV-L1
    would make the features the slowest part of a CPU run).
 
@@ -42,6 +49,7 @@ import numpy as np
 from mer_jax.errors import UserError
 from mer_jax.preprocess.face import (
     NUM_LANDMARKS,
+    NoFaceError,
     align_from_landmarks,
     resize_affine,
     shared_landmarker,
@@ -54,6 +62,9 @@ from mer_jax.preprocess.flow import FLOW_METHODS, compute_flow, optical_strain, 
 # reg_img46.jpg, 006_05562.jpg, image017581039.bmp. Anything else in a clip folder
 # (Thumbs.db, .lnk shortcuts) is ignored.
 _FRAME_FILE = re.compile(r"(\d+)\.(?:jpe?g|bmp|png)$", re.IGNORECASE)
+# Frames after the onset that the face detector tries when it finds no face on the onset,
+# before it tries the apex.
+FACE_SEARCH_NEXT_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -202,50 +213,96 @@ def read_landmarks_sidecar(path: Path) -> dict[int, np.ndarray]:
 
 class AlignedClip:
     """Aligned crops and crop-coordinate landmarks of the frames of one clip, all with
-    the onset frame's alignment (computed once, cached per frame)."""
+    the onset frame's alignment (computed once, cached per frame).
 
-    def __init__(self, clip: ClipFrames, crop_size: int) -> None:
-        """Reads the onset frame and fixes the alignment (sidecar landmarks, else dlib).
+    Every landmark set comes from one source for the whole clip (module docstring, step
+    5): the sidecar if it covers all of `landmark_frames`, else dlib's predictor on each
+    full-resolution frame within one face box.
+    """
+
+    def __init__(self, clip: ClipFrames, crop_size: int, landmark_frames: Iterable[int]) -> None:
+        """Reads the onset frame, finds the face and fixes the alignment.
+
+        Args:
+            clip: the clip.
+            crop_size: side C of the crops.
+            landmark_frames: the frames whose landmarks will be asked for.
 
         Raises:
-            UserError, ValueError, OSError: an unreadable frame or sidecar, or no face.
+            UserError, ValueError, OSError: an unreadable frame or sidecar, or no face
+                in the frames tried (`NoFaceError`).
         """
         self._clip = clip
         self._crop_size = crop_size
-        # Frame number -> landmarks in that frame's pixels.
-        self._frame_landmarks = (
-            read_landmarks_sidecar(clip.landmarks_path) if clip.landmarks_path else {}
+        self._landmark_frames = frozenset(landmark_frames)
+        sidecar = read_landmarks_sidecar(clip.landmarks_path) if clip.landmarks_path else {}
+        self._predicted = not self._landmark_frames <= sidecar.keys()
+        # Why dlib must find the face, for the message where it does not.
+        self._sidecar_gap = (
+            f"its landmarks sidecar {clip.landmarks_path} lacks frames "
+            f"{sorted(self._landmark_frames - sidecar.keys())}, so every frame is predicted; "
+            "complete the sidecar"
+            if clip.landmarks_path
+            else "or provide a landmarks sidecar CSV for this clip"
         )
+        # Frame number -> landmarks in that frame's pixels (predicted ones: as loaded).
+        self._frame_landmarks = (
+            {} if self._predicted else {n: sidecar[n] for n in self._landmark_frames}
+        )
+        self._crops: dict[int, np.ndarray] = {}
         onset_frame = load_frame(clip.frame_path(clip.onset))
+        height, width = onset_frame.shape[:2]
+        self._face_box = (0, 0, width - 1, height - 1)
         if clip.face_cropped:
+            # A face-cropped frame is all face: the whole frame is the box, as dlib's
+            # detector misses faces that touch the image border.
             self.affine = resize_affine(onset_frame.shape, crop_size)
         else:
-            if clip.onset not in self._frame_landmarks:
-                self._frame_landmarks[clip.onset] = shared_landmarker()(
-                    onset_frame, source=str(clip.frame_path(clip.onset))
-                )
-            self.affine = align_from_landmarks(self._frame_landmarks[clip.onset], crop_size)
-        self._crops = {clip.onset: warp_crop(onset_frame, self.affine, crop_size)}
+            if self._predicted or clip.onset not in sidecar:
+                self._face_box = self._find_face(onset_frame)
+            onset_landmarks = sidecar.get(clip.onset)
+            if onset_landmarks is None:
+                onset_landmarks = shared_landmarker().predict(onset_frame, self._face_box)
+            self.affine = align_from_landmarks(onset_landmarks, crop_size)
+        self._add(clip.onset, onset_frame)
+
+    def _find_face(self, onset_frame: np.ndarray) -> tuple[int, int, int, int]:
+        """The face box of the onset, else of the next frames, else of the apex."""
+        clip = self._clip
+        later = [n for n in clip.frame_numbers if n > clip.onset][:FACE_SEARCH_NEXT_FRAMES]
+        tried = list(dict.fromkeys([clip.onset, *later, clip.apex]))
+        for number in tried:
+            frame = onset_frame if number == clip.onset else load_frame(clip.frame_path(number))
+            box = shared_landmarker().detect(frame)
+            if box is not None:
+                return box
+        raise NoFaceError(
+            f"no face found in frames {tried} of {clip.frame_path(clip.onset).parent} (the "
+            "onset, the next frames and the apex; "
+            f"{onset_frame.shape[1]}x{onset_frame.shape[0]} pixels). Check that they show a "
+            f"frontal face, {self._sidecar_gap}."
+        )
+
+    def _add(self, frame_number: int, frame: np.ndarray) -> None:
+        """Keeps the crop of a loaded frame, and its landmarks where they are predicted."""
+        self._crops[frame_number] = warp_crop(frame, self.affine, self._crop_size)
+        if self._predicted and frame_number in self._landmark_frames:
+            self._frame_landmarks[frame_number] = shared_landmarker().predict(
+                frame, self._face_box
+            )
 
     def crop(self, frame_number: int) -> np.ndarray:
         """The aligned uint8 (C, C, 3) crop of a frame."""
         if frame_number not in self._crops:
-            frame = load_frame(self._clip.frame_path(frame_number))
-            self._crops[frame_number] = warp_crop(frame, self.affine, self._crop_size)
+            self._add(frame_number, load_frame(self._clip.frame_path(frame_number)))
         return self._crops[frame_number]
 
     def landmarks(self, frame_number: int) -> np.ndarray:
-        """float32 (68, 2) landmarks of a frame in crop coordinates."""
-        if frame_number in self._frame_landmarks:
-            return transform_landmarks(self._frame_landmarks[frame_number], self.affine)
-        # A face-cropped frame is all face: predict on the whole crop instead of
-        # detecting, as dlib's detector misses faces that touch the image border.
-        side = self._crop_size - 1
-        return shared_landmarker()(
-            self.crop(frame_number),
-            source=f"the aligned crop of {self._clip.frame_path(frame_number)}",
-            face_box=(0, 0, side, side) if self._clip.face_cropped else None,
-        )
+        """float32 (68, 2) landmarks of one of the `landmark_frames`, in crop coordinates."""
+        if frame_number not in self._landmark_frames:
+            raise KeyError(f"landmarks of frame {frame_number} were not asked for")
+        self.crop(frame_number)
+        return transform_landmarks(self._frame_landmarks[frame_number], self.affine)
 
 
 def flow_and_strain(
@@ -297,10 +354,10 @@ def sample_frames(frame_numbers: Sequence[int], num_frames: int) -> np.ndarray:
 
 
 def stored_frames(
-    clip: ClipFrames, aligned: AlignedClip, options: ClipOptions
+    clip: ClipFrames, numbers: np.ndarray, aligned: AlignedClip, options: ClipOptions
 ) -> dict[str, np.ndarray]:
-    """The T stored frames of a clip with their landmarks and onset->t, t->offset flows."""
-    numbers = sample_frames(clip.frame_numbers, options.num_frames)
+    """The stored frames `numbers` of a clip with their landmarks and onset->t, t->offset
+    flows."""
     flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def flow(start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
@@ -341,8 +398,10 @@ def clip_features(clip: ClipFrames, options: ClipOptions) -> dict[str, np.ndarra
         UserError: the clip cannot be processed (unreadable frame, no face found); the
             message names the clip.
     """
+    numbers = sample_frames(clip.frame_numbers, options.num_frames) if options.num_frames else []
     try:
-        aligned = AlignedClip(clip, options.crop_size)
+        landmark_frames = {clip.onset, clip.apex, *map(int, numbers)}
+        aligned = AlignedClip(clip, options.crop_size, landmark_frames)
         flow, strain = flow_and_strain(
             aligned.crop(clip.onset),
             aligned.crop(clip.apex),
@@ -356,7 +415,7 @@ def clip_features(clip: ClipFrames, options: ClipOptions) -> dict[str, np.ndarra
         }
         landmarks_onset = aligned.landmarks(clip.onset)
         landmarks_apex = aligned.landmarks(clip.apex)
-        frames = stored_frames(clip, aligned, options) if options.num_frames else {}
+        frames = stored_frames(clip, numbers, aligned, options) if options.num_frames else {}
     except (UserError, ValueError, OSError) as error:
         raise UserError(f"clip {clip.name}: {error}") from error
     return {

@@ -169,6 +169,24 @@ class FaceLandmarker:
         self._predictor = dlib.shape_predictor(str(model_path or dlib_landmark_model_path()))
         self._upsample = upsample
 
+    def detect(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
+        """(left, top, right, bottom) of the largest face in `image`, or None."""
+        faces = self._detector(to_rgb(image), self._upsample)
+        if len(faces) == 0:
+            return None
+        box = max(faces, key=lambda face: face.width() * face.height())
+        return box.left(), box.top(), box.right(), box.bottom()
+
+    def predict(self, image: np.ndarray, face_box: tuple[int, int, int, int]) -> np.ndarray:
+        """float32 (68, 2) (x, y) landmarks of the face inside `face_box` of `image`.
+
+        The shape predictor regresses the points relative to the box, so one box kept for
+        every frame of a clip measures the face's own motion, not the detector's jitter.
+        """
+        box = self._dlib.rectangle(*(int(round(value)) for value in face_box))
+        shape = self._predictor(to_rgb(image), box)
+        return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.float32)
+
     def __call__(
         self,
         image: np.ndarray,
@@ -190,20 +208,14 @@ class FaceLandmarker:
         Raises:
             NoFaceError: the detector found no face.
         """
-        rgb = to_rgb(image)
-        if face_box is None:
-            faces = self._detector(rgb, self._upsample)
-            if len(faces) == 0:
-                raise NoFaceError(
-                    f"no face found in {source} ({rgb.shape[1]}x{rgb.shape[0]} pixels). "
-                    "Check that the frame shows a frontal face, or provide a landmarks "
-                    "sidecar CSV for this clip."
-                )
-            box = max(faces, key=lambda face: face.width() * face.height())
-        else:
-            box = self._dlib.rectangle(*(int(round(value)) for value in face_box))
-        shape = self._predictor(rgb, box)
-        return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.float32)
+        box = self.detect(image) if face_box is None else face_box
+        if box is None:
+            raise NoFaceError(
+                f"no face found in {source} ({image.shape[1]}x{image.shape[0]} pixels). "
+                "Check that the frame shows a frontal face, or provide a landmarks "
+                "sidecar CSV for this clip."
+            )
+        return self.predict(image, box)
 
 
 @functools.cache
