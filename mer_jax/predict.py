@@ -74,7 +74,7 @@ SIDECAR_SUFFIX = ".landmarks.csv"
 # Dataset fields that are annotations, not pixels: a new clip has none. DeRe-GRL reads
 # the AU vector only as the target of its AU loss (its logits never see it), so zeros
 # stand in for it.
-ANNOTATION_FIELDS = ("action_units",)
+ANNOTATION_FIELDS = ("action_units", "action_units_known")
 # The builder config (or `release` override) of a release's official face crops.
 CROPPED_RELEASE = "cropped"
 

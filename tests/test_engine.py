@@ -56,9 +56,9 @@ class RecordingRun(engine.LosoRun):
         super().__init__(*args, **kwargs)
         self.layouts = []
 
-    def _predict(self, chunk: engine.Chunk, state: Any, arrays: dict) -> np.ndarray:
+    def _predict(self, stage, chunk: engine.Chunk, state: Any, arrays: dict, report=True):
         self.layouts.append([(leaf.shape, leaf.sharding) for leaf in jax.tree.leaves(state)])
-        return super()._predict(chunk, state, arrays)
+        return super()._predict(stage, chunk, state, arrays, report)
 
 
 def train(config: ml_collections.ConfigDict, workdir: Path) -> Trained:

@@ -241,7 +241,8 @@ def test_exported_predictor_refuses_inputs_of_another_build(workdir, built_clip,
 
 
 def test_dere_grl_logits_ignore_the_action_units_a_new_clip_lacks():
-    # Why predict may give DeRe-GRL zeros for the AU vector: its logits never read it.
+    # Why predict may give DeRe-GRL zeros for the AU vector and its mask: its logits never
+    # read them.
     model = models.create_model({"name": "dere_grl", "crop_size": 64}, 5, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(0)
     batch = {
@@ -258,7 +259,14 @@ def test_dere_grl_logits_ignore_the_action_units_a_new_clip_lacks():
         return merged(inputs, train=False)["logits"]
 
     logits = [
-        logits({**batch, "action_units": np.full((2, 20), value, np.uint8)}) for value in (0, 1)
+        logits(
+            {
+                **batch,
+                "action_units": np.full((2, 20), value, np.uint8),
+                "action_units_known": np.full((2,), value, np.uint8),
+            }
+        )
+        for value in (0, 1)
     ]
     np.testing.assert_array_equal(logits[0], logits[1])
 
@@ -297,17 +305,18 @@ def test_onset_offset_out_of_range(ensemble, clip_video, frames, message):
         predict.predict_clips(ensemble, [predict.ClipRequest(clip_video, **frames)])
 
 
-def test_no_face_names_the_frame_and_the_sidecar(ensemble, tmp_path):
+def test_no_face_names_the_clip_and_the_sidecar(ensemble, tmp_path):
     blank = [np.full((96, 96, 3), 128, np.uint8)] * 5
     folder = tmp_path / "blank"
     folder.mkdir()
     for number, frame in enumerate(blank, start=1):
         cv2.imwrite(str(folder / f"img{number}.jpg"), frame)
     video = write_video(blank, tmp_path / "blank.mp4")
-    for clip, frame in ((folder, folder / "img1.jpg"), (video, f"{video} frame 0")):
-        with pytest.raises(UserError, match="no face found") as caught:
+    for clip in (folder, video):
+        with pytest.raises(UserError, match="no face found in frames") as caught:
             predict.predict_clips(ensemble, [predict.ClipRequest(clip)])
-        assert f"no face found in {frame}" in str(caught.value)
+        # The frames looked at (the onset, the next ones, the apex) and the fix.
+        assert str(clip) in str(caught.value)
         assert str(predict.sidecar_path(clip)) in str(caught.value)
 
 

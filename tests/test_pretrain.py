@@ -134,7 +134,7 @@ def test_init_from_restores_exactly_the_pretrained_branches(pretrained_workdir, 
     workdir, _ = pretrained_workdir
     run = fixtures.make_run(finetune_config(synthetic_data_dir, workdir), workdir.parent / "ft")
     keys = jax.numpy.stack([jax.random.key(0), jax.random.key(1)])  # two replicas
-    state = jax.device_get(jax.jit(run.functions.init)(keys))
+    state = jax.device_get(jax.jit(run.plain_stage.functions.init)(keys))
     config = run.config
     exported = init_from.prepare(workdir, config.model, ["synthetic_me/sub99"])
     params = nnx.to_pure_dict(state["params"])

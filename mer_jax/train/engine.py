@@ -321,11 +321,17 @@ class LosoRun(run.TrainingRun):
         self._make_splits()
 
         models.model_class(config.model, self.TASK)
+        # The run's model settings, those the build decides filled in (each grid point's
+        # stage resolves its own the same way).
+        self.model_config = models.with_build_settings(config.model, dataset.metadata)
         self.branches = None
         if config.get("init_from"):
             self.branches = init_from.prepare(config.init_from, config.model, dataset["subject"])
         self.points = tuning.grid_points(config)
-        self.abstract_model = self._make_stage("", config, []).abstract_model
+        # The run's own configuration over every (fold, seed) replica: the plain run
+        # (under nested selection it only tells which fields the model reads).
+        self.plain_stage = self._make_stage("", config, self.replicas)
+        self.abstract_model = self.plain_stage.abstract_model
         self.data = put_on_device(dataset, self.abstract_model.fields, self.mesh)
         # Summaries of every reported replica (chunk by chunk, real rows only) for the
         # method's figure, if it has one.
@@ -394,9 +400,6 @@ class LosoRun(run.TrainingRun):
         )
         return Stage(folder, config, replicas, functions, abstract_model, label or "LOSO training")
 
-    def _stages_of_plain_run(self) -> list[Stage]:
-        return [self._make_stage("", self.config, self.replicas)]
-
     # -- chunk layout -------------------------------------------------------
 
     def _replicas_per_chunk(self, stage: Stage) -> int:
@@ -430,7 +433,7 @@ class LosoRun(run.TrainingRun):
 
     def chunks(self, stage: Stage | None = None) -> list[Chunk]:
         """The chunks a stage (default: the plain run) trains in."""
-        stage = stage or self._stages_of_plain_run()[0]
+        stage = stage or self.plain_stage
         return plan_chunks(stage.replicas, self._replicas_per_chunk(stage), self.fold_devices)
 
     # -- per-chunk device arrays ---------------------------------------------
@@ -501,7 +504,7 @@ class LosoRun(run.TrainingRun):
         if not training:
             self.write_dataset_record()
         if not self.points:
-            stage = self._stages_of_plain_run()[0]
+            stage = self.plain_stage
             return self._report([(stage, self._run_stage(stage, training))], None)
         inner_replicas = [
             Replica(split, seed)
