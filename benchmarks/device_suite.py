@@ -112,19 +112,19 @@ SETTINGS = {
         pretrain_steps=200,
         budget_s=600,
     ),
-    # A 2-core CPU in under an hour: one seed, a few steps.
+    # A 2-core CPU: one seed, 10 steps a run, one sequential replica.
     "cpu": Setting(
         name="cpu",
         methods=tuple(METHOD_CONFIGS),
         seeds=(0,),
-        steps=20,
+        steps=10,
         steps_per_dispatch=10,
-        sequential_replicas=2,
+        sequential_replicas=1,
         composite_method="FR",
-        composite_seeds=(0, 1, 2, 3, 4),
+        composite_seeds=(0,),
         composite_steps=10,
-        pretrain_steps=50,
-        budget_s=3600,
+        pretrain_steps=20,
+        budget_s=7200,
     ),
     # The test's: every kind of measurement once, on tiny builds, in seconds.
     "smoke": Setting(
@@ -196,8 +196,15 @@ def schedule(config: ml_collections.ConfigDict, steps: int, per_dispatch: int) -
 class Suite:
     """Runs the measurements in order within the time budget and collects their rows."""
 
-    def __init__(self, setting: Setting, data_dir: str | None, budget_s: float):
+    def __init__(
+        self,
+        setting: Setting,
+        data_dir: str | None,
+        budget_s: float,
+        written: Callable[[list[dict[str, Any]]], None],
+    ):
         self.setting = setting
+        self.written = written
         self.data_dir = data_dir
         self.budget_s = budget_s
         self.start = time.perf_counter()
@@ -220,6 +227,8 @@ class Suite:
                 traceback.print_exc()
                 row["error"] = f"{type(error).__name__}: {error}"
         self.rows.append(row)
+        # After every row: a run stopped from outside (a lease running out) keeps them.
+        self.written(self.rows)
 
     def dataset(self, config: ml_collections.ConfigDict) -> Any:
         """The loaded dataset of a config (built on first use), loaded once per suite."""
@@ -407,27 +416,32 @@ def markdown_table(result: dict[str, Any]) -> str:
 def run_suite(
     setting: Setting, out: pathlib.Path, data_dir: str | None = None, budget_s: float = 0
 ) -> dict[str, Any]:
-    """Runs every measurement of `setting`, writes results.json and results.md to `out`,
-    and returns the results."""
+    """Runs every measurement of `setting` and returns the results; results.json and
+    results.md in `out` are rewritten after each measurement."""
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    suite = Suite(setting, data_dir, budget_s or setting.budget_s)
-    suite.run()
     device = jax.devices()[0]
-    result = {
+    result: dict[str, Any] = {
         "setting": dataclasses.asdict(setting),
         "backend": jax.default_backend(),
         "device_kind": device.device_kind,
         "num_devices": len(jax.devices()),
         "jax": jax.__version__,
         "started": started,
-        "elapsed_s": round(suite.elapsed(), 1),
-        "budget_s": suite.budget_s,
-        "device_peak_bytes": device_peak_bytes(),
-        "rows": suite.rows,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    (out / "results.md").write_text(markdown_table(result))
+
+    def write(rows: list[dict[str, Any]]) -> None:
+        result.update(
+            elapsed_s=round(suite.elapsed(), 1),
+            budget_s=suite.budget_s,
+            device_peak_bytes=device_peak_bytes(),
+            rows=rows,
+        )
+        (out / "results.json").write_text(json.dumps(result, indent=2))
+        (out / "results.md").write_text(markdown_table(result))
+
+    suite = Suite(setting, data_dir, budget_s or setting.budget_s, write)
+    suite.run()
     return result
 
 
