@@ -185,7 +185,8 @@ def experiment_config(
 
 
 def schedule(config: ml_collections.ConfigDict, steps: int, per_dispatch: int) -> None:
-    """Sets a run's length: `steps` in dispatches of `per_dispatch`, one checkpoint at the end."""
+    """Sets a run's length: `steps` in dispatches of `per_dispatch` (or of a divisor of it),
+    one checkpoint at the end, the warmup within the first half."""
     per_dispatch = math.gcd(per_dispatch, steps)
     config.train.steps = steps
     config.train.warmup_steps = min(config.train.warmup_steps, steps // 2)
