@@ -48,7 +48,7 @@ import ml_collections
 
 from benchmarks import measure_loso
 
-# Each method's config; LTR3O at its accelerator size.
+# Each method's config (LTR3O at its accelerator size), unless a setting says otherwise.
 METHOD_CONFIGS = {
     "STSTNet": "ststnet",
     "FR": "fr",
@@ -66,6 +66,8 @@ class Setting:
     Attributes:
         name: the `--setting` value.
         methods: the methods measured (keys of METHOD_CONFIGS).
+        configs: config files (in configs/) of methods measured with another than
+            METHOD_CONFIGS's.
         seeds: seeds of the per-method runs (each seed trains every fold).
         steps, steps_per_dispatch: steps of each per-method run, and of one dispatch.
         sequential_replicas: replicas a sequential run trains before extrapolating.
@@ -92,6 +94,7 @@ class Setting:
     pretrain_steps: int
     budget_s: float
     pretrain_changes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    configs: dict[str, str] = dataclasses.field(default_factory=dict)
     data_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     composite_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     macro_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -113,10 +116,12 @@ FULL = Setting(
 )
 SETTINGS = {
     "full": FULL,
-    # A 2-core CPU: one seed, 10 steps a run, one sequential replica.
+    # A 2-core CPU: one seed, 10 steps a run, one sequential replica, LTR3O at its CPU size
+    # (at full size 16 stacked replicas did not train 10 steps in 25 min on a shared one).
     "cpu": dataclasses.replace(
         FULL,
         name="cpu",
+        configs={"LTR3O": "ltr3o"},
         seeds=(0,),
         steps=10,
         steps_per_dispatch=10,
@@ -124,7 +129,7 @@ SETTINGS = {
         composite_seeds=(0,),
         composite_steps=10,
         pretrain_steps=20,
-        budget_s=7200,
+        budget_s=3000,
     ),
     # The test's: every kind of measurement once, on tiny builds, in seconds; STSTNet on
     # the MEGC 2019-shaped set, as it compiles in a fraction of FR's time.
@@ -244,13 +249,18 @@ class Suite:
 
     def method_config(self, method: str, dtype: str = "float32") -> ml_collections.ConfigDict:
         setting = self.setting
-        config = experiment_config(
-            METHOD_CONFIGS[method], self.data_dir, setting.data_overrides
-        )
+        config = experiment_config(self.config_name(method), self.data_dir, setting.data_overrides)
         config.seeds = setting.seeds
         schedule(config, setting.steps, setting.steps_per_dispatch)
         config.engine.compute_dtype = dtype
         return config
+
+    def config_name(self, method: str) -> str:
+        return self.setting.configs.get(method, METHOD_CONFIGS[method])
+
+    def named(self, method: str) -> dict[str, str]:
+        """A row's method and config file."""
+        return {"method": method, "config": self.config_name(method)}
 
     def loso(self, config: ml_collections.ConfigDict, mode: str, limit: int = 0) -> dict:
         return measure_loso(config, mode, self.dataset(config), max_replicas=limit)
@@ -274,7 +284,7 @@ class Suite:
     def composite(self) -> dict:
         setting = self.setting
         config = experiment_config(
-            METHOD_CONFIGS[setting.composite_method], self.data_dir, setting.composite_overrides
+            self.config_name(setting.composite_method), self.data_dir, setting.composite_overrides
         )
         config.data.builder_config = COMPOSITE_CONFIG
         config.seeds = setting.composite_seeds
@@ -321,13 +331,13 @@ class Suite:
         row = {"data": "synthetic_me", "seeds": len(setting.seeds), "steps": setting.steps}
         for method in setting.methods:
             self.measure(
-                {"measurement": "stacked float32", "method": method, **row},
+                {"measurement": "stacked float32", **self.named(method), **row},
                 lambda m=method: self.loso(self.method_config(m), "stacked"),
             )
         self.measure(
             {
                 "measurement": "end to end (engine.mode=auto)",
-                "method": setting.composite_method,
+                **self.named(setting.composite_method),
                 "data": f"synthetic_me/{COMPOSITE_CONFIG}",
                 "seeds": len(setting.composite_seeds),
             },
@@ -335,18 +345,19 @@ class Suite:
         )
         for method in setting.methods:
             self.measure(
-                {"measurement": "sequential float32", "method": method, **row},
+                {"measurement": "sequential float32", **self.named(method), **row},
                 lambda m=method: self.sequential(m),
             )
         for method in setting.methods:
             self.measure(
-                {"measurement": "stacked bfloat16", "method": method, **row},
+                {"measurement": "stacked bfloat16", **self.named(method), **row},
                 lambda m=method: self.loso(self.method_config(m, "bfloat16"), "stacked"),
             )
         self.measure(
             {
                 "measurement": "MA2MI pre-training",
                 "method": "MA2MI",
+                "config": "ma2mi_pretrain",
                 "data": "synthetic_macro",
                 "steps": setting.pretrain_steps,
             },
@@ -371,14 +382,14 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"jax {result['jax']}; setting `{result['setting']['name']}`; "
         f"{result['elapsed_s']:.0f} s in all (budget {result['budget_s']:.0f} s).",
         "",
-        "| measurement | method | data | replicas | layout | wall s | compile s "
+        "| measurement | method | config | data | replicas | layout | wall s | compile s "
         "| samples/s | MB/device (XLA) | UF1 | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         if "skipped" in row or "error" in row:
             why = row.get("skipped") or row["error"]
-            cells = [row["measurement"], row["method"], row.get("data", "")] + [""] * 7
+            cells = [row["measurement"], row["method"], row["config"], row["data"]] + [""] * 7
             lines.append("| " + " | ".join([*cells, why.replace("|", "/")]) + " |")
             continue
         if "frames_per_s" in row:
@@ -394,7 +405,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         cells = [
             row["measurement"],
             row["method"],
-            row.get("data", ""),
+            f"`{row['config']}`",
+            row["data"],
             replicas,
             layout,
             _cell(row, "wall_s", ".1f"),
