@@ -155,6 +155,8 @@ SETTINGS = {
             "model.recon_size": 14,
             "model.decoder_features": (8,),
             "train.batch_size": 16,
+            # One device: XLA:CPU compiles the 8-way data-parallel step several times slower.
+            "engine.devices": 1,
         },
         # The tests' tiny build (tests/fixtures.py), so the smoke test reuses it.
         data_overrides={
