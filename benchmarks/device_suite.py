@@ -117,7 +117,7 @@ FULL = Setting(
 SETTINGS = {
     "full": FULL,
     # A 2-core CPU: one seed, 10 steps a run, one sequential replica, LTR3O at its CPU size
-    # (at full size 16 stacked replicas did not train 10 steps in 25 min on a shared one).
+    # (at full size a 10-step stacked run of 16 replicas had not finished after 25 min here).
     "cpu": dataclasses.replace(
         FULL,
         name="cpu",
