@@ -117,7 +117,7 @@ FULL = Setting(
 SETTINGS = {
     "full": FULL,
     # A 2-core CPU: one seed, 10 steps a run, one sequential replica, LTR3O at its CPU size
-    # (at full size a 10-step stacked run of 16 replicas had not finished after 25 min here).
+    # (at full size it is many times slower on a CPU; the README says how much).
     "cpu": dataclasses.replace(
         FULL,
         name="cpu",
