@@ -11,53 +11,20 @@ device memory (where the backend reports it; otherwise XLA's compiled estimate).
 The predictions of both layouts should agree; the benchmark prints both UF1s.
 """
 
-import tempfile
-import time
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from benchmarks import write_results
+from benchmarks import measure_loso, write_results
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ststnet.py", "Experiment config.")
 _MODES = flags.DEFINE_list("modes", ["stacked", "sequential"], "Engine modes to compare.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
 
-def measure(config, mode: str) -> dict:
-    import data_builders
-    from mer_jax.train import engine
-
-    config = config.copy_and_resolve_references()
-    config.engine.mode = mode
-    with tempfile.TemporaryDirectory() as workdir:
-        run = engine.LosoRun(config, workdir, data_builders.load(config.data))
-        tic = time.perf_counter()
-        metrics = run.train()
-        wall = time.perf_counter() - tic
-    stats = run.stats
-    return {
-        "mode": mode,
-        "wall_s": round(wall, 2),
-        "compile_s": round(stats.compile_s, 2),
-        "train_s": round(stats.train_s, 2),
-        "train_samples_per_s": round(stats.samples_per_s, 1),
-        "peak_device_bytes": stats.peak_device_bytes,
-        "compiled_bytes_per_device": stats.compiled_bytes_per_device,
-        "replicas": stats.num_replicas,
-        "chunks": stats.num_chunks,
-        "devices": stats.num_devices,
-        "device_kind": stats.device_kind,
-        "backend": stats.backend,
-        "uf1": round(metrics["uf1"], 4),
-        "uar": round(metrics["uar"], 4),
-    }
-
-
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
-    results = [measure(_CONFIG.value, mode) for mode in _MODES.value]
+    results = [measure_loso(_CONFIG.value, mode) for mode in _MODES.value]
     header = f"{'mode':<11}{'wall s':>8}{'compile s':>11}{'samples/s':>11}{'peak MB':>9}  UF1"
     print(header)
     for r in results:

@@ -13,7 +13,6 @@ errata change the data too: a build with them is named after their digest
 """
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from data_builders.base import ReadOptions
 from data_builders.clip_builder import ClipDatasetBuilder
 from data_builders.errata import errata_digest
 from data_builders.macro_pairs import MacroPairsBuilder
+from mer_jax.data.dataset import default_data_dir
 from mer_jax.errors import UserError
 
 AnyBuilder = ClipDatasetBuilder | MacroPairsBuilder
@@ -59,14 +59,6 @@ KINDS = ("clips", "pairs")
 _TFDS_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(tfds.core.BuilderConfig))
 # Override values become part of a directory name.
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9_.+-]+")
-
-
-def default_data_dir() -> str:
-    """Where builds are cached unless told otherwise: $MER_JAX_DATA_DIR, else
-    ~/.cache/mer_jax/datasets."""
-    return os.environ.get(
-        "MER_JAX_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "datasets")
-    )
 
 
 def builder_names(kind: str) -> list[str]:

@@ -383,3 +383,30 @@ def test_synthetic_me_end_to_end(tmp_path):
     eyes = examples["landmarks_onset"][:, 36:42].mean(axis=1)
     np.testing.assert_allclose(eyes, np.tile([0.3 * CROP, 0.4 * CROP], (n, 1)), atol=0.01)
     assert np.abs(examples["flow"].astype(np.float32)).max() > 0.1  # the expression moved
+
+
+def test_megc2019_shaped_config_is_442_clips_of_68_subjects_in_3_classes(tmp_path):
+    from collections import Counter
+
+    from mer_jax.data.protocols import get_protocol
+    from mer_jax.synthetic.generator import plan_database
+
+    builder = data_builders.get_builder(
+        "synthetic_me", data_dir=tmp_path, config="megc2019_shaped"
+    )
+    assert builder.info.metadata["protocol"] == "megc2019_3class"
+    assert builder.info.metadata["class_names"] == ["negative", "positive", "surprise"]
+    plans = plan_database(builder.builder_config.spec())
+    per_subject = Counter(plan.subject for plan in plans)
+    assert len(plans) == 442 and len(per_subject) == 68
+    assert set(per_subject.values()) == {6, 7}  # dealt as evenly as possible
+    protocol = get_protocol("megc2019_3class")
+    labels = Counter(protocol.label_of("synthetic_me", plan.emotion) for plan in plans)
+    # Every clip has a class, in about the composite's proportions (250 / 109 / 83).
+    assert set(labels) == {0, 1, 2}
+    for label, expected in ((0, 250), (1, 109), (2, 83)):
+        assert abs(labels[label] - expected) < 20, labels
+    # The default config keeps its protocol and its drawn clip counts.
+    default = data_builders.get_builder("synthetic_me", data_dir=tmp_path)
+    assert default.info.metadata["protocol"] == "casme2_5class"
+    assert default.builder_config.spec().num_clips == 0

@@ -235,6 +235,8 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
         ({"clip_frames": (2, 2)}, "onset, apex and offset"),
         ({"jpeg_quality": 0}, "jpeg_quality"),
         ({"frame_size": 32}, "frame_size"),
+        ({"num_subjects": 4, "num_clips": 3}, "at least num_subjects"),
+        ({"emotion_mix": "casme3"}, "casme2, megc2019_composite"),
     ],
 )
 def test_spec_rejects_bad_values(fields, message):

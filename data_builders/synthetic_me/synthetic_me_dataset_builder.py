@@ -21,26 +21,45 @@ _GENERATOR_DEFAULTS = SyntheticSpec()
 
 @dataclasses.dataclass(eq=False)
 class SyntheticMEConfig(ClipBuilderConfig):
-    """Generator spec fields (see `mer_jax.synthetic.SyntheticSpec`) plus the clip options.
+    """Generator spec fields (see `mer_jax.synthetic.SyntheticSpec`), the clip options and
+    the protocol that labels the build.
 
     The defaults are the generator's, so the "default" config is its default database.
     """
 
     num_subjects: int = _GENERATOR_DEFAULTS.num_subjects
     clips_per_subject: int = _GENERATOR_DEFAULTS.clips_per_subject
+    num_clips: int = _GENERATOR_DEFAULTS.num_clips
+    emotion_mix: str = _GENERATOR_DEFAULTS.emotion_mix
     seed: int = _GENERATOR_DEFAULTS.seed
+    protocol: str = "casme2_5class"
 
     def spec(self) -> SyntheticSpec:
         """The generator spec of this config."""
         return SyntheticSpec(
             num_subjects=self.num_subjects,
             clips_per_subject=self.clips_per_subject,
+            num_clips=self.num_clips,
+            emotion_mix=self.emotion_mix,
             seed=self.seed,
         )
 
 
+# Shaped like the MEGC 2019 composite (442 clips of 68 subjects, 3 classes in its
+# proportions), for measuring a run of that size; its people and motion are synthetic.
+MEGC2019_SHAPED = SyntheticMEConfig(
+    name="megc2019_shaped",
+    description="442 clips of 68 subjects, megc2019_3class (negative/positive/surprise)",
+    num_subjects=68,
+    num_clips=442,
+    emotion_mix="megc2019_composite",
+    protocol="megc2019_3class",
+)
+
+
 class Builder(ClipDatasetBuilder):
-    """synthetic_me: one "train" split, labels of the casme2_5class protocol."""
+    """synthetic_me: one "train" split, labelled by the config's protocol (casme2_5class by
+    default; megc2019_3class for the MEGC 2019-shaped config)."""
 
     VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
@@ -48,8 +67,15 @@ class Builder(ClipDatasetBuilder):
         "1.1.0": "T stored frames per clip with flows onset->t and t->offset (LTR3O).",
         "1.2.0": "action_units_known (every other array as in 1.1.0).",
     }
-    BUILDER_CONFIGS = [SyntheticMEConfig(name="default", description="generator defaults")]
-    PROTOCOL = "casme2_5class"
+    BUILDER_CONFIGS = [
+        SyntheticMEConfig(name="default", description="generator defaults"),
+        MEGC2019_SHAPED,
+    ]
+
+    @property
+    def PROTOCOL(self) -> str:
+        """The clip builders' protocol attribute, here chosen by the builder config."""
+        return self.builder_config.protocol
 
     def _read_records(self, dl_manager: tfds.download.DownloadManager) -> list[ClipRecord]:
         spec = self.builder_config.spec()

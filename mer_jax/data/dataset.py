@@ -11,6 +11,7 @@ TFDS files itself, so the arrows between the packages point one way.
 """
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -20,6 +21,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mer_jax import hosts
 from mer_jax.errors import UserError
+
+
+def default_data_dir() -> str:
+    """Where builds are cached unless told otherwise: $MER_JAX_DATA_DIR, else
+    ~/.cache/mer_jax/datasets. Defined here, below both the builders that write the cache
+    and `mer_jax.doctor`, which reports it."""
+    return os.environ.get(
+        "MER_JAX_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "datasets")
+    )
+
 
 # Per-sample identity columns kept on the host for reports; never put on the device.
 IDENTITY_FIELDS = ("sample_id", "dataset", "subject")

@@ -83,6 +83,20 @@ CASME2_EMOTION_COUNTS = {
     "sadness": 7,
     "fear": 2,
 }
+# The MEGC 2019 composite's classes (negative 250, positive 109, surprise 83 of 442 clips)
+# in the generator's CASME II vocabulary: negative as CASME II's disgust and repression, in
+# CASME II's proportion of the two (63 : 27). Every clip has a class under megc2019_3class.
+MEGC2019_COMPOSITE_EMOTION_COUNTS = {
+    "disgust": 175,
+    "repression": 75,
+    "happiness": 109,
+    "surprise": 83,
+}
+# The emotion frequencies a spec can draw its clips' emotions with, by name.
+EMOTION_MIXES = {
+    "casme2": CASME2_EMOTION_COUNTS,
+    "megc2019_composite": MEGC2019_COMPOSITE_EMOTION_COUNTS,
+}
 
 # AU patterns per emotion with their base probabilities, after CASME II's coding.
 # Several AUs appear under more than one emotion (4 in disgust, others, sadness and
@@ -165,6 +179,11 @@ class SyntheticSpec:
             deterministic draw from -clips_per_subject_jitter..+clips_per_subject_jitter
             (at least 1), as real subjects contribute unequal numbers of clips.
         clips_per_subject_jitter: see `clips_per_subject`.
+        num_clips: the exact total of clips, dealt to the subjects as evenly as possible
+            (the first subjects get one more); 0: each subject's own draw above decides.
+        emotion_mix: the emotion frequencies clips are drawn with, a key of
+            `EMOTION_MIXES`: "casme2" (CASME II's, the default) or "megc2019_composite"
+            (the MEGC 2019 composite's three classes).
         seed: the root of every random stream.
         frame_size: side of the square RGB frames, in pixels.
         fps: frame rate written to generation.json (micro 200, as CASME II; macro 30).
@@ -199,6 +218,8 @@ class SyntheticSpec:
     num_subjects: int = 16
     clips_per_subject: int = 10
     clips_per_subject_jitter: int = 2
+    num_clips: int = 0
+    emotion_mix: str = "casme2"
     seed: int = 0
     frame_size: int = 224
     fps: int | None = None
@@ -241,6 +262,15 @@ class SyntheticSpec:
         for name in ("num_subjects", "clips_per_subject", "fps"):
             require(getattr(self, name) >= 1, f"{name} must be at least 1.")
         require(self.clips_per_subject_jitter >= 0, "clips_per_subject_jitter must be >= 0.")
+        require(
+            self.num_clips == 0 or self.num_clips >= self.num_subjects,
+            f"num_clips {self.num_clips} must be 0 (drawn per subject) or at least "
+            f"num_subjects ({self.num_subjects}).",
+        )
+        require(
+            self.emotion_mix in EMOTION_MIXES,
+            f"emotion_mix {self.emotion_mix!r} is not one of {', '.join(EMOTION_MIXES)}.",
+        )
         require(self.seed >= 0, f"seed must be a non-negative integer, got {self.seed}.")
         require(
             self.frame_size >= 64,
@@ -330,8 +360,9 @@ def subject_identity(spec: SyntheticSpec, subject: int) -> Identity:
 
 def plan_database(spec: SyntheticSpec) -> list[ClipPlan]:
     """Draws every clip's annotation and expression, sorted like the CASME II coding sheet."""
-    emotions = list(CASME2_EMOTION_COUNTS)
-    emotion_p = np.array([CASME2_EMOTION_COUNTS[e] for e in emotions], np.float64)
+    emotion_counts = EMOTION_MIXES[spec.emotion_mix]
+    emotions = list(emotion_counts)
+    emotion_p = np.array([emotion_counts[e] for e in emotions], np.float64)
     emotion_p /= emotion_p.sum()
     amp_lo, amp_hi = (a * spec.pixel_scale for a in spec.amplitude_px)
     plans = []
@@ -339,6 +370,11 @@ def plan_database(spec: SyntheticSpec) -> list[ClipPlan]:
         style = _rng(spec, _STYLE, subject)
         jitter = spec.clips_per_subject_jitter
         num_clips = max(1, spec.clips_per_subject + int(style.integers(-jitter, jitter + 1)))
+        if spec.num_clips:
+            # Dealt instead of drawn; the draw above still happens, so the subject's
+            # other habits come from the same random stream either way.
+            dealt, extra = divmod(spec.num_clips, spec.num_subjects)
+            num_clips = dealt + (subject <= extra)
         # A subject's habits: how expressive, how strong each AU, which patterns it favours.
         expressiveness = style.uniform()
         au_gain = {au: style.uniform(0.7, 1.3) for au in sorted(AU_ANCHORS)}
@@ -752,7 +788,7 @@ def _write_manifest(
             "subjects": spec.num_subjects,
             "clips": len(plans),
             "frames": total_frames,
-            "emotions": {e: emotions[e] for e in CASME2_EMOTION_COUNTS if emotions[e]},
+            "emotions": {e: emotions[e] for e in EMOTION_MIXES[spec.emotion_mix] if emotions[e]},
         },
         "layout": {
             "frames": FRAMES_DIR,
