@@ -114,20 +114,9 @@ def parse(argv: list[str]) -> Command:
     Raises:
         UserError: a bad flag, config file or override, naming it.
     """
-    from data_builders.cli import override_value  # no JAX: cheap
+    from data_builders.cli import split_overrides  # no JAX: cheap
 
-    rest, overrides = [], {}
-    args = iter(argv)
-    for arg in args:
-        if not arg.startswith(_OVERRIDES):
-            rest.append(arg)
-            continue
-        key, sep, value = arg[len(_OVERRIDES) :].partition("=")
-        if not sep:
-            value = next(args, None)
-        if not key or value is None or value.startswith("--"):
-            raise UserError(f"expected {_OVERRIDES}KEY=VALUE, got {arg!r}")
-        overrides[key] = override_value(value)
+    rest, overrides = split_overrides(argv, _OVERRIDES)
     command_line = ["launch.py", *rest]  # absl reads argv[0] as the program
     values = _flag_values(command_line)
     try:

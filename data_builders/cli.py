@@ -59,9 +59,11 @@ def override_value(text: str) -> Any:
     return text
 
 
-def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
-    """(the other arguments, the overrides) of `--overrides.KEY=VALUE` or
-    `--overrides.KEY VALUE` flags.
+def split_overrides(
+    argv: Sequence[str], flag: str = OVERRIDES_FLAG
+) -> tuple[list[str], dict[str, Any]]:
+    """(the other arguments, the overrides) of `{flag}KEY=VALUE` or `{flag}KEY VALUE`
+    flags (`--overrides.` here; launch.py's `--config.data.overrides.`).
 
     Raises:
         UserError: a flag without a key or without a value.
@@ -70,14 +72,14 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     overrides: dict[str, Any] = {}
     args = iter(argv)
     for arg in args:
-        if not arg.startswith(OVERRIDES_FLAG):
+        if not arg.startswith(flag):
             rest.append(arg)
             continue
-        key, sep, value = arg[len(OVERRIDES_FLAG) :].partition("=")
+        key, sep, value = arg[len(flag) :].partition("=")
         if not sep:
             value = next(args, None)
         if not key or value is None or value.startswith("--"):
-            raise UserError(f"expected --overrides.KEY=VALUE, got {arg!r}")
+            raise UserError(f"expected {flag}KEY=VALUE, got {arg!r}")
         overrides[key] = override_value(value)
     return rest, overrides
 
