@@ -78,6 +78,8 @@ class Setting:
         pretrain_changes: dotted keys of configs/ma2mi_pretrain.py to change (smaller
             branches for the smoke test).
         budget_s: the default time budget of the whole suite.
+        batch_size: the batch of every LOSO run (0: each config's own); the tiny builds
+            of the smoke setting hold fewer training samples a fold than the configs'.
         data_overrides, composite_overrides, macro_overrides: builder overrides of the
             default synthetic database, the MEGC 2019-shaped set and the macro corpus.
     """
@@ -93,6 +95,7 @@ class Setting:
     composite_steps: int
     pretrain_steps: int
     budget_s: float
+    batch_size: int = 0
     pretrain_changes: dict[str, Any] = dataclasses.field(default_factory=dict)
     configs: dict[str, str] = dataclasses.field(default_factory=dict)
     data_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -145,6 +148,7 @@ SETTINGS = {
         composite_seeds=(0,),
         composite_steps=2,
         pretrain_steps=2,
+        batch_size=2,
         pretrain_changes={
             "model.input_size": 14,
             "model.grid": 7,
@@ -191,10 +195,15 @@ def experiment_config(
     return config
 
 
-def schedule(config: ml_collections.ConfigDict, steps: int, per_dispatch: int) -> None:
+def schedule(
+    config: ml_collections.ConfigDict, steps: int, per_dispatch: int, batch_size: int = 0
+) -> None:
     """Sets a run's length: `steps` in dispatches of `per_dispatch` (or of a divisor of it),
-    one checkpoint at the end, the warmup within the first half."""
+    one checkpoint at the end, the warmup within the first half; and its batch, unless
+    `batch_size` is 0."""
     per_dispatch = math.gcd(per_dispatch, steps)
+    if batch_size:
+        config.train.batch_size = batch_size
     config.train.steps = steps
     config.train.warmup_steps = min(config.train.warmup_steps, steps // 2)
     config.engine.steps_per_dispatch = per_dispatch
@@ -253,7 +262,7 @@ class Suite:
         setting = self.setting
         config = experiment_config(self.config_name(method), self.data_dir, setting.data_overrides)
         config.seeds = setting.seeds
-        schedule(config, setting.steps, setting.steps_per_dispatch)
+        schedule(config, setting.steps, setting.steps_per_dispatch, setting.batch_size)
         config.engine.compute_dtype = dtype
         return config
 
@@ -280,7 +289,7 @@ class Suite:
         config.data.builder_config = COMPOSITE_CONFIG
         config.seeds = setting.composite_seeds
         steps = setting.composite_steps or config.train.steps
-        schedule(config, steps, config.engine.steps_per_dispatch)
+        schedule(config, steps, config.engine.steps_per_dispatch, setting.batch_size)
         tic = time.perf_counter()
         dataset = self.dataset(config)
         load_s = time.perf_counter() - tic

@@ -138,14 +138,14 @@ class Interrupted(Exception):
 class StopsInTheSecondChunk(engine.LosoRun):
     """Stops once the second chunk has saved its first checkpoint (step 20 of 40)."""
 
-    def train_loop(self, *, dispatch, checkpointer, tag, **kwargs):
+    def train_loop(self, *, dispatch, checkpointer, **kwargs):
         def stopping(state, step):
-            if tag.endswith("chunk_001") and step > 0:
+            if checkpointer.directory.name == "chunk_001" and step > 0:
                 checkpointer.close()  # the step-20 checkpoint is complete
                 raise Interrupted
             return dispatch(state, step)
 
-        return super().train_loop(dispatch=stopping, checkpointer=checkpointer, tag=tag, **kwargs)
+        return super().train_loop(dispatch=stopping, checkpointer=checkpointer, **kwargs)
 
 
 def test_resume_across_chunks_gives_the_uninterrupted_bytes(

@@ -72,16 +72,17 @@ def test_stacked_scan_bfloat16_dispatch_and_predict_export(
     (chunk,) = run.chunks()
     assert chunk.padded_size == 8  # one replica on each of the 8 devices
     arrays = run._chunk_arrays(chunk)
-    state = run._abstract_state(arrays)
+    stage = run.plain_stage
+    state = run._abstract_state(stage, arrays)
     start = jax.ShapeDtypeStruct((), jnp.int32)
 
     train = export_for_accelerators(
-        run.functions.train,
+        stage.functions.train,
         (state, run.data, arrays["train_idx"], arrays["n_train"], arrays["keys"], start),
         monkeypatch,
     )
     predict = export_for_accelerators(
-        run.functions.predict,
+        stage.functions.predict,
         (state, run.data, arrays["test_idx"], arrays["keys"]),
         monkeypatch,
     )

@@ -3,8 +3,8 @@
 `mer_jax` never imports `data_builders` (nor `configs`): the builders use the library's
 bottom layers, and a run gets its data from `data_builders.load` through `launch.py`. No
 two packages import each other, directly or around a longer loop. Units: each
-sub-package of mer_jax (`mer_jax.data`, `mer_jax.models`, ...), `mer_jax.errors` on its
-own, and `data_builders` as one.
+sub-package and each top-level module of mer_jax (`mer_jax.data`, `mer_jax.models`,
+`mer_jax.errors`, `mer_jax.hosts`, `mer_jax.predict`, ...), and `data_builders` as one.
 """
 
 import ast
@@ -46,9 +46,9 @@ def _unit(module: str) -> str | None:
         return "data_builders"
     if parts[0] != "mer_jax":
         return None
-    if len(parts) > 1 and (parts[1] == "errors" or (ROOT / "mer_jax" / parts[1]).is_dir()):
-        return f"mer_jax.{parts[1]}"
-    return "mer_jax"
+    # A bottom module (errors, guards, hosts) and a top one (predict, doctor) both sit
+    # at the package's top level: each is a unit, like a sub-package.
+    return ".".join(parts[:2])
 
 
 def _import_arrows() -> dict[tuple[str, str], list[str]]:

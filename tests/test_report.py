@@ -143,8 +143,14 @@ def test_policy_and_summary_text():
     assert "pooled" in metrics["policy"] and "ddof=0" in metrics["policy"]
     text = report.format_summary(metrics)
     first, *others = text.splitlines()
-    assert first.startswith("UF1 0.711 +- 0.000  UAR 0.778 +- 0.000  accuracy 0.714 +- 0.000")
-    assert first.endswith("(7 samples, 3 folds, 1 seeds)")
+    # Each score with its std over seeds and its subject-bootstrap interval.
+    assert first.startswith(
+        "UF1 0.711 +- 0.000 [0.500, 1.000]  UAR 0.778 +- 0.000 [0.500, 1.000]  "
+        "accuracy 0.714 +- 0.000"
+    )
+    assert first.endswith(
+        "(7 samples, 3 folds, 1 seeds; +- std over seeds, [95% subject-bootstrap interval])"
+    )
     assert any(line.strip().startswith("casme2: UF1 0.778") for line in others)
     assert any("samm" in line and "absent: surprise" in line for line in others)
 
@@ -290,6 +296,10 @@ def test_write_all_writes_the_four_files(tmp_path):
         "per_dataset",
         "per_fold",
         "policy",
+        "n_subjects",
+        "uf1_ci",
+        "uar_ci",
+        "ci",
     }
     assert set(written["per_dataset"]) == {"casme2", "samm"}
     assert len(report.read_predictions_csv(workdir / "predictions.csv")) == len(COMPOSITE)

@@ -56,9 +56,9 @@ from mer_jax.train import checkpoint, init_from, optim, run, tuning
 DATASET_JSON = "dataset.json"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, order=True)
 class Replica:
-    """One training run: LOSO fold `fold` under random seed `seed`."""
+    """One training run: LOSO fold `fold` under random seed `seed` (ordered by fold)."""
 
     fold: int
     seed: int
