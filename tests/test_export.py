@@ -43,6 +43,7 @@ ACCELERATOR_ENGINE = {
     "engine.compute_dtype": "bfloat16",
     "engine.steps_per_dispatch": 4,
     "train.steps": 4,
+    "train.warmup_steps": 2,
     "train.checkpoint_every": 4,
 }
 
