@@ -62,6 +62,7 @@ from mer_jax.preprocess import (
     list_frames,
     middle_frame,
     sample_frames,
+    sidecar_path,
 )
 from mer_jax.train import checkpoint, engine, optim, run, tuning
 
@@ -70,7 +71,6 @@ log = logging.getLogger(__name__)
 PREDICTIONS_NEW_CSV = "predictions_new.csv"
 EXPORT_DIR = "export"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
-SIDECAR_SUFFIX = ".landmarks.csv"
 # Dataset fields that are annotations, not pixels: a new clip has none. DeRe-GRL reads
 # the AU vector only as the target of its AU loss (its logits never see it), so zeros
 # stand in for it.
@@ -411,12 +411,6 @@ def _frame_cell(text: str, column: str, where: str) -> int | None:
         return int(text)
     except ValueError:
         raise UserError(f"{where}: {column} {text!r} is not a frame number") from None
-
-
-def sidecar_path(clip_path: pathlib.Path) -> pathlib.Path:
-    """Where the landmarks sidecar of a frame folder or video is read from."""
-    stem = clip_path.name if clip_path.is_dir() else clip_path.stem
-    return clip_path.parent / f"{stem}{SIDECAR_SUFFIX}"
 
 
 @dataclasses.dataclass(frozen=True)

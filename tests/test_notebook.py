@@ -3,8 +3,9 @@
 The notebook's parameter cell (tagged "parameters") is followed by an injected cell, as
 papermill does it: this checkout instead of a clone, no install, a tiny LTR3O config on
 the session's tiny build, no TensorBoard server. Everything else runs as on Colab:
-the doctor, the build command, training, the figures, and `--mode eval` checked to
-reproduce the trained metrics. A last injected cell checks that the notebook's own
+the doctor, the build command, training, the figures, `--mode eval` checked to
+reproduce the trained metrics, and `--mode predict` on a new synthetic clip as a video.
+A last injected cell checks that the notebook's own
 Python never imported jax (on a TPU runtime it would hold the chip the training needs).
 """
 
@@ -62,6 +63,8 @@ def test_the_quickstart_notebook_runs_headless(synthetic_data_dir, tmp_path):
     assert "READY" in text and "config: " + str(config_file) in text
     assert "built synthetic_me/" in text
     assert "reproduced: the restored models give exactly the trained metrics" in text
+    # The new person's clip, predicted by the trained replicas.
+    assert "synthetic.mp4" in text and (workdir / "predictions_new.csv").exists()
     images = [
         output
         for cell in notebook.cells

@@ -25,7 +25,7 @@ import data_builders
 from data_builders.synthetic_me.synthetic_me_dataset_builder import raw_database_dir
 from mer_jax import export, models, predict
 from mer_jax.errors import UserError
-from mer_jax.preprocess import read_landmarks_sidecar
+from mer_jax.preprocess import read_landmarks_sidecar, sidecar_path, write_landmarks_csv
 
 # The session's tiny dataset, a fixture of this module too.
 synthetic_data_dir = fixtures.synthetic_data_dir
@@ -79,7 +79,7 @@ def clip_folder(built_clip, tmp_path_factory) -> Path:
     """The clip's frame folder with its sidecar where predict reads it."""
     folder = tmp_path_factory.mktemp("folder") / "clip"
     shutil.copytree(built_clip["folder"], folder)
-    shutil.copy(built_clip["sidecar"], predict.sidecar_path(folder))
+    shutil.copy(built_clip["sidecar"], sidecar_path(folder))
     return folder
 
 
@@ -103,17 +103,9 @@ def clip_video(built_clip, tmp_path_factory) -> Path:
     frames = [cv2.imread(str(next(folder.glob(f"*{n}.jpg"))))[..., ::-1] for n in numbers]
     video = write_video(frames, tmp_path_factory.mktemp("video") / "clip.mp4")
     landmarks = read_landmarks_sidecar(built_clip["sidecar"])
-    write_sidecar(predict.sidecar_path(video), {n - onset: landmarks[n] for n in numbers})
+    moved = np.stack([landmarks[n] for n in numbers])  # numbered from 0, as the video's frames
+    write_landmarks_csv(sidecar_path(video), range(len(numbers)), moved)
     return video
-
-
-def write_sidecar(path: Path, landmarks: dict[int, np.ndarray]) -> None:
-    header = ["frame"] + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for number, points in sorted(landmarks.items()):
-            writer.writerow([number, *points[:, 0], *points[:, 1]])
 
 
 def frames_of(example: dict) -> dict[str, int]:
@@ -317,7 +309,7 @@ def test_no_face_names_the_clip_and_the_sidecar(ensemble, tmp_path):
             predict.predict_clips(ensemble, [predict.ClipRequest(clip)])
         # The frames looked at (the onset, the next ones, the apex) and the fix.
         assert str(clip) in str(caught.value)
-        assert str(predict.sidecar_path(clip)) in str(caught.value)
+        assert str(sidecar_path(clip)) in str(caught.value)
 
 
 def test_cropped_release_build_takes_face_crops_only(

@@ -2,6 +2,7 @@
 features of a whole clip (`mer_jax.preprocess.clip`)."""
 
 from mer_jax.preprocess.clip import (
+    SIDECAR_SUFFIX,
     AlignedClip,
     ClipFrames,
     ClipOptions,
@@ -12,6 +13,8 @@ from mer_jax.preprocess.clip import (
     middle_frame,
     read_landmarks_sidecar,
     sample_frames,
+    sidecar_path,
+    write_landmarks_csv,
 )
 from mer_jax.preprocess.face import (
     NUM_LANDMARKS,
@@ -37,6 +40,7 @@ from mer_jax.preprocess.flow import (
 __all__ = [
     "FLOW_METHODS",
     "NUM_LANDMARKS",
+    "SIDECAR_SUFFIX",
     "AlignedClip",
     "ClipFrames",
     "ClipOptions",
@@ -56,6 +60,8 @@ __all__ = [
     "resize_affine",
     "resize_flow",
     "sample_frames",
+    "sidecar_path",
+    "write_landmarks_csv",
     "shared_landmarker",
     "to_rgb",
     "transform_landmarks",

@@ -174,6 +174,33 @@ def list_frames(clip_dir: Path) -> dict[int, Path]:
     return frames
 
 
+# A clip's own landmarks, beside it: `<frame folder or video name>.landmarks.csv`, the
+# per-frame 68 points the synthetic database ships for each clip, in the same format.
+SIDECAR_SUFFIX = ".landmarks.csv"
+
+
+def sidecar_path(clip_path: Path) -> Path:
+    """Where the landmarks sidecar of a frame folder or video is read from."""
+    stem = clip_path.name if clip_path.is_dir() else clip_path.stem
+    return clip_path.parent / f"{stem}{SIDECAR_SUFFIX}"
+
+
+def write_landmarks_csv(path: Path, numbers: Sequence[int], landmarks: np.ndarray) -> None:
+    """Writes (frames, 68, 2) `landmarks` of frames `numbers` as `read_landmarks_sidecar`
+    reads them: a header frame,x_0..x_67,y_0..y_67, then a row a frame."""
+    header = ["frame"] + [f"x_{i}" for i in range(NUM_LANDMARKS)]
+    header += [f"y_{i}" for i in range(NUM_LANDMARKS)]
+    table = np.column_stack([np.asarray(numbers), landmarks[:, :, 0], landmarks[:, :, 1]])
+    np.savetxt(
+        path,
+        table,
+        fmt=["%d"] + ["%.3f"] * (2 * NUM_LANDMARKS),
+        delimiter=",",
+        header=",".join(header),
+        comments="",
+    )
+
+
 def read_landmarks_sidecar(path: Path) -> dict[int, np.ndarray]:
     """Original frame number -> float32 (68, 2) landmarks of a sidecar CSV.
 

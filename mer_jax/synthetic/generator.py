@@ -42,6 +42,7 @@ from openpyxl.writer.excel import ExcelWriter
 from tqdm.auto import tqdm
 
 from mer_jax.guards import die_with_parent, pid_alive
+from mer_jax.preprocess.clip import write_landmarks_csv
 from mer_jax.synthetic.action_units import (
     AU_ANCHORS,
     AUActivation,
@@ -593,16 +594,7 @@ def _write_clip(root: pathlib.Path, plan: ClipPlan, clip: RenderedClip) -> None:
         (frame_dir / f"img{number}.jpg").write_bytes(data)
     landmark_dir = root / LANDMARKS_DIR / plan.subject_dir
     landmark_dir.mkdir(parents=True, exist_ok=True)
-    header = ",".join(["frame"] + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)])
-    table = np.column_stack([numbers, clip.landmarks[:, :, 0], clip.landmarks[:, :, 1]])
-    np.savetxt(
-        landmark_dir / f"{plan.filename}.csv",
-        table,
-        fmt=["%d"] + ["%.3f"] * 136,
-        delimiter=",",
-        header=header,
-        comments="",
-    )
+    write_landmarks_csv(landmark_dir / f"{plan.filename}.csv", numbers, clip.landmarks)
 
 
 # --------------------------------------------------------------------------- the database
