@@ -43,6 +43,29 @@ from mer_jax.errors import UserError
 
 MODES = ("train", "eval", "predict", "export")
 _OVERRIDES = "--config.data.overrides."
+# The grid is an empty ConfigDict in configs/common.py, so ml_collections has no field to
+# override: `--config.tune.grid.SECTION.FIELD=(V1,V2)` is read here.
+_GRID = "--config.tune.grid."
+
+
+def _grid(values: dict[str, Any]) -> dict[str, dict[str, tuple]]:
+    """{"train.learning_rate": "(1e-3,3e-3)"} -> {"train": {"learning_rate": (0.001, 0.003)}}.
+
+    Raises:
+        UserError: a key that is not SECTION.FIELD.
+    """
+    from data_builders.cli import override_value  # no JAX: cheap
+
+    grid: dict[str, dict[str, tuple]] = {}
+    for key, text in values.items():
+        section, dot, field = key.partition(".")
+        if not dot or not field:
+            raise UserError(f"expected {_GRID}SECTION.FIELD=(V1,V2,...), got {_GRID}{key}")
+        items = str(text).strip().strip("()").split(",")
+        grid.setdefault(section, {})[field] = tuple(
+            override_value(item.strip()) for item in items if item.strip()
+        )
+    return grid
 
 
 def _flag_values(argv: list[str] | None = None) -> flags.FlagValues:
@@ -109,7 +132,8 @@ def parse(argv: list[str]) -> Command:
     """The command from the command line.
 
     `--config.data.overrides.KEY=VALUE` sets a builder config field (any field of the
-    dataset's builder config; checked before building).
+    dataset's builder config; checked before building); `--config.tune.grid.SECTION.FIELD=
+    (V1,V2)` adds a grid axis of nested selection.
 
     Raises:
         UserError: a bad flag, config file or override, naming it.
@@ -117,6 +141,7 @@ def parse(argv: list[str]) -> Command:
     from data_builders.cli import split_overrides  # no JAX: cheap
 
     rest, overrides = split_overrides(argv, _OVERRIDES)
+    rest, grid = split_overrides(rest, _GRID)
     command_line = ["launch.py", *rest]  # absl reads argv[0] as the program
     values = _flag_values(command_line)
     try:
@@ -150,6 +175,12 @@ def parse(argv: list[str]) -> Command:
         # A new dict: the builder (not the config's field types) checks these fields.
         with config.unlocked():
             config.data.overrides = {**config.data.overrides.to_dict(), **overrides}
+    if grid and config is not None:
+        merged = config.tune.grid.to_dict()
+        for section, axes in _grid(grid).items():
+            merged[section] = {**merged.get(section, {}), **axes}
+        with config.unlocked():  # validation checks the grid's fields and values
+            config.tune.grid = merged
     workdir = values.workdir
     if workdir is not None and not workdir.strip():
         raise UserError("--workdir is empty; give a folder, or leave the flag out.")

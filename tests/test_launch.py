@@ -11,6 +11,8 @@ import fixtures
 import pytest
 from fixtures import launch, write_config_file
 
+from mer_jax.errors import UserError
+
 # The session's tiny dataset, a fixture of this module too.
 synthetic_data_dir = fixtures.synthetic_data_dir
 
@@ -71,3 +73,23 @@ def test_builder_options_from_the_command_line(config_file, synthetic_data_dir, 
         f"--config={config_file}", f"--workdir={workdir}", "--config.data.overrides.stepz=1"
     )
     assert_user_error(result, "stepz", "crop_size")
+
+
+def test_a_grid_of_nested_selection_from_the_command_line():
+    """--config.tune.grid.SECTION.FIELD=(V1,V2) adds an axis to the (empty) grid; a key
+    without a section is refused before any work."""
+    import launch as launcher
+
+    command = launcher.parse(
+        [
+            "--config=configs/ststnet.py",
+            "--config.tune.grid.train.learning_rate=(1e-3,3e-3)",
+            "--config.tune.grid.train.weight_decay",
+            "0,0.1",
+        ]
+    )
+    assert command.config.tune.grid.to_dict() == {
+        "train": {"learning_rate": (1e-3, 3e-3), "weight_decay": (0, 0.1)}
+    }
+    with pytest.raises(UserError, match="SECTION.FIELD"):
+        launcher.parse(["--config=configs/ststnet.py", "--config.tune.grid.dropout=(0,1)"])
