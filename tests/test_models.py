@@ -163,6 +163,22 @@ def test_fr_default_parameter_count():
     assert num_params(create_model({"name": "fr"}, NUM_CLASSES, rngs=rngs())) == expected
 
 
+def test_model_settings_with_rules_are_validated_with_one_line_each():
+    from configs import dere_grl, ststnet
+    from mer_jax.train import validation
+
+    config = ststnet.get_config()
+    config.model.variant = "code"
+    assert validation.problems(config) == [
+        "model.variant='code': expected one of 'paper', 'released'."
+    ]
+    config = dere_grl.get_config()
+    config.model.weight_rec = -1.0
+    assert validation.problems(config) == ["model.weight_rec=-1.0: expected a finite number >= 0."]
+    config.model.weight_rec = 0.0
+    assert validation.problems(config) == []
+
+
 # --- shared layers -------------------------------------------------------------------
 
 
