@@ -136,7 +136,9 @@ def test_batch_norm_running_statistics_follow_pytorch():
     steps = 20
     for _ in range(steps):
         norm(x, use_running_average=False)
-    left = 0.9**steps  # the initial value's share after `steps` PyTorch updates
+    # The initial value's share after `steps` PyTorch updates (PyTorch would blend in the
+    # unbiased batch variance, 64/63 of this one: immaterial here).
+    left = 0.9**steps
     mean, var = np.asarray(x).mean(0), np.asarray(x).var(0)
     np.testing.assert_allclose(norm.mean[...], (1 - left) * mean, rtol=1e-5)
     np.testing.assert_allclose(norm.var[...], left + (1 - left) * var, rtol=1e-4)
