@@ -1,18 +1,25 @@
-r"""How much of the label a linear model finds in each method's input, under the same LOSO.
+r"""How much of the label a linear model finds in each method's own input, under the same LOSO.
 
-  python -m benchmarks.linear_probe --config configs/miacnet.py --out runs/probe.json
+  python -m benchmarks.linear_probe --config configs/fr.py --out runs/probe_fr.json
 
 A ridge classifier (one-hot targets, features standardised on each fold's training
 subjects only) on, per sample:
-- `flow`: the stored TV-L1 onset->apex flow (u, v at S x S), what STSTNet and FR read;
-- `motion_image`: MIACNet's action-branch input, `miacnet.preprocess_pair`'s motion
-  image (apex - onset at the config's input size, divided by its RMS);
-- `difference`: the same apex - onset difference without the division by its RMS.
-It trains nothing on the accelerator and takes seconds; it tells whether a model
-trailing the others lacks signal in its input or fails to use it (README, MIACNet).
+- `input`: what the config's network reads, i.e. its model's `prepare(train=False)`
+  output (the `INPUTS` keys: STSTNet's and FR's min-max motion maps, LTR3O's evaluation
+  candidates, DeRe-GRL's node features, MIACNet's motion image);
+- `flow`: the stored TV-L1 onset->apex flow (u, v at S x S), unnormalised;
+- `unscaled`: the input times its per-sample scale, where the model divides by one
+  (MIACNet's apex - onset before the division by its RMS).
+Every penalty of `--penalties` is reported, and `nested`: the penalty chosen per outer
+fold by leave-one-subject-out over that fold's training subjects alone (best pooled inner
+UF1, a tie to the smaller penalty), so the probe is selected as leak-free as a network
+(evaluation.md). It trains nothing on the accelerator and takes seconds; it tells whether
+a model trailing the others lacks signal in its input or fails to use it (README).
 """
 
-import jax.numpy as jnp
+from collections.abc import Sequence
+
+import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
@@ -23,34 +30,94 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/miacnet.py", "Exper
 _PENALTIES = flags.DEFINE_list("penalties", ["0.01", "0.1", "1", "10"], "Ridge penalties.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
+# The `prepare` outputs each network reads as its input (the rest are targets, priors or
+# positions for the losses).
+INPUTS = {
+    "ststnet": ("motion",),
+    "fr": ("motion",),
+    "ltr3o": ("motion",),
+    "dere_grl": ("low", "high"),
+    "miacnet": ("motion",),
+}
+
+
+def ridge_fit_predict(
+    train: np.ndarray, labels: np.ndarray, test: np.ndarray, num_classes: int, penalty: float
+) -> np.ndarray:
+    """Predicted classes of `test` by a one-vs-rest ridge fit on (`train`, `labels`), the
+    features standardised on `train`; `penalty` is per training sample."""
+    mean, std = train.mean(0), train.std(0) + 1e-8
+    a, b = (train - mean) / std, (test - mean) / std
+    targets = np.eye(num_classes)[labels]
+    # Dual form: the features outnumber the samples.
+    gram = a @ a.T + penalty * len(a) * np.eye(len(a))
+    return np.argmax(b @ (a.T @ np.linalg.solve(gram, targets)), axis=1)
+
 
 def ridge_loso(features: np.ndarray, labels: np.ndarray, folds, num_classes: int, penalty: float):
-    """Predictions of a one-vs-rest ridge fit per fold; `penalty` is per training sample."""
+    """Out-of-fold predictions of a ridge fit per fold at one penalty."""
     features = features.reshape(len(features), -1).astype(np.float64)
     preds = np.empty(len(labels), np.int64)
     for train, test in zip(folds.train_mask, folds.test_mask, strict=True):
-        mean, std = features[train].mean(0), features[train].std(0) + 1e-8
-        a, b = (features[train] - mean) / std, (features[test] - mean) / std
-        targets = np.eye(num_classes)[labels[train]]
-        # Dual form: the features outnumber the samples.
-        gram = a @ a.T + penalty * len(a) * np.eye(len(a))
-        preds[test] = np.argmax(b @ (a.T @ np.linalg.solve(gram, targets)), axis=1)
+        preds[test] = ridge_fit_predict(
+            features[train], labels[train], features[test], num_classes, penalty
+        )
     return preds
 
 
-def probe_features(dataset, model_config) -> dict[str, np.ndarray]:
-    from mer_jax.models import miacnet
+def nested_ridge_loso(
+    features: np.ndarray,
+    labels: np.ndarray,
+    subjects: np.ndarray,
+    folds,
+    num_classes: int,
+    penalties: Sequence[float],
+) -> tuple[np.ndarray, list[float]]:
+    """Out-of-fold predictions with the penalty chosen per outer fold by leave-one-subject-out
+    over its training subjects only; returns them and each fold's chosen penalty."""
+    from mer_jax.data import loso
+    from mer_jax.evaluate import metrics
 
-    size, grayscale = model_config.input_size, model_config.grayscale
-    onset, apex = jnp.asarray(dataset["onset_image"]), jnp.asarray(dataset["apex_image"])
-    inputs = miacnet.preprocess_pair(onset, apex, input_size=size, grayscale=grayscale)
-    motion, scale = np.asarray(inputs["motion"]), np.asarray(inputs["motion_scale"])
-    return {
-        "flow": dataset["flow"][..., :2].astype(np.float32),
-        "motion_image": motion,
-        # preprocess_pair divided the difference by `scale`; undone, it is the raw one.
-        "difference": motion * scale[:, None, None, None],
-    }
+    features = features.reshape(len(features), -1).astype(np.float64)
+    preds = np.empty(len(labels), np.int64)
+    chosen = []
+    for train, test in zip(folds.train_mask, folds.test_mask, strict=True):
+        inner = loso.leave_one_group_out(np.asarray(subjects)[train])
+        x, y = features[train], labels[train]
+        scores = [
+            metrics.classification_metrics(y, ridge_loso(x, y, inner, num_classes, p), num_classes)[
+                "uf1"
+            ]
+            for p in penalties
+        ]
+        penalty = penalties[int(np.argmax(scores))]  # the first best: the smaller penalty
+        chosen.append(penalty)
+        preds[test] = ridge_fit_predict(x, y, features[test], num_classes, penalty)
+    return preds, chosen
+
+
+def probe_features(dataset, config) -> dict[str, np.ndarray]:
+    """The probe's inputs (module docstring) for every sample of `dataset`."""
+    from flax import nnx
+
+    from mer_jax import models
+
+    model_config = models.with_build_settings(config.model, dataset.metadata)
+    model = models.create_model(model_config, len(dataset.class_names), rngs=nnx.Rngs(0))
+    batch = {field: dataset[field] for field in model.fields}
+    prepared = model.prepare(batch, jax.random.key(0), train=False)
+    own = np.concatenate(
+        [
+            np.asarray(prepared[k], np.float32).reshape(len(dataset.labels), -1)
+            for k in INPUTS[config.model.name]
+        ],
+        axis=1,
+    )
+    features = {"input": own, "flow": dataset["flow"][..., :2].astype(np.float32)}
+    if "motion_scale" in prepared:
+        scale = np.asarray(prepared["motion_scale"], np.float32).reshape(-1, 1)
+        features["unscaled"] = own * scale
+    return features
 
 
 def main(argv: list[str]) -> None:
@@ -61,24 +128,31 @@ def main(argv: list[str]) -> None:
 
     config = _CONFIG.value
     dataset = data_builders.load(config.data)
-    labels = dataset.labels
-    folds = loso.make_folds(
-        config.data.split, subjects=dataset["subject"], datasets=dataset["dataset"]
-    )
+    labels, subjects = dataset.labels, dataset["subject"]
+    folds = loso.make_folds(config.data.split, subjects=subjects, datasets=dataset["dataset"])
     num_classes = len(dataset.class_names)
+    penalties = [float(p) for p in _PENALTIES.value]
     results = []
-    print(f"{'input':<14}{'penalty':>8}{'UF1':>8}{'UAR':>8}{'acc':>8}")
-    for name, features in probe_features(dataset, config.model).items():
-        for penalty in map(float, _PENALTIES.value):
+    print(f"{config.model.name}: {'input':<10}{'penalty':>10}{'UF1':>8}{'UAR':>8}{'acc':>8}")
+
+    def report(name: str, features: np.ndarray, penalty: str, preds: np.ndarray) -> dict:
+        scores = metrics.classification_metrics(labels, preds, num_classes)
+        row = {"model": config.model.name, "input": name, "shape": list(features.shape[1:])}
+        row |= {"penalty": penalty} | {k: round(scores[k], 4) for k in ("uf1", "uar", "accuracy")}
+        print(
+            f"{config.model.name}: {name:<10}{penalty:>10}{row['uf1']:>8.3f}{row['uar']:>8.3f}"
+            f"{row['accuracy']:>8.3f}"
+        )
+        results.append(row)
+        return row
+
+    for name, features in probe_features(dataset, config).items():
+        for penalty in penalties:
             preds = ridge_loso(features, labels, folds, num_classes, penalty)
-            scores = metrics.classification_metrics(labels, preds, num_classes)
-            row = {"input": name, "shape": list(features.shape[1:]), "penalty": penalty}
-            row |= {k: round(scores[k], 4) for k in ("uf1", "uar", "accuracy")}
-            results.append(row)
-            print(
-                f"{name:<14}{penalty:>8g}{row['uf1']:>8.3f}{row['uar']:>8.3f}"
-                f"{row['accuracy']:>8.3f}"
-            )
+            report(name, features, f"{penalty:g}", preds)
+        preds, chosen = nested_ridge_loso(features, labels, subjects, folds, num_classes, penalties)
+        row = report(name, features, "nested", preds)
+        row["chosen_penalties"] = chosen
     print(f"({len(labels)} samples, {folds.num_folds} folds; chance UF1 about 1/{num_classes})")
     write_results(_OUT.value, results)
 

@@ -87,6 +87,13 @@ ROWS = (
         _DERE_GRL_GRID,
         ablates="DeRe-GRL",
     ),
+    Row(
+        "DeRe-GRL without the reconstruction loss",
+        "dere_grl",
+        (("model.weight_rec", 0.0),),
+        _DERE_GRL_GRID,
+        ablates="DeRe-GRL",
+    ),
     Row("MIACNet from scratch", "miacnet", grid=_MIACNET_GRID),
 )
 

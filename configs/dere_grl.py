@@ -4,7 +4,8 @@ Command:
   python launch.py --config configs/dere_grl.py --workdir runs/dere_grl
 
 Ablations (one flag each, the README's rows): --config.model.use_adm=False,
---config.model.use_rrm=False, --config.model.weight_au=0.0. A real database by name, e.g.
+--config.model.use_rrm=False, --config.model.weight_au=0.0, --config.model.weight_rec=0.0.
+A real database by name, e.g.
 --config.data.name=casme2 --config.data.manual_dir=/path/to/CASME2 (the crop size the
 landmarks are measured in and the AU vector length are read from the build).
 
@@ -35,6 +36,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.action_features = 16
     config.model.use_rrm = True
     config.model.weight_au = 0.5
+    # [our reading] The reconstruction loss (not in the paper, whose RRM is a module, not a
+    # loss): the RRM-weighted action features of each component reconstruct its backbone
+    # sub-feature. 0.5 like the AU loss, set before any run: an untrained decoder's relative
+    # error is of the order of 1, a 5-class CE starts at log(5) = 1.6, so it stays secondary.
+    config.model.weight_rec = 0.5
     # Not in the paper: dropout on the classifier input and mirrored training clips, chosen
     # on seed 0 of this protocol (the README says how).
     config.model.dropout = 0.3

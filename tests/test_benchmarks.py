@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmarks.linear_probe import ridge_loso
+from benchmarks.linear_probe import nested_ridge_loso, ridge_loso
 from mer_jax.data import loso
 
 
@@ -21,3 +21,28 @@ def test_ridge_loso_learns_and_never_reads_the_test_subjects_labels():
     shuffled[subjects == "s0"] = rng.permutation(shuffled[subjects == "s0"])
     again = ridge_loso(features, shuffled, folds, 5, penalty=0.1)
     np.testing.assert_array_equal(again[subjects == "s0"], preds[subjects == "s0"])
+
+
+def test_nested_ridge_chooses_the_penalty_without_the_test_subject():
+    rng = np.random.default_rng(1)
+    subjects = np.repeat([f"s{i}" for i in range(6)], 10)
+    labels = np.tile(np.arange(5), 12)
+    features = rng.normal(0, 1.0, (60, 30))
+    features[np.arange(60), labels] += 1.0
+    folds = loso.leave_one_group_out(subjects)
+    penalties = [0.01, 1.0, 100.0]
+    preds, chosen = nested_ridge_loso(features, labels, subjects, folds, 5, penalties)
+    assert len(chosen) == 6 and set(chosen) <= set(penalties)
+    # The held-out subject's labels and features are never read before it is predicted:
+    # poisoning another fold's test subject changes nothing of s0's choice or predictions.
+    poisoned_labels, poisoned = labels.copy(), features.copy()
+    poisoned_labels[subjects == "s0"] = 0
+    poisoned[subjects == "s0"] = 1e3
+    _, chosen_again = nested_ridge_loso(poisoned, poisoned_labels, subjects, folds, 5, penalties)
+    assert chosen_again[0] == chosen[0]
+    np.testing.assert_array_equal(
+        nested_ridge_loso(features, poisoned_labels, subjects, folds, 5, penalties)[0][
+            subjects == "s0"
+        ],
+        preds[subjects == "s0"],
+    )

@@ -30,8 +30,9 @@ ABLATIONS = {
     "no_adm": {"use_adm": False},
     "no_rrm": {"use_rrm": False},
     "no_au": {"weight_au": 0.0},
+    "no_rec": {"weight_rec": 0.0},
     # Every other branch at once (one compile): no ADM, no high-order stream, no learned
-    # adjacency, the jaw component, no RRM, no AU head.
+    # adjacency, the jaw component, no RRM, no AU head, no reconstruction decoder.
     "lean": {
         "use_adm": False,
         "use_high_order": False,
@@ -39,6 +40,7 @@ ABLATIONS = {
         "include_jaw": True,
         "use_rrm": False,
         "weight_au": 0.0,
+        "weight_rec": 0.0,
     },
 }
 
@@ -203,12 +205,14 @@ def test_default_parameter_count():
     rrm = (flat * groups * actions + groups * actions) + (16 * 16 + 16) + 16 * 16
     classifier = (action_dims + 16) * NUM_CLASSES + NUM_CLASSES
     au_head = flat * aus + aus
-    expected = low + high + adjacency + fuse + adm + rrm + classifier + au_head
-    assert expected == 47809
+    decoder = actions * action_dims * 2 * hidden + 2 * hidden  # shared by the components
+    expected = low + high + adjacency + fuse + adm + rrm + classifier + au_head + decoder
+    assert expected == 47809 + 4160
     assert num_params("full") == expected
     # The no-ADM map has the same size: one matrix from the whole face to all actions.
     assert num_params("no_adm") == expected
     assert num_params("no_au") == expected - au_head
+    assert num_params("no_rec") == expected - decoder
     no_rrm_classifier = flat * NUM_CLASSES + NUM_CLASSES
     assert num_params("no_rrm") == expected - rrm - classifier + no_rrm_classifier
 
@@ -226,7 +230,46 @@ def test_output_shapes(name):
     else:
         np.testing.assert_allclose(outputs["rrm_weights"].sum(-1), 1.0, rtol=1e-5)
     assert ("au_logits" in outputs) == (name != "lean")
-    assert np.isfinite(loss) and set(terms) == ({"ce"} if name == "lean" else {"ce", "au"})
+    if name == "full":
+        assert outputs["reconstruction"].shape == outputs["sub_features"].shape == (6, 6, 64)
+    assert np.isfinite(loss) and set(terms) == ({"ce"} if name == "lean" else {"ce", "au", "rec"})
+
+
+def test_reconstruction_loss_falls_and_is_absent_at_weight_zero():
+    batch, labels = make_batch()
+    tx = optax.adam(1e-3)  # the config's learning rate
+
+    def trained(name, steps):
+        graphdef = graphdef_of(name)
+
+        @jax.jit
+        def step(params, rest, opt_state):
+            def loss_fn(params):
+                model = nnx.merge(graphdef, params, rest)
+                inputs = model.prepare(batch, key(2), train=True)
+                return model.loss(model(inputs, train=True, key=key(3)), labels)
+
+            (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss, terms
+
+        params, rest = initial_state(name)
+        opt_state = tx.init(params)
+        history = []
+        for _ in range(steps):
+            params, opt_state, loss, terms = step(params, rest, opt_state)
+            history.append((float(loss), {k: float(v) for k, v in terms.items()}))
+        return history
+
+    full = trained("full", 40)
+    first, last = full[0][1]["rec"], full[-1][1]["rec"]
+    assert last < 0.75 * first, (first, last)
+    # weight_rec = 0: no decoder parameters, no term, the loss exactly CE + weight_au * AU.
+    params, _ = initial_state("no_rec")
+    assert "decoder" not in params
+    _, outputs, loss, terms = forward("no_rec", batch, labels)
+    assert set(terms) == {"ce", "au"} and "reconstruction" not in outputs
+    assert loss == terms["ce"] + 0.5 * terms["au"]
 
 
 def test_one_training_step_reaches_every_parameter():
@@ -282,7 +325,7 @@ def test_au_loss_is_masked_when_there_are_no_au_labels():
     unlabelled = {**batch, "action_units": jnp.zeros_like(batch["action_units"])}
     inputs, outputs, loss, terms = forward("full", unlabelled, labels)
     assert np.all(inputs["au_mask"] == 0)
-    assert terms["au"] == 0.0 and loss == terms["ce"]
+    assert terms["au"] == 0.0 and loss == terms["ce"] + 0.5 * terms["rec"]
     labelled_inputs, labelled, _, labelled_terms = forward("full", batch, labels)
     assert np.all(labelled_inputs["au_mask"] == 1) and labelled_terms["au"] > 0
     np.testing.assert_array_equal(labelled["logits"], outputs["logits"])

@@ -80,6 +80,74 @@ def test_ststnet_parameter_count(num_classes):
     assert convs + dense == expected
     model = create_model({"name": "ststnet"}, num_classes, rngs=rngs())
     assert num_params(model) == expected
+    # The released code: the same convs and dense layer (28 -> conv padding 2 -> 30 ->
+    # max-pool 3/3 padding 1 -> 10 -> avg-pool -> 5), plus a BatchNorm scale and bias per map.
+    released = create_model({"name": "ststnet", "variant": "released"}, num_classes, rngs=rngs())
+    assert num_params(released) == expected + 2 * 16 == {3: 1683, 5: 2485}[num_classes]
+
+
+def test_ststnet_released_variant_shapes_batch_norm_and_dropout():
+    model = create_model({"name": "ststnet", "variant": "released"}, NUM_CLASSES, rngs=rngs())
+    batch, _ = make_batch()
+    inputs = model.prepare(batch, prng_key(0), train=False)
+    assert inputs["motion"].shape == (8, 28, 28, 3)
+    # The PyTorch layer shapes: conv padding 2 gives 30 x 30 maps.
+    assert model.streams(inputs["motion"]).shape == (8, 30, 30, 16)
+    assert model.norm.mean.shape == (16,)
+    evaluated = model(inputs, train=False)["logits"]
+    assert evaluated.shape == (8, NUM_CLASSES) and evaluated.dtype == jnp.float32
+    np.testing.assert_array_equal(model(inputs, train=False)["logits"], evaluated)
+    # Training drops out (other keys, other logits) and moves the running statistics.
+    first = model(inputs, train=True, key=prng_key(1))["logits"]
+    second = model(inputs, train=True, key=prng_key(2))["logits"]
+    assert not np.allclose(first, second)
+    assert np.abs(np.asarray(model.norm.mean[...])).max() > 0
+    with pytest.raises(UserError, match="variant 'code'"):
+        create_model({"name": "ststnet", "variant": "code"}, NUM_CLASSES, rngs=rngs())
+
+
+def test_max_pool_integer_padding_is_pytorchs():
+    x = np.random.default_rng(0).standard_normal((2, 30, 30, 3)).astype(np.float32)
+    # PyTorch MaxPool2d(3, stride=3, padding=1): -inf borders, floor((30 + 2 - 3) / 3) + 1.
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    expected = np.stack(
+        [
+            np.stack(
+                [
+                    padded[:, 3 * i : 3 * i + 3, 3 * j : 3 * j + 3].max(axis=(1, 2))
+                    for j in range(10)
+                ],
+                axis=1,
+            )
+            for i in range(10)
+        ],
+        axis=1,
+    )
+    np.testing.assert_array_equal(max_pool(jnp.asarray(x), 3, padding=1), expected)
+
+
+def test_batch_norm_running_statistics_follow_pytorch():
+    # Regression: Flax's default momentum (0.99) left the running statistics of FR, LTR3O
+    # and the released STSTNet mostly at their initial values after a LOSO fold's short
+    # schedule, so evaluation normalised unlike training. PyTorch's update moves them 0.1
+    # of the way to each batch's statistics.
+    norm = layers.batch_norm(4, dtype=jnp.float32, rngs=rngs())
+    x = jnp.asarray(np.random.default_rng(0).normal(3.0, 2.0, (64, 4)), jnp.float32)
+    steps = 20
+    for _ in range(steps):
+        norm(x, use_running_average=False)
+    # The initial value's share after `steps` PyTorch updates (PyTorch would blend in the
+    # unbiased batch variance, 64/63 of this one: immaterial here).
+    left = 0.9**steps
+    mean, var = np.asarray(x).mean(0), np.asarray(x).var(0)
+    np.testing.assert_allclose(norm.mean[...], (1 - left) * mean, rtol=1e-5)
+    np.testing.assert_allclose(norm.var[...], left + (1 - left) * var, rtol=1e-4)
+    assert norm.epsilon == 1e-5
+    # Every BatchNorm of the models that have one is this one.
+    for config in ({"name": "fr"}, {"name": "ltr3o"}, {"name": "ststnet", "variant": "released"}):
+        model = nnx.eval_shape(lambda c=config: create_model(c, NUM_CLASSES, rngs=rngs()))
+        norms = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.BatchNorm)]
+        assert norms and all(n.momentum == 0.9 for n in norms), config
 
 
 def test_fr_default_parameter_count():
@@ -95,6 +163,22 @@ def test_fr_default_parameter_count():
     expected = 2 * stream + attention + proposal + classifier
     assert expected == 21769
     assert num_params(create_model({"name": "fr"}, NUM_CLASSES, rngs=rngs())) == expected
+
+
+def test_model_settings_with_rules_are_validated_with_one_line_each():
+    from configs import dere_grl, ststnet
+    from mer_jax.train import validation
+
+    config = ststnet.get_config()
+    config.model.variant = "code"
+    assert validation.problems(config) == [
+        "model.variant='code': expected one of 'paper', 'released'."
+    ]
+    config = dere_grl.get_config()
+    config.model.weight_rec = -1.0
+    assert validation.problems(config) == ["model.weight_rec=-1.0: expected a finite number >= 0."]
+    config.model.weight_rec = 0.0
+    assert validation.problems(config) == []
 
 
 # --- shared layers -------------------------------------------------------------------

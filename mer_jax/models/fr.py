@@ -36,7 +36,7 @@ from flax import nnx
 from jax.typing import DTypeLike
 
 from mer_jax.models.base import MERModel
-from mer_jax.models.layers import conv, cross_entropy, max_pool, motion_input
+from mer_jax.models.layers import batch_norm, conv, cross_entropy, max_pool, motion_input
 
 
 class InceptionBlock(nnx.Module):
@@ -71,7 +71,7 @@ class InceptionBlock(nnx.Module):
         self.conv3 = branch_conv(3)
         self.conv5 = branch_conv(5)
         self.pool_projection = branch_conv(1)
-        self.norm = nnx.BatchNorm(4 * branch_features, dtype=dtype, rngs=rngs)
+        self.norm = batch_norm(4 * branch_features, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         """(batch, H, W, in_features) -> (batch, H, W, 4 * branch_features).

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.typing import DTypeLike
 
 # Patch width (kernel rows x columns x input channels) up to which a CPU convolution
 # runs as patches + matmul (see `conv_general_dilated`): at this bound FR's whole
@@ -26,6 +27,12 @@ _MAX_PATCH_FEATURES = 32
 # Guards the min-max division for a flat map (e.g. a sample with no measured motion),
 # which then normalises to all zeros instead of NaN.
 _MINMAX_EPS = 1e-6
+
+# BatchNorm as in PyTorch, which the methods' published code uses: its running statistics
+# move 0.1 of the way to each batch's (Flax writes that as momentum 0.9; Flax's default,
+# 0.99, keeps 99%), with epsilon 1e-5.
+_BN_MOMENTUM = 0.9
+_BN_EPSILON = 1e-5
 
 
 def minmax_normalize(maps: jax.Array) -> jax.Array:
@@ -218,30 +225,51 @@ def conv_general_dilated(
     )
 
 
+def batch_norm(features: int, *, dtype: DTypeLike, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """BatchNorm over the last axis with PyTorch's running-statistics update.
+
+    Every model with BatchNorm builds it here. Flax's default momentum (0.99) averages the
+    running statistics over about the last 100 steps and starts them at zero mean and unit
+    variance (0.99^100 = 37% of the initial values remain after 100 steps): in the short
+    schedules of a LOSO fold, whose weights keep moving, evaluation then normalises with
+    statistics unlike the ones training used. PyTorch's update by 0.1 (Flax momentum 0.9,
+    about the last 10 steps) is what the methods' published code trains with.
+    """
+    return nnx.BatchNorm(
+        features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, dtype=dtype, rngs=rngs
+    )
+
+
 def conv(*args: Any, **kwargs: Any) -> nnx.Conv:
     """`nnx.Conv` computed with `conv_general_dilated` above; same arguments, same parameters."""
     return nnx.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
 
 
 def max_pool(
-    x: jax.Array, window: int, *, stride: int | None = None, padding: str = "VALID"
+    x: jax.Array, window: int, *, stride: int | None = None, padding: str | int = "VALID"
 ) -> jax.Array:
     """`window x window` max-pooling of NHWC maps, with stride `window` (default) or 1.
 
     Computed from reshapes (non-overlapping windows) or shifted slices (stride 1) and
     maxima, whose gradients are elementwise masks: `nnx.max_pool`'s select-and-scatter
     gradient is several times slower on a CPU. "SAME" pads with -inf, as
-    `nnx.max_pool(..., padding="SAME")` does.
+    `nnx.max_pool(..., padding="SAME")` does; an integer pads that many -inf rows and
+    columns on every side, then drops what does not fill a window, as PyTorch's
+    `MaxPool2d(padding=...)` does (the alignment of the windows differs from "SAME").
     """
     stride = window if stride is None else stride
     if stride not in (1, window):
         raise ValueError(f"stride must be 1 or the window ({window}), got {stride}")
-    if padding not in ("SAME", "VALID"):
-        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    is_int = isinstance(padding, int) and not isinstance(padding, bool)
+    if not is_int and padding not in ("SAME", "VALID"):
+        raise ValueError(f"padding must be 'SAME', 'VALID' or an integer, got {padding!r}")
     batch, height, width, channels = x.shape
     if padding == "SAME":
         pads = jax.lax.padtype_to_pads((height, width), (window, window), (stride, stride), "SAME")
         x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+    elif is_int:
+        pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+        x = jnp.pad(x, pads, constant_values=-jnp.inf)
     if stride == 1:
         # Separable: the max over rows, then over columns (2 x window slices instead of
         # window^2), whose gradient XLA:CPU runs an order of magnitude faster.

@@ -44,7 +44,7 @@ from flax import nnx
 from jax.typing import DTypeLike
 
 from mer_jax.models.base import MERModel
-from mer_jax.models.layers import conv, cross_entropy, max_pool, resize_maps
+from mer_jax.models.layers import batch_norm, conv, cross_entropy, max_pool, resize_maps
 
 # Guards divisions by a sample's largest motion (a clip without measured motion).
 _EPS = 1e-6
@@ -154,7 +154,7 @@ class CandidateEncoder(nnx.Module):
                 for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)
             ]
         )
-        self.norms = nnx.List([nnx.BatchNorm(n_out, dtype=dtype, rngs=rngs) for n_out in features])
+        self.norms = nnx.List([batch_norm(n_out, dtype=dtype, rngs=rngs) for n_out in features])
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         """(N, H, W, in_features) -> (N, features[-1])."""

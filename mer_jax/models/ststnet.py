@@ -1,12 +1,22 @@
 """STSTNet: Shallow Triple Stream Three-dimensional CNN (Liong et al., FG 2019).
 
-The project's baseline. Input: the onset -> apex optical flow u, v and the optical strain
-magnitude, 3 x 28 x 28. Three parallel shallow branches (conv 3x3 with 3, 5 and 8
-filters, ReLU, max-pool 3x3 stride 3 'same', average-pool 2x2 stride 2) are
-concatenated into 16 maps of 5 x 5, flattened and classified by one dense layer:
-1,651 parameters for 3 classes. The paper trains with Adam, lr 5e-5, batch 256,
-800 epochs, without augmentation; published composite result (MEGC2019, LOSO, 442
-samples, arXiv 1902.03634): UF1 .7353, UAR .7605.
+The project's baseline, in two variants (`variant`):
+
+- "paper", as the paper describes it. Input: the onset -> apex optical flow u, v and the
+  optical strain magnitude, 3 x 28 x 28. Three parallel shallow branches (conv 3x3 with
+  3, 5 and 8 filters, ReLU, max-pool 3x3 stride 3 'same', average-pool 2x2 stride 2) are
+  concatenated into 16 maps of 5 x 5, flattened and classified by one dense layer:
+  1,651 parameters for 3 classes, 2,453 for 5.
+- "released", as the authors' released PyTorch code builds it (the code behind the
+  published numbers; methods.md lists the differences): each branch is conv 3x3 with
+  padding 2 (28 -> 30), ReLU, BatchNorm, max-pool 3x3 stride 3 padding 1 (-> 10),
+  dropout 0.5; the 16 maps are average-pooled 2x2 (-> 5), flattened and classified by
+  one dense layer, with PyTorch's default initialisation: 1,683 parameters for 3
+  classes, 2,485 for 5.
+
+The paper trains with Adam, lr 5e-5, batch 256, 800 epochs, without augmentation, and
+pools the last epoch's predictions; published composite result (MEGC2019, LOSO, 442
+samples, arXiv 1902.03634): UF1 .7353, UAR .7605 (configs/protocols/).
 """
 
 from collections.abc import Sequence
@@ -17,17 +27,35 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
+from mer_jax.errors import UserError
 from mer_jax.models.base import MERModel
-from mer_jax.models.layers import conv, cross_entropy, max_pool, motion_input
+from mer_jax.models.layers import batch_norm, conv, cross_entropy, max_pool, motion_input
 
+VARIANTS = ("paper", "released")
 # The three inputs of the paper: flow u, flow v, optical strain.
 _IN_CHANNELS = 3
+_KERNEL = 3
 _MAX_POOL = 3
 _AVG_POOL = 2
+# The released code: conv padding 2, max-pool padding 1, dropout 0.5 after the pool.
+_RELEASED_CONV_PADDING = 2
+_RELEASED_POOL_PADDING = 1
+_RELEASED_DROPOUT = 0.5
+
+
+def _torch_uniform(fan_in: int) -> nnx.Initializer:
+    """PyTorch's default Conv2d / Linear initialisation of weights and biases alike:
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5) for weights)."""
+    bound = fan_in**-0.5
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 
 
 class STSTNet(MERModel):
-    """STSTNet on [u, v, strain] maps; see the module docstring for the architecture."""
+    """STSTNet on [u, v, strain] maps; see the module docstring for both variants."""
 
     fields: ClassVar[tuple[str, ...]] = ("flow", "strain")
 
@@ -35,6 +63,7 @@ class STSTNet(MERModel):
         self,
         num_classes: int,
         *,
+        variant: str = "paper",
         input_size: int = 28,
         branch_features: Sequence[int] = (3, 5, 8),
         hflip: bool = False,
@@ -46,6 +75,7 @@ class STSTNet(MERModel):
 
         Args:
             num_classes: number of expression classes.
+            variant: "paper" (the paper's description) or "released" (the authors' code).
             input_size: side of the square input grid; built datasets at another
                 size are resized to it in `prepare`.
             branch_features: output channels of the three streams (paper: 3, 5, 8).
@@ -53,21 +83,52 @@ class STSTNet(MERModel):
             label_smoothing: cross-entropy label smoothing (paper: none).
             dtype: compute dtype; parameters stay float32, logits are float32.
             rngs: initialisation randomness.
+
+        Raises:
+            UserError: an unknown variant.
         """
+        if variant not in VARIANTS:
+            raise UserError(f"STSTNet variant {variant!r}: expected one of {VARIANTS}.")
         self.num_classes = num_classes
         self.input_size = input_size
+        self.variant = variant
         self.hflip = hflip
         self.label_smoothing = label_smoothing
-        # The three streams are conv -> ReLU -> the same two pools, all channel-wise
-        # after the conv, so one conv with 3 + 5 + 8 filters is exactly the three
-        # streams concatenated (same parameters, same per-filter fan-in at init) in
+        # The three streams are conv -> ReLU (-> BatchNorm) -> pools (-> dropout), all
+        # channel-wise after the conv, so one conv with 3 + 5 + 8 filters is exactly the
+        # three streams concatenated (same parameters, same per-filter fan-in at init) in
         # one op instead of three.
         features = sum(branch_features)
-        self.streams = conv(_IN_CHANNELS, features, (3, 3), padding="SAME", dtype=dtype, rngs=rngs)
-        # 'same' max-pooling keeps ceil(size / 3); the 'valid' average pool halves that.
-        pooled = -(-input_size // _MAX_POOL) // _AVG_POOL
+        released = variant == "released"
+        if released:
+            pad = _RELEASED_CONV_PADDING
+            conv_init = _torch_uniform(_IN_CHANNELS * _KERNEL * _KERNEL)
+            self.streams = conv(
+                _IN_CHANNELS,
+                features,
+                (_KERNEL, _KERNEL),
+                padding=((pad, pad), (pad, pad)),
+                kernel_init=conv_init,
+                bias_init=conv_init,
+                dtype=dtype,
+                rngs=rngs,
+            )
+            self.norm = batch_norm(features, dtype=dtype, rngs=rngs)
+            conv_size = input_size + 2 * pad - _KERNEL + 1
+            max_pooled = (conv_size + 2 * _RELEASED_POOL_PADDING) // _MAX_POOL
+        else:
+            self.streams = conv(
+                _IN_CHANNELS, features, (_KERNEL, _KERNEL), padding="SAME", dtype=dtype, rngs=rngs
+            )
+            self.norm = None
+            # 'same' max-pooling keeps ceil(size / 3).
+            max_pooled = -(-input_size // _MAX_POOL)
+        self.dropout = nnx.Dropout(_RELEASED_DROPOUT if released else 0.0)
+        pooled = max_pooled // _AVG_POOL
+        flat = features * pooled * pooled
+        dense_init = {"kernel_init": _torch_uniform(flat), "bias_init": _torch_uniform(flat)}
         self.classifier = nnx.Linear(
-            features * pooled * pooled, num_classes, dtype=dtype, rngs=rngs
+            flat, num_classes, dtype=dtype, rngs=rngs, **(dense_init if released else {})
         )
 
     def prepare(
@@ -82,10 +143,18 @@ class STSTNet(MERModel):
     def __call__(
         self, inputs: dict[str, jax.Array], *, train: bool, key: jax.Array | None = None
     ) -> dict[str, jax.Array]:
-        """Returns {"logits": (batch, num_classes) float32}; no dropout, so `key` is unused."""
-        del train, key  # No train-dependent layers (no BatchNorm, no dropout).
+        """Returns {"logits": (batch, num_classes) float32}.
+
+        `train` (released variant) normalises with the batch statistics, updates the
+        running ones and drops out with `key`.
+        """
         x = nnx.relu(self.streams(inputs["motion"]))
-        x = max_pool(x, _MAX_POOL, padding="SAME")
+        if self.norm is None:
+            x = max_pool(x, _MAX_POOL, padding="SAME")
+        else:
+            x = self.norm(x, use_running_average=not train)
+            x = max_pool(x, _MAX_POOL, padding=_RELEASED_POOL_PADDING)
+        x = self.dropout(x, deterministic=not train, rngs=key)
         x = nnx.avg_pool(x, (_AVG_POOL, _AVG_POOL), strides=(_AVG_POOL, _AVG_POOL))
         logits = self.classifier(x.reshape(x.shape[0], -1))
         return {"logits": logits.astype(jnp.float32)}

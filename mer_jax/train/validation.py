@@ -18,6 +18,7 @@ import jax
 from mer_jax import models
 from mer_jax.data import protocols
 from mer_jax.errors import UserError
+from mer_jax.models import ststnet
 from mer_jax.train import optim
 
 TASKS = ("loso", "pretrain")
@@ -151,6 +152,12 @@ TASK_RULES: dict[str, dict[str, Rule]] = {
         "data.grain_threads": positive_int,
     },
 }
+# Model settings with a rule of their own, by model.name (any other model key is checked
+# for existence here and for its value by the model's constructor, once the data is read).
+MODEL_RULES: dict[str, dict[str, Rule]] = {
+    "ststnet": {"variant": one_of(*ststnet.VARIANTS)},
+    "dere_grl": {"weight_au": non_negative_number, "weight_rec": non_negative_number},
+}
 # Sections whose keys are all in the schema (model keys are checked against the model).
 _SECTIONS = ("data", "train", "engine", "tune")
 # Sections a tuning grid may vary (the data and the engine layout stay one).
@@ -273,6 +280,11 @@ def _cross_field_problems(config: Any, task: str) -> list[str]:
                 f"model.{unknown[0]}: model {config.model.name!r} has no such setting "
                 f"(unknown: {unknown}); it accepts: {', '.join(models.accepted_keys(cls))}."
             )
+        for key, rule in MODEL_RULES.get(config.model.name, {}).items():
+            value = config.model.get(key)
+            accepted = None if value is None else rule(value)
+            if accepted is not None:
+                found.append(f"model.{key}={_shown(value)}: expected {accepted}.")
         if config.init_from is not None:
             models.branch_settings(config.model)  # a model with branches to initialise
     except UserError as error:
