@@ -26,6 +26,7 @@ from data_builders.synthetic_me.synthetic_me_dataset_builder import raw_database
 from mer_jax import export, models, predict
 from mer_jax.errors import UserError
 from mer_jax.preprocess import read_landmarks_sidecar, sidecar_path, write_landmarks_csv
+from mer_jax.synthetic.demo import write_video
 
 # The session's tiny dataset, a fixture of this module too.
 synthetic_data_dir = fixtures.synthetic_data_dir
@@ -83,16 +84,6 @@ def clip_folder(built_clip, tmp_path_factory) -> Path:
     return folder
 
 
-def write_video(frames: list[np.ndarray], path: Path) -> Path:
-    """RGB frames as an mp4 (OpenCV's mp4v codec, lossy) at 30 fps."""
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (width, height))
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
 @pytest.fixture(scope="module")
 def clip_video(built_clip, tmp_path_factory) -> Path:
     """The clip's frames onset..offset as an mp4, its sidecar re-numbered from 0."""
@@ -100,7 +91,7 @@ def clip_video(built_clip, tmp_path_factory) -> Path:
     onset, offset = int(example["onset_index"]), int(example["offset_index"])
     numbers = range(onset, offset + 1)
     folder = built_clip["folder"]
-    frames = [cv2.imread(str(next(folder.glob(f"*{n}.jpg"))))[..., ::-1] for n in numbers]
+    frames = [cv2.imread(str(next(folder.glob(f"*{n}.jpg")))) for n in numbers]  # BGR
     video = write_video(frames, tmp_path_factory.mktemp("video") / "clip.mp4")
     landmarks = read_landmarks_sidecar(built_clip["sidecar"])
     moved = np.stack([landmarks[n] for n in numbers])  # numbered from 0, as the video's frames
