@@ -10,7 +10,10 @@ whose settings were chosen by comparing results on this protocol are selected by
 LOSO (`ROW.grid`, `mer_jax.train.tuning`): the chosen point is picked per outer fold from
 that fold's training subjects alone, so no row is selected on its own test subjects.
 Ablation rows are the same run with one module switched off, read against their base
-row with the paired comparison (`mer_jax.evaluate.compare`).
+row with the paired comparison (`mer_jax.evaluate.compare`); an ablation of a nested row
+retrains each outer fold with the point its base row chose (`tune.choices_from`), so the
+two differ in that module alone and the ablation costs only its outer runs. Base rows
+come before their ablations.
 
 Writes `results_table.md` (the markdown rows, with 95% subject-bootstrap intervals) and
 `results_table.json` into `--root`.
@@ -102,8 +105,9 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
-def row_config(row: Row) -> Any:
-    """The row's config: its file, its changes, the table's seeds and its nested grid."""
+def row_config(row: Row, root: Path) -> Any:
+    """The row's config: its file, its changes, the table's seeds, its nested grid and,
+    for an ablation of a nested row, its base row's choices."""
     config = importlib.import_module(f"configs.{row.config}").get_config()
     with config.unlocked():
         for dotted, value in row.changes:
@@ -120,6 +124,8 @@ def row_config(row: Row) -> Any:
             config.tune.grid = grid
             config.tune.inner_folds = _INNER_FOLDS.value
             config.tune.seeds = tuple(int(s) for s in _INNER_SEEDS.value)
+            if row.ablates:
+                config.tune.choices_from = str(root / slug(row.ablates))
     return config
 
 
@@ -131,7 +137,7 @@ def run_row(row: Row, root: Path) -> dict[str, Any]:
     metrics_path = workdir / "metrics.json"
     tic = time.perf_counter()
     if not metrics_path.exists():
-        launch.run(row_config(row), workdir, "train")
+        launch.run(row_config(row, root), workdir, "train")
     metrics = json.loads(metrics_path.read_text())
     timing_path = workdir / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
@@ -167,6 +173,8 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
         if metrics.get("selection") == "nested":
             grid = ", ".join(f"{k} {list(v)}" for k, v in row.grid)
             selection = f"nested over {grid}"
+            if "choices_from" in metrics["tuning"]:
+                selection = f"nested: the choices of {row.ablates}"
         versus = ""
         if row.ablates and row.ablates in results:
             paired = compare.compare(root / slug(row.name), root / slug(row.ablates))["uf1"]

@@ -77,6 +77,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.tune.inner_folds = 0
     # Seeds of the inner runs (None: config.seeds); the outer runs use config.seeds.
     config.tune.seeds = config_dict.placeholder(tuple)
+    # A finished nested run (its workdir) whose choice for each outer fold this run
+    # retrains with, instead of making its own (same data, folds and grid): ablations of
+    # a tuned method at their base run's choices, for the cost of the outer runs.
+    config.tune.choices_from = config_dict.placeholder(str)
 
     config.engine = ml_collections.ConfigDict()
     # "auto" (stacked on GPU/TPU, sequential on CPU), "stacked" or "sequential".

@@ -46,3 +46,30 @@ def test_nested_ridge_chooses_the_penalty_without_the_test_subject():
         ],
         preds[subjects == "s0"],
     )
+
+
+def test_every_results_table_row_is_a_valid_config_and_ablations_follow_their_base(tmp_path):
+    """The table's rows validate (nothing is built), a base row comes before its
+    ablations, and an ablation of a nested row reuses its base row's choices (same grid)."""
+    from absl import flags
+
+    from benchmarks import results_table
+    from mer_jax.train import validation
+
+    flags.FLAGS(["results_table"])  # the table's default seeds and inner folds
+    seen = set()
+    for row in results_table.ROWS:
+        config = results_table.row_config(row, tmp_path)
+        assert config.seeds == (0, 1, 2)
+        if row.ablates:
+            assert row.ablates in seen, row.name
+            base = next(r for r in results_table.ROWS if r.name == row.ablates)
+            assert row.grid == base.grid, row.name
+        if row.grid and row.ablates:
+            assert config.tune.choices_from == str(tmp_path / results_table.slug(row.ablates))
+            config.tune.choices_from = None  # its run does not exist here
+        else:
+            assert config.tune.choices_from is None
+        assert bool(len(config.tune.grid)) == bool(row.grid), row.name
+        assert validation.problems(config) == [], row.name
+        seen.add(row.name)

@@ -217,3 +217,51 @@ def test_a_nested_workdir_predicts_with_its_outer_models(runs, synthetic_data_di
     assert outputs["probabilities"].shape == (2, len(dataset.class_names))
     np.testing.assert_allclose(outputs["probabilities"].sum(-1), 1.0, rtol=1e-5)
 
+
+def test_reusing_a_runs_choices_retrains_its_outer_runs_bit_for_bit(
+    runs, synthetic_data_dir, tmp_path
+):
+    """tune.choices_from trains no inner run: the outer runs of the choices it reads, the
+    same as the source run's own (the ablation rows of the results table use this)."""
+    config = config_with(synthetic_data_dir, GRID)
+    config.tune.choices_from = str(runs / "two")
+    run(config, tmp_path / "reused")
+    reused, source = tmp_path / "reused", runs / "two"
+    assert (reused / "predictions.csv").read_bytes() == (source / "predictions.csv").read_bytes()
+    assert not (reused / "tuning.csv").exists()
+    a, b = (json.loads((w / "metrics.json").read_text())["tuning"] for w in (reused, source))
+    assert a["chosen"] == b["chosen"] and a["grid"] == b["grid"]
+    assert a["choices_from"] == str(source) and "inner_folds" not in a
+    # Only the outer runs trained: one replica per (fold, seed).
+    assert a["replicas"] == fixtures.NUM_SUBJECTS < b["replicas"]
+
+
+def test_choices_from_refuses_runs_it_cannot_reuse(runs, synthetic_data_dir, tmp_path):
+    import data_builders
+    from mer_jax.train import validation
+
+    def problems(choices_from, grid=GRID):
+        config = config_with(synthetic_data_dir, grid)
+        config.tune.choices_from = str(choices_from)
+        return validation.problems(config)
+
+    assert "needs the grid" in " ".join(problems(runs / "two", grid={}))
+    assert "holds no finished run" in " ".join(problems(tmp_path / "nowhere"))
+    assert "not a nested run" in " ".join(problems(runs / "plain"))
+    other_grid = {"train": {"learning_rate": (1e-3, 3e-2)}}
+    assert "chose over the grid" in " ".join(problems(runs / "two", other_grid))
+    assert problems(runs / "two") == []
+
+    # Other data: a subject fewer (other outer folds), or a sample fewer (other samples).
+    config = config_with(synthetic_data_dir, GRID)
+    config.tune.choices_from = str(runs / "two")
+    dataset = data_builders.load(config.data)
+    subjects = dataset["subject"]
+    for keep, message in (
+        (subjects != subjects[-1], "other data or another split"),
+        (np.arange(len(subjects)) != 0, "other samples or folds"),
+    ):
+        subset = {name: values[keep] for name, values in dataset.examples.items()}
+        other = dataclasses.replace(dataset, examples=subset)
+        with pytest.raises(UserError, match=message):
+            engine.LosoRun(config, tmp_path / "other", other)

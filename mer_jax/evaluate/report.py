@@ -332,9 +332,15 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
         f"{len(metrics['seeds'])} seeds; +- std over seeds, [95% subject-bootstrap interval])"
     ]
     if metrics.get("selection") == "nested":
+        tuning = metrics["tuning"]
+        source = (
+            f"the choices of {tuning['choices_from']}"
+            if "choices_from" in tuning
+            else "tuning.csv has every inner score"
+        )
         lines.append(
-            f"  hyper-parameters selected by nested LOSO ({len(metrics['tuning']['chosen'])} "
-            "outer folds; tuning.csv has every inner score)"
+            f"  hyper-parameters selected by nested LOSO ({len(tuning['chosen'])} outer "
+            f"folds; {source})"
         )
     if metrics["absent_classes"]:
         lines.append(f"  absent classes (not in UF1/UAR): {', '.join(metrics['absent_classes'])}")

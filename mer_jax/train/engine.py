@@ -328,6 +328,8 @@ class LosoRun(run.TrainingRun):
         if config.get("init_from"):
             self.branches = init_from.prepare(config.init_from, config.model, dataset["subject"])
         self.points = tuning.grid_points(config)
+        # outer fold -> grid point, when another nested run's choices are reused.
+        self.reused_choices = self._reused_choices() if config.tune.choices_from else None
         # The run's own configuration over every (fold, seed) replica: the plain run
         # (under nested selection it only tells which fields the model reads).
         self.plain_stage = self._make_stage("", config, self.replicas)
@@ -358,7 +360,7 @@ class LosoRun(run.TrainingRun):
             f"fold {f} ({self.folds.test_groups[f]})" for f in range(num_folds)
         ]
         self.inner_splits: dict[int, list[int]] = {}
-        if tuning.grid_values(self.config):
+        if tuning.grid_values(self.config) and not self.config.tune.choices_from:
             subjects = self.dataset["subject"]
             for f in range(num_folds):
                 inner = loso.inner_folds(self.folds, f, subjects, self.config.tune.inner_folds)
@@ -372,6 +374,43 @@ class LosoRun(run.TrainingRun):
                 ]
         self.train_idx, self.n_train = _padded_indices(np.concatenate(train_masks))
         self.test_idx, self.n_test = _padded_indices(np.concatenate(test_masks))
+
+    def _reused_choices(self) -> dict[int, int]:
+        """tune.choices_from's choice for each outer fold, once its folds are shown to be
+        this run's: the same test groups, and every sample with the same subject, dataset
+        and outer fold."""
+        source = self.config.tune.choices_from
+        chosen, theirs = tuning.read_choices(source, self.config)
+        groups = self.folds.test_groups
+        if set(chosen) != set(groups):
+            raise UserError(
+                f"tune.choices_from={source!r} chose for the outer folds {sorted(chosen)}, this "
+                f"run's are {sorted(groups)}: it is on other data or another split."
+            )
+        fold_of = self.folds.test_mask.argmax(axis=0)
+        ours = set(
+            zip(
+                self.dataset["sample_id"].tolist(),
+                self.dataset["subject"].tolist(),
+                self.dataset["dataset"].tolist(),
+                fold_of.tolist(),
+                strict=True,
+            )
+        )
+        if ours != set(
+            zip(
+                theirs.sample_id.tolist(),
+                theirs.subject.tolist(),
+                theirs.dataset.tolist(),
+                theirs.fold.tolist(),
+                strict=True,
+            )
+        ):
+            raise UserError(
+                f"tune.choices_from={source!r} was trained on other samples or folds than this "
+                "run (same data.name, overrides and split needed); its choices do not apply."
+            )
+        return {f: chosen[group] for f, group in enumerate(groups)}
 
     def _check_batch_sizes(self) -> None:
         """Every configuration's batch must fit the training set of every split it trains."""
@@ -506,6 +545,22 @@ class LosoRun(run.TrainingRun):
         if not self.points:
             stage = self.plain_stage
             return self._report([(stage, self._run_stage(stage, training))], None)
+        if self.reused_choices is not None:
+            rows, choices = [], self.reused_choices
+        else:
+            rows, choices = self._select(self._run_inner_stages(training))
+        outer = []
+        for g in sorted(set(choices.values())):
+            replicas = [r for r in self.replicas if choices[r.fold] == g]
+            config = tuning.apply_point(self.config, self.points[g])
+            stage = self._make_stage(f"outer_g{g:02d}", config, replicas, "outer runs")
+            outer.append((stage, self._run_stage(stage, training)))
+        if self.primary and rows:
+            guards.atomic_write_text(self.workdir / tuning.TUNING_CSV, tuning.tuning_csv(rows))
+        return self._report(outer, choices)
+
+    def _run_inner_stages(self, training: bool) -> list[list[ChunkResult]]:
+        """Every grid point trained (or restored) on every outer fold's inner folds."""
         inner_replicas = [
             Replica(split, seed)
             for seed in (self.config.tune.seeds or self.seeds)
@@ -518,16 +573,7 @@ class LosoRun(run.TrainingRun):
             label = f"inner runs, grid point {g + 1}/{len(self.points)}"
             stage = self._make_stage(f"inner_g{g:02d}", config, inner_replicas, label)
             inner.append(self._run_stage(stage, training, report=False))
-        rows, choices = self._select(inner)
-        outer = []
-        for g in sorted(set(choices.values())):
-            replicas = [r for r in self.replicas if choices[r.fold] == g]
-            config = tuning.apply_point(self.config, self.points[g])
-            stage = self._make_stage(f"outer_g{g:02d}", config, replicas, "outer runs")
-            outer.append((stage, self._run_stage(stage, training)))
-        if self.primary:
-            guards.atomic_write_text(self.workdir / "tuning.csv", tuning.tuning_csv(rows))
-        return self._report(outer, choices)
+        return inner
 
     def _run_stage(self, stage: Stage, training: bool, report: bool = True) -> list[ChunkResult]:
         """Trains (or resumes) a stage's chunks, or restores their final checkpoints."""
@@ -845,12 +891,19 @@ class LosoRun(run.TrainingRun):
         predictions = report.Predictions.concatenate(parts)
         selection = {"selection": "fixed"}
         if choices is not None:
+            made_by = (
+                {"choices_from": str(self.config.tune.choices_from)}
+                if self.reused_choices is not None
+                else {
+                    "inner_folds": self.config.tune.inner_folds or "leave one subject out",
+                    "inner_seeds": list(self.config.tune.seeds or self.seeds),
+                }
+            )
             selection = {
                 "selection": "nested",
                 "tuning": {
                     "grid": {k: list(v) for k, v in tuning.grid_values(self.config).items()},
-                    "inner_folds": self.config.tune.inner_folds or "leave one subject out",
-                    "inner_seeds": list(self.config.tune.seeds or self.seeds),
+                    **made_by,
                     "chosen": {
                         self.folds.test_groups[f]: tuning.describe(self.points[g])
                         for f, g in sorted(choices.items())

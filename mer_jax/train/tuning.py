@@ -12,18 +12,29 @@ the grid and the scoring.
 `config.tune.grid` mirrors the config's sections: `{"train": {"learning_rate": (1e-3,
 3e-3)}, "model": {"dropout": (0.0, 0.3)}}` is four points, the Cartesian product in the
 order of the sorted dotted names.
+
+`config.tune.choices_from` reuses a finished nested run's choices instead of making new
+ones: each outer fold is retrained with the point that run chose for it. An ablation
+(one module switched off) then differs from its base run in that module alone, still
+selected without its test subjects, at the cost of the outer runs only.
 """
 
 import csv
 import io
 import itertools
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import ml_collections
 import numpy as np
 
+from mer_jax.errors import UserError
+from mer_jax.evaluate import report
 from mer_jax.evaluate.metrics import classification_metrics
+
+TUNING_CSV = "tuning.csv"
 
 Point = dict[str, Any]  # dotted config name -> value
 
@@ -62,6 +73,7 @@ def apply_point(config: ml_collections.ConfigDict, point: Point) -> ml_collectio
                 holder = holder[part]
             holder[name] = value
         config.tune.grid = ml_collections.ConfigDict()
+        config.tune.choices_from = None
     return config
 
 
@@ -94,3 +106,44 @@ def tuning_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return output.getvalue()
+
+
+def read_choices(
+    source: str | Path, config: ml_collections.ConfigDict
+) -> tuple[dict[str, int], report.Predictions]:
+    """The grid point a finished nested run in `source` chose for each outer test group
+    (an index into `grid_points(config)`), and its predictions (to check that its folds
+    are this run's).
+
+    Raises:
+        UserError: `source` holds no finished nested run of its own, or its grid is not
+            `config`'s.
+    """
+    source = Path(source).expanduser()
+    where = f"tune.choices_from={str(source)!r}"
+    metrics_path, csv_path = source / report.METRICS_JSON, source / TUNING_CSV
+    if not metrics_path.is_file() or not (source / report.PREDICTIONS_CSV).is_file():
+        raise UserError(
+            f"{where} holds no finished run ({report.METRICS_JSON} is written when a run "
+            "ends); give the workdir of a finished nested run (a run with tune.grid), or run "
+            "it first."
+        )
+    metrics = json.loads(metrics_path.read_text())
+    if metrics.get("selection") != "nested" or not csv_path.is_file():
+        raise UserError(
+            f"{where} is not a nested run that made its own choices (it has no {TUNING_CSV}); "
+            "give the workdir of a run trained with tune.grid and without tune.choices_from."
+        )
+    ours = {name: list(values) for name, values in grid_values(config).items()}
+    if metrics["tuning"]["grid"] != ours:
+        raise UserError(
+            f"{where} chose over the grid {metrics['tuning']['grid']}, this config's "
+            f"tune.grid is {ours}; give it the same grid."
+        )
+    with csv_path.open(newline="") as file:
+        chosen = {
+            row["test_subject"]: int(row["grid_point"])
+            for row in csv.DictReader(file)
+            if row["chosen"] == "True"
+        }
+    return chosen, report.read_predictions_csv(source / report.PREDICTIONS_CSV)

@@ -135,6 +135,7 @@ COMMON_RULES: dict[str, Rule] = {
     "tune.grid": mapping,
     "tune.inner_folds": inner_fold_count,
     "tune.seeds": optional(seeds),
+    "tune.choices_from": optional(text),
     "engine.mode": one_of("auto", "stacked", "sequential"),
     "engine.replicas_per_chunk": non_negative_int,
     "engine.devices": device_count,
@@ -214,6 +215,11 @@ def _grid_problems(config: Any, task: str) -> list[str]:
     grid point a valid config."""
     grid = config.tune.grid
     if not len(grid):
+        if config.tune.choices_from:
+            return [
+                f"tune.choices_from={config.tune.choices_from!r} needs the grid those choices "
+                "were made over: give tune.grid as that run had it."
+            ]
         return []
     if task != "loso":
         return ["tune.grid: nested selection is for LOSO runs, not for pre-training."]
@@ -240,6 +246,11 @@ def _grid_problems(config: Any, task: str) -> list[str]:
     for point in tuning.grid_points(config):
         point_problems = problems(tuning.apply_point(config, point))
         found += [f"tune.grid point {tuning.describe(point)}: {p}" for p in point_problems]
+    if config.tune.choices_from and not found:
+        try:  # the source run's files and grid (its folds are checked with the data)
+            tuning.read_choices(config.tune.choices_from, config)
+        except UserError as error:
+            found.append(str(error))
     return found
 
 
