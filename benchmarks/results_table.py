@@ -16,7 +16,8 @@ two differ in that module alone and the ablation costs only its outer runs. Base
 come before their ablations.
 
 Writes `results_table.md` (the markdown rows, with 95% subject-bootstrap intervals) and
-`results_table.json` into `--root`.
+`results_table.json` into `--root`: every finished row there, also those of earlier
+calls with other `--rows`.
 """
 
 import dataclasses
@@ -146,6 +147,7 @@ def run_row(row: Row, root: Path) -> dict[str, Any]:
         "workdir": str(workdir),
         "metrics": metrics,
         "train_s": timing.get("train_s"),
+        "replicas": timing.get("num_replicas"),
         "wall_s_this_call": round(time.perf_counter() - tic, 1),
     }
 
@@ -157,13 +159,14 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
 
 def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) -> str:
     """The table: metrics with intervals, the selection, the paired difference of an
-    ablation to its base row, and the command."""
+    ablation to its base row, the command, and the training time with its replica count
+    (summed over the processes that trained the row)."""
     from mer_jax.evaluate import compare
 
     lines = [
         "| method | UF1 | UAR | accuracy | selection | vs its base row: UF1 difference | "
-        "command |",
-        "|---|---|---|---|---|---|---|",
+        "command | training |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.name not in results:
@@ -180,10 +183,12 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
             paired = compare.compare(root / slug(row.name), root / slug(row.ablates))["uf1"]
             low, high = paired["interval"]
             versus = f"{paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        train_s, replicas = results[row.name]["train_s"], results[row.name]["replicas"]
+        training = "" if train_s is None else f"{train_s:,.0f} s ({replicas} replicas)"
         lines.append(
             f"| {row.name} | {_cell(metrics, 'uf1')} | {_cell(metrics, 'uar')} | "
             f"{metrics['accuracy']:.3f} +- {metrics['accuracy_std']:.3f} | {selection} | "
-            f"{versus} | {row.command} |"
+            f"{versus} | {row.command} | {training} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -207,7 +212,12 @@ def main(argv: list[str]) -> None:
             results[row.name] = run_row(row, root)
         except UserError as error:
             sys.exit(f"error: row {row.name!r}: {error}")
-    table = markdown(chosen, results, root)
+    # The table holds every finished row under --root, so rows run by separate calls
+    # (--rows) add up to one table.
+    for row in ROWS:
+        if row.name not in results and (root / slug(row.name) / "metrics.json").exists():
+            results[row.name] = run_row(row, root)
+    table = markdown(list(ROWS), results, root)
     (root / "results_table.md").write_text(table)
     (root / "results_table.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table)
