@@ -40,27 +40,55 @@ _INNER_FOLDS = flags.DEFINE_integer(
 _INNER_SEEDS = flags.DEFINE_list("inner_seeds", ["0"], "Seeds of the inner runs.")
 
 
+Changes = tuple[tuple[str, Any], ...]  # (dotted config name, value)
+
+# Pre-trainings a row can start from (`Row.pretrain`): configs/ma2mi_pretrain.py with
+# these changes, trained once into `--root`/pretraining_<name> and shared by its rows.
+PRETRAININGS: dict[str, Changes] = {
+    "ma2mi": (),
+    # The control: branches that saw a single step (near-random, equally slowed).
+    "ma2mi_1_step": (
+        ("train.steps", 1),
+        ("train.warmup_steps", 0),
+        ("train.checkpoint_every", 1),
+        ("engine.steps_per_dispatch", 1),
+    ),
+}
+
+
+def _flags_text(changes: Changes) -> str:
+    return " ".join(f"--config.{k}={v!r}" for k, v in changes)
+
+
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One row: a config, its changes (dotted -> value), the grid it is selected over
-    (nested) and the row it ablates (compared with)."""
+    """One row: a config, its changes, the grid it is selected over (nested), the row it
+    ablates (compared with) and the pre-training it starts from (`PRETRAININGS`)."""
 
     name: str
     config: str
-    changes: tuple[tuple[str, Any], ...] = ()
+    changes: Changes = ()
     grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     ablates: str | None = None
+    pretrain: str | None = None
 
     @property
     def command(self) -> str:
-        flags_text = " ".join(f"--config.{k}={v!r}" for k, v in self.changes)
-        return f"`configs/{self.config}.py`" + (f" `{flags_text}`" if flags_text else "")
+        text = f"`configs/{self.config}.py`"
+        if self.changes:
+            text += f" `{_flags_text(self.changes)}`"
+        if self.pretrain is not None:
+            flags_text = _flags_text(PRETRAININGS[self.pretrain])
+            text += " from `configs/ma2mi_pretrain.py`" + (f" `{flags_text}`" if flags_text else "")
+        return text
 
 
 # The settings these rows were tuned over on this protocol (README "How we got here").
 _FR_GRID = (("train.learning_rate", (1e-3, 3e-3)),)
 _DERE_GRL_GRID = (("model.dropout", (0.0, 0.3)), ("model.hflip", (False, True)))
 _MIACNET_GRID = (("train.weight_decay", (0.0, 1.0)), ("model.dropout", (0.3, 0.5)))
+# After pre-training, also the learning rate of the pre-trained branches.
+_MIACNET_MA2MI_GRID = _MIACNET_GRID + (("train.pretrained_lr_scale", (0.1, 1.0)),)
 
 ROWS = (
     Row("STSTNet", "ststnet"),
@@ -99,6 +127,21 @@ ROWS = (
         ablates="DeRe-GRL",
     ),
     Row("MIACNet from scratch", "miacnet", grid=_MIACNET_GRID),
+    Row(
+        "MIACNet, pooled head",
+        "miacnet",
+        (("model.head", "pool"),),
+        _MIACNET_GRID,
+        ablates="MIACNet from scratch",
+    ),
+    Row("MIACNet after MA2MI pre-training", "miacnet", grid=_MIACNET_MA2MI_GRID, pretrain="ma2mi"),
+    Row(
+        "MIACNet after a 1-step MA2MI pre-training (control)",
+        "miacnet",
+        grid=_MIACNET_MA2MI_GRID,
+        ablates="MIACNet after MA2MI pre-training",
+        pretrain="ma2mi_1_step",
+    ),
 )
 
 
@@ -106,17 +149,30 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
-def row_config(row: Row, root: Path) -> Any:
-    """The row's config: its file, its changes, the table's seeds, its nested grid and,
-    for an ablation of a nested row, its base row's choices."""
-    config = importlib.import_module(f"configs.{row.config}").get_config()
+def _config(name: str, changes: Changes) -> Any:
+    """configs/<name>.py with `changes` and the table's data cache."""
+    config = importlib.import_module(f"configs.{name}").get_config()
     with config.unlocked():
-        for dotted, value in row.changes:
-            section, name = dotted.split(".")
-            config[section][name] = value
-        config.seeds = tuple(int(s) for s in _SEEDS.value)
+        for dotted, value in changes:
+            section, field = dotted.split(".")
+            config[section][field] = value
         if _DATA_DIR.value:
             config.data.data_dir = _DATA_DIR.value
+    return config
+
+
+def pretraining_workdir(name: str, root: Path) -> Path:
+    return root / f"pretraining_{name}"
+
+
+def row_config(row: Row, root: Path) -> Any:
+    """The row's config: its file, its changes, the table's seeds, its pre-training, its
+    nested grid and, for an ablation of a nested row, its base row's choices."""
+    config = _config(row.config, row.changes)
+    with config.unlocked():
+        config.seeds = tuple(int(s) for s in _SEEDS.value)
+        if row.pretrain is not None:
+            config.init_from = str(pretraining_workdir(row.pretrain, root))
         if row.grid:
             grid: dict[str, dict[str, tuple]] = {}
             for dotted, values in row.grid:
@@ -138,6 +194,13 @@ def run_row(row: Row, root: Path) -> dict[str, Any]:
     metrics_path = workdir / "metrics.json"
     tic = time.perf_counter()
     if not metrics_path.exists():
+        if row.pretrain is not None:
+            from mer_jax.train import pretraining
+
+            source = pretraining_workdir(row.pretrain, root)
+            if not (source / pretraining.METRICS_JSON).exists():
+                pretrain_config = _config("ma2mi_pretrain", PRETRAININGS[row.pretrain])
+                launch.run(pretrain_config, source, "train")
         launch.run(row_config(row, root), workdir, "train")
     metrics = json.loads(metrics_path.read_text())
     timing_path = workdir / "timing.json"

@@ -1,4 +1,7 @@
-"""The linear probe's classifier: it learns a separable input and never sees test labels."""
+"""The benchmarks: the linear probe's classifier learns a separable input and never sees test
+labels; the results table's rows are valid configs in a workable order."""
+
+from pathlib import Path
 
 import numpy as np
 
@@ -71,5 +74,10 @@ def test_every_results_table_row_is_a_valid_config_and_ablations_follow_their_ba
         else:
             assert config.tune.choices_from is None
         assert bool(len(config.tune.grid)) == bool(row.grid), row.name
+        if row.pretrain is not None:
+            assert config.init_from == str(tmp_path / f"pretraining_{row.pretrain}")
+            Path(config.init_from).mkdir(exist_ok=True)  # validation wants the folder
         assert validation.problems(config) == [], row.name
         seen.add(row.name)
+    for name, changes in results_table.PRETRAININGS.items():
+        assert validation.problems(results_table._config("ma2mi_pretrain", changes)) == [], name
