@@ -7,7 +7,8 @@ r"""The device benchmark: one command that measures the accelerator path whereve
 On the backend jax finds (GPU, TPU or CPU), in this order:
 1. each method (STSTNet, FR, LTR3O at full size, DeRe-GRL, MIACNet) under LOSO on the
    default synthetic database, every fold x the setting's seeds, stacked (all replicas at
-   once) in float32;
+   once) in float32; then STSTNet with its learning rate selected by nested LOSO (two
+   values, 3 inner folds, inner seed 0: the inner and outer replicas all stacked);
 2. FR (the smoke setting: STSTNet) end to end on the MEGC 2019-shaped synthetic set
    (synthetic_me's `megc2019_shaped` config: 442 clips, 68 subjects, 3 classes) x 5
    seeds, in the layout `engine.mode=auto` picks on this backend, compile time included;
@@ -72,6 +73,8 @@ class Setting:
         steps, steps_per_dispatch: steps of each per-method run, and of one dispatch.
         sequential_replicas: replicas a sequential run trains before extrapolating.
         composite_method: the method trained end to end on the MEGC 2019-shaped set.
+        nested_method: the method trained with nested selection over `nested_grid`
+            (`config.tune.grid`), with `nested_inner_folds` inner folds and inner seed 0.
         composite_seeds: its seeds there.
         composite_steps: its steps there (0: its config's).
         pretrain_steps: MA2MI pre-training steps.
@@ -101,6 +104,11 @@ class Setting:
     data_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     composite_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     macro_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    nested_method: str = "STSTNet"
+    nested_grid: dict[str, dict[str, tuple]] = dataclasses.field(
+        default_factory=lambda: {"train": {"learning_rate": (1e-3, 3e-3)}}
+    )
+    nested_inner_folds: int = 3
 
 
 # One GPU or TPU: the README's protocol (16 folds x 3 seeds), 200 steps a method.
@@ -281,6 +289,29 @@ class Suite:
         config = self.method_config(method)
         return extrapolated(self.loso(config, "sequential", self.setting.sequential_replicas))
 
+    def nested(self, method: str) -> dict:
+        """Nested selection, every inner and outer replica stacked: the replicas are all
+        of them (inner and outer), the note splits them."""
+        setting = self.setting
+        config = self.method_config(method)
+        config.tune.grid = setting.nested_grid
+        config.tune.inner_folds = setting.nested_inner_folds
+        config.tune.seeds = (0,)
+        figures = self.loso(config, "stacked")
+        outer = figures["replicas"]
+        figures["replicas"] = figures["of_replicas"]
+        grid = ", ".join(
+            f"{section}.{name} {list(values)}"
+            for section, fields in setting.nested_grid.items()
+            for name, values in fields.items()
+        )
+        figures["note"] = (
+            f"nested over {grid}, {setting.nested_inner_folds} inner folds: "
+            f"{figures['of_replicas'] - outer} inner + {outer} outer replicas in "
+            f"{figures['chunks']} chunks"
+        )
+        return figures
+
     def composite(self) -> dict:
         setting = self.setting
         config = experiment_config(
@@ -334,6 +365,10 @@ class Suite:
                 {"measurement": "stacked float32", **self.named(method), **row},
                 lambda m=method: self.loso(self.method_config(m), "stacked"),
             )
+        self.measure(
+            {"measurement": "nested stacked float32", **self.named(setting.nested_method), **row},
+            lambda: self.nested(setting.nested_method),
+        )
         self.measure(
             {
                 "measurement": "end to end (engine.mode=auto)",

@@ -11,6 +11,7 @@ synthetic_data_dir = fixtures.synthetic_data_dir
 
 MEASUREMENTS = [
     ("stacked float32", "STSTNet"),
+    ("nested stacked float32", "STSTNet"),
     ("end to end (engine.mode=auto)", "STSTNet"),
     ("sequential float32", "STSTNet"),
     ("stacked bfloat16", "STSTNet"),
@@ -27,13 +28,16 @@ def test_smoke_setting_measures_every_kind(synthetic_data_dir, tmp_path):
     assert [(row["measurement"], row["method"]) for row in rows] == MEASUREMENTS
     failed = [row for row in rows if "error" in row or "skipped" in row]
     assert not failed, failed
-    stacked, composite, sequential, bf16, pretraining = rows
+    stacked, nested, composite, sequential, bf16, pretraining = rows
     folds = fixtures.NUM_SUBJECTS
     for row in (stacked, bf16):
         assert row["mode"] == "stacked" and row["replicas"] == row["of_replicas"] == folds
         assert row["devices"] == 8 and row["train_samples_per_s"] > 0
         assert row["wall_s"] >= row["compile_s"] > 0
     assert (stacked["compute_dtype"], bf16["compute_dtype"]) == ("float32", "bfloat16")
+    # 4 outer folds x 3 inner folds x 2 learning rates, then the 4 outer runs.
+    assert nested["mode"] == "stacked" and nested["replicas"] == nested["of_replicas"] == 28
+    assert "24 inner + 4 outer replicas" in nested["note"]
     # One replica trained, the wall time extrapolated to all four.
     assert (sequential["replicas"], sequential["of_replicas"]) == (1, folds)
     extra = 3 * sequential["train_s"]  # the 3 replicas not trained, at the trained one's pace
@@ -56,6 +60,6 @@ def test_a_spent_budget_skips_what_is_left(tmp_path, capsys):
     code = device_suite.main(["--setting=smoke", "--budget_s=1e-9", f"--out={out}"])
     assert code == 0
     result = json.loads((out / "results.json").read_text())
-    assert [row["skipped"] for row in result["rows"]] == ["the 0 s budget was spent"] * 5
+    assert [row["skipped"] for row in result["rows"]] == ["the 0 s budget was spent"] * 6
     assert "the 0 s budget was spent" in capsys.readouterr().out
 
