@@ -245,11 +245,11 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
             continue
         metrics = results[row.name]["metrics"]
         selection = "fixed"
-        if metrics.get("selection") == "nested":
+        if metrics.get("selection") == "nested" and "choices_from" in metrics["tuning"]:
+            selection = f"nested: the choices of {row.ablates}"
+        elif metrics.get("selection") == "nested":
             grid = ", ".join(f"{k} {list(v)}" for k, v in row.grid)
-            selection = f"nested over {grid} ({metrics['tuning'].get('inner_folds')} inner folds)"
-            if "choices_from" in metrics["tuning"]:
-                selection = f"nested: the choices of {row.ablates}"
+            selection = f"nested over {grid} ({metrics['tuning']['inner_folds']} inner folds)"
         versus = ""
         if row.ablates and row.ablates in results:
             paired = compare.compare(root / slug(row.name), root / slug(row.ablates))["uf1"]

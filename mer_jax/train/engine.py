@@ -380,31 +380,23 @@ class LosoRun(run.TrainingRun):
         this run's: the same test groups, and every sample with the same subject, dataset
         and outer fold."""
         source = self.config.tune.choices_from
-        chosen, theirs = tuning.read_choices(source, self.config)
+        chosen = tuning.read_choices(source, self.config)
         groups = self.folds.test_groups
         if set(chosen) != set(groups):
             raise UserError(
                 f"tune.choices_from={source!r} chose for the outer folds {sorted(chosen)}, this "
                 f"run's are {sorted(groups)}: it is on other data or another split."
             )
-        fold_of = self.folds.test_mask.argmax(axis=0)
-        ours = set(
-            zip(
-                self.dataset["sample_id"].tolist(),
-                self.dataset["subject"].tolist(),
-                self.dataset["dataset"].tolist(),
-                fold_of.tolist(),
-                strict=True,
-            )
+
+        def placed(*columns: np.ndarray) -> set[tuple]:  # (sample, subject, dataset, fold)
+            return set(zip(*(column.tolist() for column in columns), strict=True))
+
+        theirs = report.read_predictions_csv(
+            pathlib.Path(source).expanduser() / report.PREDICTIONS_CSV
         )
-        if ours != set(
-            zip(
-                theirs.sample_id.tolist(),
-                theirs.subject.tolist(),
-                theirs.dataset.tolist(),
-                theirs.fold.tolist(),
-                strict=True,
-            )
+        fields = [self.dataset[name] for name in ("sample_id", "subject", "dataset")]
+        if placed(*fields, self.folds.test_mask.argmax(axis=0)) != placed(
+            theirs.sample_id, theirs.subject, theirs.dataset, theirs.fold
         ):
             raise UserError(
                 f"tune.choices_from={source!r} was trained on other samples or folds than this "

@@ -108,12 +108,10 @@ def tuning_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return output.getvalue()
 
 
-def read_choices(
-    source: str | Path, config: ml_collections.ConfigDict
-) -> tuple[dict[str, int], report.Predictions]:
+def read_choices(source: str | Path, config: ml_collections.ConfigDict) -> dict[str, int]:
     """The grid point a finished nested run in `source` chose for each outer test group
-    (an index into `grid_points(config)`), and its predictions (to check that its folds
-    are this run's).
+    (an index into `grid_points(config)`). Whether its folds are a run's own is the
+    engine's check, once the data is loaded.
 
     Raises:
         UserError: `source` holds no finished nested run of its own, or its grid is not
@@ -141,9 +139,8 @@ def read_choices(
             f"tune.grid is {ours}; give it the same grid."
         )
     with csv_path.open(newline="") as file:
-        chosen = {
+        return {
             row["test_subject"]: int(row["grid_point"])
             for row in csv.DictReader(file)
             if row["chosen"] == "True"
         }
-    return chosen, report.read_predictions_csv(source / report.PREDICTIONS_CSV)
