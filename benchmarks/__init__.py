@@ -1,9 +1,78 @@
-"""Benchmarks: measured figures for the README, not tests. Here: what they share."""
+"""Benchmarks: measured figures, not tests. Here: what they share.
 
+Every benchmark that measures a figure a user reads writes it into RESULTS.md through
+`write_section`: one section a benchmark (or a benchmark's setting), replaced whole on
+each run, headed by the command that produced it, the machine and the date. Nothing in
+RESULTS.md is written by hand.
+"""
+
+import datetime
 import json
+import os
 import pathlib
+import platform
+import re
 import tempfile
 import time
+
+RESULTS_MD = pathlib.Path(__file__).resolve().parent.parent / "RESULTS.md"
+
+_PREAMBLE = """# Results
+
+Every table here is written by the benchmark named above it (the command, the machine and
+the date are part of each section); rerunning that command replaces its section. See
+README.md for what each method is and docs/evaluation.md for how the figures are made.
+"""
+
+
+def machine() -> str:
+    """The machine a figure was measured on: the accelerator when JAX has one, else the
+    CPU model and the cores this process may use."""
+    try:
+        import jax
+
+        devices = jax.devices()
+        if devices[0].platform != "cpu":
+            return f"{len(devices)} x {devices[0].device_kind} ({devices[0].platform})"
+    except Exception:  # noqa: BLE001 - no JAX backend: describe the CPU alone
+        pass
+    model = platform.processor() or platform.machine()
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        if found:
+            model = found.group(1).strip()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores (CPU)"
+
+
+def write_section(
+    key: str,
+    title: str,
+    body: str,
+    command: str,
+    path: pathlib.Path | None = None,
+    date: str | None = None,
+) -> pathlib.Path:
+    """Replaces (or appends) the section `key` of RESULTS.md with `body` (markdown),
+    headed by `title`, the command, the machine and the date; sections keep their order.
+    The file is rewritten atomically."""
+    path = RESULTS_MD if path is None else path
+    date = date or datetime.date.today().isoformat()
+    begin, end = f"<!-- results:{key} begin -->", f"<!-- results:{key} end -->"
+    section = (
+        f"{begin}\n## {title}\n\n`{command}`, {machine()}, {date}.\n\n{body.rstrip()}\n{end}"
+    )
+    text = path.read_text() if path.exists() else _PREAMBLE
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
 
 
 def write_results(out: str | None, results: list[dict]) -> None:
