@@ -39,7 +39,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # rest built; True makes any skipped one fail the build (as the CLI's --strict).
     config.data.strict = False
     # A CSV of your own corrections to the release's coding sheet, applied by every
-    # reader (columns and an example: README, "Errata"); None: the shipped errata only.
+    # reader (columns and an example: docs/datasets.md, "Errata"); None: the shipped errata only.
     config.data.errata = config_dict.placeholder(str)
 
     config.model = ml_collections.ConfigDict()

@@ -6,7 +6,7 @@ Command:
 K = 8 candidates of 28 x 28 maps with strain (6 channels), a 32/64/128-channel encoder,
 2000 steps of batch 64, folds x seeds trained at once (`engine.mode=stacked`). Add
 `--config.data.name=casme2 --config.data.manual_dir=...` for a licensed database.
-The README says whether and where it has been measured.
+RESULTS.md says whether and where it has been measured (the device suite).
 """
 
 import ml_collections

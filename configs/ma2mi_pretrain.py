@@ -17,7 +17,7 @@ corpus holding people of the downstream dataset must leave them out
 The branch settings come from `common.miacnet_branches()`, shared with configs/miacnet.py,
 so the two configs always fit. Expected result: the reconstruction error on 512 fixed
 pairs falls well below the copy-I_t baseline (`fixed_pairs_eval` in
-pretrain_metrics.json; the README's results section has the measured figures).
+pretrain_metrics.json; the measured figures are in RESULTS.md).
 """
 
 import ml_collections

@@ -18,9 +18,9 @@ this run's dataset. Sizes are for a 2-core CPU (grey input 28, action blocks 16/
 Expected result on the default synthetic database (16 subjects, CASME II 5-class, LOSO,
 seeds 0/1/2): clearly above chance (0.2), from scratch and after the default MA2MI
 pre-training (branches at 0.1 x the learning rate, `train.pretrained_lr_scale`); whether
-the pre-training helps is not a difference this database resolves (the README's results
+the pre-training helps is not a difference this database resolves (RESULTS.md's results
 table reads it with `compare`). The flattened head, weight decay and dropout 0.5 were
-chosen on seed 0 of this protocol (README); the table's rows choose them by nested LOSO.
+chosen on seed 0 of this protocol; the table's rows choose them by nested LOSO.
 """
 
 import ml_collections

@@ -13,7 +13,7 @@ read as an int, else a float, else true/false, else a string).
 `--dry_run` reads the annotation and lists the frame folders (no image is opened) and
 prints the number of samples and subjects, the counts per raw emotion and per protocol
 label, and every row skipped, fixed or noted with its reason, all in one pass;
-`--summary_json PATH` also writes them as JSON (its keys: README, "Checking a release").
+`--summary_json PATH` also writes them as JSON (its keys: docs/datasets.md, "Checking a release").
 For the macro-expression pair corpora read from a folder (casme3_macro, ckplus,
 video_folder) it prints the clips, subjects, frame rates with their k, the pairs a build
 would cut and the clips too short for one. Without `--dry_run` the same summary is

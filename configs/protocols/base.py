@@ -31,7 +31,7 @@ def protocol_config(
     config.model.name = method
     config.train.checkpoint_every = 200
     if method == "ststnet":
-        # The authors' released code and schedule (methods.md): Adam 5e-5, batch 256,
+        # The authors' released code and schedule (docs/methods.md#ststnet): Adam 5e-5, batch 256,
         # 800 epochs, the last epoch's predictions pooled.
         config.model.variant = "released"
         config.train.learning_rate = 5e-5

@@ -30,7 +30,7 @@ from mer_jax.landmarks import (
 )
 
 # The facial components of DeRe-GRL's action decomposition module, in the order the
-# paper's description lists them (methods.md: brows, nose, eyes, mouth; jaw optional).
+# paper's description lists them (docs/methods.md: brows, nose, eyes, mouth; jaw optional).
 # The paper's "left/right" wording is ambiguous; the names here are the subject's side.
 COMPONENTS: dict[str, range] = {
     "right brow": RIGHT_BROW,

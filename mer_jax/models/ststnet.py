@@ -8,7 +8,7 @@ The project's baseline, in two variants (`variant`):
   concatenated into 16 maps of 5 x 5, flattened and classified by one dense layer:
   1,651 parameters for 3 classes, 2,453 for 5.
 - "released", as the authors' released PyTorch code builds it (the code behind the
-  published numbers; methods.md lists the differences): each branch is conv 3x3 with
+  published numbers; docs/methods.md lists the differences): each branch is conv 3x3 with
   padding 2 (28 -> 30), ReLU, BatchNorm, max-pool 3x3 stride 3 padding 1 (-> 10),
   dropout 0.5; the 16 maps are average-pooled 2x2 (-> 5), flattened and classified by
   one dense layer, with PyTorch's default initialisation: 1,683 parameters for 3
