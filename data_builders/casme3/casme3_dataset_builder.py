@@ -22,15 +22,22 @@ from mer_jax.errors import UserError
 
 DATASET = "casme3"
 FPS = 30.0
+# What the micro- and macro-expression builders read of a release: its Part A frames.
+PART_A_FRAMES = (
+    "the Part A frames <root>/part_A/.../spNO.1/a/color/1.jpg, one folder of frames per "
+    "task recording"
+)
 CASME3_LAYOUT = (
     "expected layout: <root>/.../cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (at most 3 "
-    "folders down) and the Part A frames <root>/part_A/.../spNO.1/a/color/1.jpg, one "
-    "folder of frames per task recording"
+    f"folders down) and {PART_A_FRAMES}"
 )
-MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+# Where the release is requested, for both builders.
+CASME3_LICENCE = """\
 CAS(ME)^3 is licence-gated. Request it from the Institute of Psychology, Chinese Academy
 of Sciences (CAS(ME)^3 page of http://casme.psych.ac.cn; see also
-https://github.com/jingtingEmmaLi/CAS-ME-3), unpack Part A and its annotation into one
+https://github.com/jingtingEmmaLi/CAS-ME-3)"""
+MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+{CASME3_LICENCE}, unpack Part A and its annotation into one
 folder and pass that folder as manual_dir. Only the micro-expression rows of Part A
 (RGB "color" frames) are read.
 {CASME3_LAYOUT}.
