@@ -105,6 +105,13 @@ class _ConfigFileParser(ConfigFileFlagParser):
         return config
 
 
+def config_file_parser(argv: list[str]) -> ConfigFileFlagParser:
+    """The parser of a --config flag for any entry point that takes one: the config file,
+    then every model field at its default (`with_model_defaults`), then ml_collections
+    applies the --config.* overrides of `argv`."""
+    return _ConfigFileParser(_model_name_override(argv))
+
+
 def _model_name_override(argv: list[str]) -> str | None:
     """The value of `--config.model.name=NAME` (or `--config.model.name NAME`), if given."""
     flag = "--config.model.name"
@@ -123,7 +130,7 @@ def _flag_values(argv: list[str] | None = None) -> flags.FlagValues:
     config_flags.DEFINE_config_file(
         "config", None, "Experiment config file.", flag_values=values, sys_argv=argv
     )
-    values["config"].parser = _ConfigFileParser(_model_name_override(argv or []))
+    values["config"].parser = config_file_parser(argv or [])
     flags.DEFINE_string(
         "workdir", None, "Output folder (default runs/<config file name>).", flag_values=values
     )

@@ -17,6 +17,7 @@ UF1, a tie to the smaller penalty), so the probe is selected as leak-free as a n
 a model trailing the others lacks signal in its input or fails to use it (RESULTS.md).
 """
 
+import sys
 from collections.abc import Sequence
 
 import jax
@@ -24,9 +25,12 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
+import launch
 from benchmarks import command_line, run_app, write_results, write_section
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/miacnet.py", "Experiment config.")
+# Every model field at its default, as launch.py reads a config: any --config.model.X works.
+flags.FLAGS["config"].parser = launch.config_file_parser(sys.argv)
 _PENALTIES = flags.DEFINE_list("penalties", ["0.01", "0.1", "1", "10"], "Ridge penalties.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 

@@ -11,12 +11,17 @@ device memory (where the backend reports it; otherwise XLA's compiled estimate).
 The predictions of both layouts should agree; the benchmark prints both UF1s.
 """
 
+import sys
+
 from absl import flags, logging
 from ml_collections import config_flags
 
+import launch
 from benchmarks import command_line, measure_loso, run_app, write_results, write_section
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ststnet.py", "Experiment config.")
+# Every model field at its default, as launch.py reads a config: any --config.model.X works.
+flags.FLAGS["config"].parser = launch.config_file_parser(sys.argv)
 _MODES = flags.DEFINE_list("modes", ["stacked", "sequential"], "Engine modes to compare.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 

@@ -171,7 +171,10 @@ def slug(name: str) -> str:
 
 def _config(name: str, changes: Changes) -> Any:
     """configs/<name>.py with `changes` and the table's data cache."""
+    import launch
+
     config = importlib.import_module(f"configs.{name}").get_config()
+    launch.with_model_defaults(config)  # as launch.py reads a config file
     with config.unlocked():
         for dotted, value in changes:
             section, field = dotted.split(".")

@@ -225,6 +225,39 @@ def check_chunk_meta(
         )
 
 
+def check_stage_checkpoints(
+    root: pathlib.Path, chunks: Sequence[Chunk], config: ml_collections.ConfigDict
+) -> None:
+    """Refuses a stage's checkpoints stacked otherwise than the run plans (`chunks`),
+    before anything is written (a resume on another backend may resolve `auto`
+    differently). A damaged meta is passed over: its chunk sets it aside on resuming.
+
+    Raises:
+        UserError: a checkpoint folder outside the plan, or of another model or layout.
+    """
+    planned = {chunk.name: chunk for chunk in chunks}
+    for directory in chunk_directories(root):
+        ckpt = checkpoint.Checkpointer(directory, async_save=False)
+        try:
+            steps = ckpt.steps()
+            if not steps:
+                continue
+            if directory.name not in planned:
+                raise UserError(
+                    f"{directory} does not fit this run's plan of {len(chunks)} chunks (the "
+                    "engine layout differs: engine.mode, replicas_per_chunk or the devices)."
+                    " Resume with the settings and device count of the original run (see "
+                    f"its {CONFIG_JSON}), or use another --workdir."
+                )
+            try:
+                meta = ckpt.restore_meta(steps[-1])
+            except checkpoint.CheckpointDamaged:
+                continue
+            check_chunk_meta(meta, planned[directory.name], config, directory)
+        finally:
+            ckpt.close()
+
+
 def finished_chunk(
     directory: pathlib.Path, index: int, steps: int, workdir: pathlib.Path
 ) -> tuple[Chunk, int]:

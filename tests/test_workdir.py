@@ -59,3 +59,25 @@ def test_stage_folders_follow_the_grid():
     assert points == [{"train.learning_rate": 1e-3}, {"train.learning_rate": 3e-3}]
     assert workdir.apply_point(config, points[1]).train.learning_rate == 3e-3
     assert (workdir.inner_folder(1), workdir.outer_folder(12)) == ("inner_g01", "outer_g12")
+
+
+def test_a_workdir_recorded_without_default_fields_resumes(tmp_path):
+    """config.json written before every model field was recorded (or by a config built
+    without launch's fill) describes the same run as the filled config."""
+    import json
+
+    import launch
+    from configs import ststnet
+    from mer_jax.train.engine import LosoRun
+
+    bare = ststnet.get_config()
+    (tmp_path / workdir.CHECKPOINTS / "chunk_000").mkdir(parents=True)
+    (tmp_path / workdir.CHECKPOINTS / "chunk_000" / "1").mkdir()
+    (tmp_path / workdir.CONFIG_JSON).write_text(bare.to_json_best_effort())
+    filled = ststnet.get_config()
+    launch.with_model_defaults(filled)
+    assert "variant" in filled.model and "variant" not in json.loads(bare.to_json())["model"]
+    LosoRun.check_workdir(filled, tmp_path, "train")
+    filled.model.variant = "released"
+    with pytest.raises(UserError, match="model.variant"):
+        LosoRun.check_workdir(filled, tmp_path, "train")

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import cv2
-import numpy as np
 
 from mer_jax.errors import UserError
 from mer_jax.preprocess import (
@@ -30,12 +29,10 @@ from mer_jax.preprocess import (
     sample_frames,
     sidecar_path,
 )
+from mer_jax.preprocess.video import VIDEO_EXTENSIONS, is_video, read_frames
 from mer_jax.workdir import TrainedBuild
 
 log = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
-
 
 def clip_options(build: TrainedBuild) -> ClipOptions:
     """The build's preprocessing options, as its dataset.json records them."""
@@ -173,33 +170,6 @@ def resolve_span(request: ClipRequest, present: Sequence[int], source: str) -> C
     return ClipSpan(onset, apex, offset)
 
 
-def video_frames(
-    path: pathlib.Path, keep: set[int], *, until: int | None = None
-) -> tuple[dict[int, np.ndarray], int]:
-    """The BGR frames of a video whose 0-based index is in `keep`, and how many frames
-    were decoded: up to frame `until` (None: to the end, i.e. the frame count).
-
-    Raises:
-        UserError: OpenCV cannot open the file or decode its first frame.
-    """
-    capture = cv2.VideoCapture(str(path))
-    frames, index = {}, 0
-    try:
-        while capture.isOpened() and (until is None or index <= until) and capture.grab():
-            if index in keep:
-                frames[index] = capture.retrieve()[1]
-            index += 1
-    finally:
-        capture.release()
-    if index == 0:
-        raise UserError(
-            f"OpenCV cannot read video {path} (not a video, damaged, or a codec its FFmpeg "
-            "lacks); convert it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`, or extract its "
-            "frames into a folder"
-        )
-    return frames, index
-
-
 def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path) -> ClipFrames:
     """The clip of a request as `clip_features` reads it (a video's frames decoded into
     `scratch`).
@@ -229,7 +199,7 @@ def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path
             )
         numbers = [n for n in sorted(frames) if span.onset <= n <= span.offset]
         paths = [frames[n] for n in numbers]
-    elif path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+    elif is_video(path):
         if build.face_cropped:
             raise UserError(
                 f"{request.where}: {path} is a video, but these models were trained on the "
@@ -243,7 +213,7 @@ def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path
         until = None  # the whole video is the clip
         if request.offset is not None:
             until = max(n for n in (request.onset, request.offset, request.apex) if n is not None)
-        _, count = video_frames(path, set(), until=until)
+        _, count = read_frames(path, (), until=until, color="bgr")
         span = resolve_span(request, range(count), "video")
         inside = range(span.onset, span.offset + 1)
         # Only the frames clip_features reads are decoded: onset, apex, offset and the T
@@ -252,7 +222,7 @@ def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path
         wanted = {span.onset, span.apex, span.offset}
         if clip_options(build).num_frames:
             wanted |= {int(n) for n in sample_frames(inside, clip_options(build).num_frames)}
-        decoded, _ = video_frames(path, wanted, until=max(wanted))
+        decoded, _ = read_frames(path, wanted, until=max(wanted), color="bgr")
         numbers = sorted(wanted)
         paths = []
         for number in numbers:

@@ -38,6 +38,7 @@ import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mer_jax import checkpoint, guards, hosts, models
+from mer_jax import workdir as layout
 from mer_jax.data import loso
 from mer_jax.data.dataset import MERDataset, put_on_device
 from mer_jax.errors import DivergedError, UserError
@@ -45,22 +46,6 @@ from mer_jax.evaluate import figures, report
 from mer_jax.train import init_from, optim, run, stacking, tuning
 from mer_jax.train.stacking import Functions
 from mer_jax.train.tuning import ChunkResult
-from mer_jax.workdir import (
-    DATASET_JSON,
-    TIMING_JSON,
-    TUNING_CSV,
-    Chunk,
-    Replica,
-    apply_point,
-    check_chunk_meta,
-    chunk_directories,
-    dataset_record,
-    finished_chunk,
-    grid_points,
-    inner_folder,
-    outer_folder,
-    replica_key,
-)
 
 
 @dataclasses.dataclass
@@ -87,9 +72,9 @@ class Stage:
     checkpoint folder: the plain run, or one grid point's inner or outer runs under nested
     selection (`mer_jax.train.tuning`)."""
 
-    folder: str  # below checkpoints/: "" (the plain run), inner_folder(g), ...
+    folder: str  # below checkpoints/: "" (the plain run), workdir.inner_folder(g), ...
     config: ml_collections.ConfigDict
-    replicas: list[Replica]
+    replicas: list[layout.Replica]
     functions: Functions
     abstract_model: models.MERModel
     label: str  # for the progress bar
@@ -127,7 +112,8 @@ class LosoRun(run.TrainingRun):
         )
         loso.assert_leak_free(self.folds, self.dataset["subject"])
         self.seeds = tuple(int(s) for s in config.seeds)
-        self.replicas = [Replica(f, s) for s in self.seeds for f in range(self.folds.num_folds)]
+        folds = range(self.folds.num_folds)
+        self.replicas = [layout.Replica(f, s) for s in self.seeds for f in folds]
         self.splits = tuning.make_splits(config, self.folds, self.dataset["subject"])
         self.split_names = self.splits.names
         self.train_idx, self.n_train = stacking.padded_indices(self.splits.train_masks)
@@ -140,7 +126,7 @@ class LosoRun(run.TrainingRun):
         self.branches = None
         if config.get("init_from"):
             self.branches = init_from.prepare(config.init_from, config.model, dataset["subject"])
-        self.points = grid_points(config)
+        self.points = layout.grid_points(config)
         # outer fold -> grid point, when another nested run's choices are reused.
         self.reused_choices = (
             tuning.reused_choices(config, self.folds, dataset) if config.tune.choices_from else None
@@ -171,7 +157,7 @@ class LosoRun(run.TrainingRun):
         """Every configuration's batch must fit the training set of every split it trains."""
         used = range(len(self.n_train)) if self.points else range(self.folds.num_folds)
         smallest = min(used, key=lambda split: self.n_train[split])
-        for config in [self.config] + [apply_point(self.config, p) for p in self.points]:
+        for config in [self.config] + [layout.apply_point(self.config, p) for p in self.points]:
             if config.train.batch_size > self.n_train[smallest]:
                 raise UserError(
                     f"train.batch_size={config.train.batch_size} exceeds the "
@@ -180,7 +166,11 @@ class LosoRun(run.TrainingRun):
                 )
 
     def _make_stage(
-        self, folder: str, config: ml_collections.ConfigDict, replicas: list[Replica], label=""
+        self,
+        folder: str,
+        config: ml_collections.ConfigDict,
+        replicas: list[layout.Replica],
+        label: str = "",
     ) -> Stage:
         model_config = models.with_build_settings(config.model, self.dataset.metadata)
         tx = optim.make_optimizer(config.train, self.branches.names if self.branches else ())
@@ -211,21 +201,15 @@ class LosoRun(run.TrainingRun):
         memory = jax.local_devices()[0].memory_stats() or {}
         if "bytes_limit" not in memory:
             return len(stage.replicas)
-        probe = Chunk(0, tuple(stage.replicas[: self.fold_devices]), self.fold_devices)
-        analysis = self._compile_train(stage, probe)[0].memory_analysis()
+        probe = layout.Chunk(0, tuple(stage.replicas[: self.fold_devices]), self.fold_devices)
+        compiled = self._compile_train(stage, probe)[0]
         data_bytes = sum(x.nbytes for x in jax.tree.leaves(self.data))
-        per_replica = max(
-            analysis.temp_size_in_bytes
-            + analysis.argument_size_in_bytes
-            + analysis.output_size_in_bytes
-            - data_bytes,
-            1,
-        )
+        per_replica = max(stacking.compiled_bytes(compiled) - data_bytes, 1)
         budget = 0.7 * (memory["bytes_limit"] - memory.get("bytes_in_use", 0))
         per_device = max(1, int(budget // per_replica))
         return per_device * self.fold_devices
 
-    def chunks(self, stage: Stage | None = None) -> list[Chunk]:
+    def chunks(self, stage: Stage | None = None) -> list[layout.Chunk]:
         """The chunks a stage (default: the plain run) trains in."""
         stage = stage or self.plain_stage
         return stacking.plan_chunks(
@@ -234,17 +218,17 @@ class LosoRun(run.TrainingRun):
 
     # -- per-chunk device arrays ---------------------------------------------
 
-    def _sharding(self, chunk: Chunk) -> NamedSharding:
+    def _sharding(self, chunk: layout.Chunk) -> NamedSharding:
         """Rows split over the fold devices; replicated for a checkpoint stored for another
         device count whose stack does not divide evenly here (evaluation only)."""
         if chunk.padded_size % self.fold_devices:
             return NamedSharding(self.mesh, PartitionSpec())
         return self.stacked
 
-    def _chunk_arrays(self, chunk: Chunk) -> dict[str, jax.Array]:
+    def _chunk_arrays(self, chunk: layout.Chunk) -> dict[str, jax.Array]:
         rows = chunk.rows
         folds = np.array([r.fold for r in rows])
-        key_data = np.stack([jax.random.key_data(replica_key(r)) for r in rows])
+        key_data = np.stack([jax.random.key_data(layout.replica_key(r)) for r in rows])
         host = {
             "train_idx": self.train_idx[folds],
             "n_train": self.n_train[folds],
@@ -261,7 +245,7 @@ class LosoRun(run.TrainingRun):
         shapes = jax.eval_shape(stage.functions.init, arrays["keys"])
         return checkpoint.abstract_like(shapes, arrays["keys"].sharding)
 
-    def _compile_train(self, stage: Stage, chunk: Chunk) -> tuple[Any, float]:
+    def _compile_train(self, stage: Stage, chunk: layout.Chunk) -> tuple[Any, float]:
         arrays = self._chunk_arrays(chunk)
         state = self._abstract_state(stage, arrays)
         start = jax.ShapeDtypeStruct((), jnp.int32)
@@ -282,7 +266,7 @@ class LosoRun(run.TrainingRun):
         writer.close()
         if self.primary:
             guards.atomic_write_text(
-                self.workdir / TIMING_JSON, json.dumps(self.stats.as_dict(), indent=2)
+                self.workdir / layout.TIMING_JSON, json.dumps(self.stats.as_dict(), indent=2)
             )
         return metrics
 
@@ -317,11 +301,11 @@ class LosoRun(run.TrainingRun):
         outer = []
         for g in sorted(set(choices.values())):
             replicas = [r for r in self.replicas if choices[r.fold] == g]
-            config = apply_point(self.config, self.points[g])
-            stage = self._make_stage(outer_folder(g), config, replicas, "outer runs")
+            config = layout.apply_point(self.config, self.points[g])
+            stage = self._make_stage(layout.outer_folder(g), config, replicas, "outer runs")
             outer.append((stage, self._run_stage(stage, training)))
         if self.primary and rows:
-            guards.atomic_write_text(self.workdir / TUNING_CSV, tuning.tuning_csv(rows))
+            guards.atomic_write_text(self.workdir / layout.TUNING_CSV, tuning.tuning_csv(rows))
         return self._report(outer, choices)
 
     def _run_inner_stages(self, training: bool) -> list[list[ChunkResult]]:
@@ -329,9 +313,9 @@ class LosoRun(run.TrainingRun):
         inner_replicas = tuning.inner_replicas(self.config, self.seeds, self.splits)
         inner = []
         for g, point in enumerate(self.points):
-            config = apply_point(self.config, point)
+            config = layout.apply_point(self.config, point)
             label = f"inner runs, grid point {g + 1}/{len(self.points)}"
-            stage = self._make_stage(inner_folder(g), config, inner_replicas, label)
+            stage = self._make_stage(layout.inner_folder(g), config, inner_replicas, label)
             inner.append(self._run_stage(stage, training, report=False))
         return inner
 
@@ -340,7 +324,7 @@ class LosoRun(run.TrainingRun):
         if not training:
             return self._restore_stage(stage, report)
         chunks = self.chunks(stage)
-        self._check_checkpoint_layout(stage, chunks)
+        layout.check_stage_checkpoints(stage.directory(self.checkpoint_root), chunks, stage.config)
         if not self._written:
             self.write_config()
             self.write_dataset_record()
@@ -359,38 +343,12 @@ class LosoRun(run.TrainingRun):
                 for chunk in chunks
             ]
 
-    def _check_checkpoint_layout(self, stage: Stage, chunks: list[Chunk]) -> None:
-        """Refuses checkpoints stacked otherwise than this run plans, before anything is
-        written (a resume on another backend may resolve `auto` differently)."""
-        planned = {chunk.name: chunk for chunk in chunks}
-        root = stage.directory(self.checkpoint_root)
-        for directory in sorted(root.glob("chunk_*")) if root.is_dir() else []:
-            ckpt = checkpoint.Checkpointer(directory, async_save=False)
-            try:
-                steps = ckpt.steps()
-                if not steps:
-                    continue
-                if directory.name not in planned:
-                    raise UserError(
-                        f"{directory} does not fit this run's plan of {len(chunks)} chunks (the "
-                        "engine layout differs: engine.mode, replicas_per_chunk or the devices)."
-                        " Resume with the settings and device count of the original run (see "
-                        "its config.json), or use another --workdir."
-                    )
-                try:
-                    meta = ckpt.restore_meta(steps[-1])
-                except checkpoint.CheckpointDamaged:
-                    continue  # set aside when its chunk resumes
-                check_chunk_meta(meta, planned[directory.name], stage.config, directory)
-            finally:
-                ckpt.close()
-
-    def _row_names(self, chunk: Chunk) -> list[str]:
+    def _row_names(self, chunk: layout.Chunk) -> list[str]:
         """Each real row's replica, for messages: "fold 3 (synthetic_me/sub04), seed 1"."""
         return [f"{self.split_names[r.fold]}, seed {r.seed}" for r in chunk.replicas]
 
     def _train_chunk(
-        self, stage: Stage, chunk: Chunk, bar: tqdm.tqdm, subfolder: bool, report: bool
+        self, stage: Stage, chunk: layout.Chunk, bar: tqdm.tqdm, subfolder: bool, report: bool
     ) -> ChunkResult:
         config = stage.config
         arrays = self._chunk_arrays(chunk)
@@ -408,7 +366,7 @@ class LosoRun(run.TrainingRun):
                 init = jax.jit(stage.functions.init, out_shardings=arrays["keys"].sharding)
                 state = init(arrays["keys"])
             else:
-                check_chunk_meta(meta, chunk, config, ckpt.directory)
+                layout.check_chunk_meta(meta, chunk, config, ckpt.directory)
             bar.update(step)
             dispatch = writer = None
             if step < config.train.steps:
@@ -486,7 +444,7 @@ class LosoRun(run.TrainingRun):
     def _predict(
         self,
         stage: Stage,
-        chunk: Chunk,
+        chunk: layout.Chunk,
         state: Any,
         arrays: dict[str, jax.Array],
         report: bool = True,
@@ -517,14 +475,14 @@ class LosoRun(run.TrainingRun):
         whatever layout it was trained), predicting its test subjects."""
         root = stage.directory(self.checkpoint_root)
         results, seen = [], []
-        for index, directory in enumerate(chunk_directories(root)):
+        for index, directory in enumerate(layout.chunk_directories(root)):
             ckpt = checkpoint.Checkpointer(directory, async_save=False)
             try:
-                chunk, step = finished_chunk(
+                chunk, step = layout.finished_chunk(
                     directory, index, stage.config.train.steps, self.workdir
                 )
                 meta = ckpt.restore_meta(step)
-                check_chunk_meta(meta, chunk, stage.config, directory)
+                layout.check_chunk_meta(meta, chunk, stage.config, directory)
                 arrays = self._chunk_arrays(chunk)
                 state, meta = ckpt.restore(step, self._abstract_state(stage, arrays))
             except checkpoint.CheckpointDamaged as damaged:
@@ -549,12 +507,12 @@ class LosoRun(run.TrainingRun):
         return results
 
     def write_dataset_record(self) -> None:
-        """Writes dataset.json (`dataset_record`): what predicting on a new clip
+        """Writes dataset.json (`workdir.dataset_record`): what predicting on a new clip
         needs to know of the build, so that it works without the data cache."""
         if self.primary:
             guards.atomic_write_text(
-                self.workdir / DATASET_JSON,
-                json.dumps(dataset_record(self.dataset), indent=2, sort_keys=True),
+                self.workdir / layout.DATASET_JSON,
+                json.dumps(layout.dataset_record(self.dataset), indent=2, sort_keys=True),
             )
 
     # -- reports ---------------------------------------------------------------
@@ -616,17 +574,11 @@ class LosoRun(run.TrainingRun):
     # -- bookkeeping ------------------------------------------------------------
 
     def _note_memory(self, compiled: Any = None) -> None:
-        if compiled is not None:
-            analysis = compiled.memory_analysis()
-            if analysis is not None:
-                total = (
-                    analysis.temp_size_in_bytes
-                    + analysis.argument_size_in_bytes
-                    + analysis.output_size_in_bytes
-                )
-                self.stats.compiled_bytes_per_device = max(
-                    self.stats.compiled_bytes_per_device or 0, int(total)
-                )
+        total = stacking.compiled_bytes(compiled) if compiled is not None else None
+        if total is not None:
+            self.stats.compiled_bytes_per_device = max(
+                self.stats.compiled_bytes_per_device or 0, total
+            )
         memory = jax.local_devices()[0].memory_stats() or {}
         if "peak_bytes_in_use" in memory:
             self.stats.peak_device_bytes = int(memory["peak_bytes_in_use"])

@@ -131,6 +131,21 @@ class RunStats:
         return {**dataclasses.asdict(self), "samples_per_s": self.samples_per_s}
 
 
+def _model_fields(model: Any) -> Any:
+    """A config.json model section with every field of its model, at the constructor's
+    default where the section leaves it out (`models.config_fields`): a config that
+    spells a default out and one that leaves it to the constructor train the same model,
+    so neither refuses the other's workdir."""
+    from mer_jax import models
+
+    cls = models.MODELS.get(model.get("name")) if isinstance(model, dict) else None
+    if cls is None:
+        return model
+    defaults = {name: default for name, (default, _) in models.config_fields(cls).items()}
+    # As config.json holds them: tuples as lists.
+    return {**json.loads(json.dumps(defaults)), **model}
+
+
 def diff_keys(before: Any, now: Any, prefix: str) -> list[str]:
     """The dotted keys under `prefix` whose values differ between two config JSONs."""
     if isinstance(before, dict) and isinstance(now, dict):
@@ -192,6 +207,9 @@ class TrainingRun(abc.ABC):
             workdir / CONFIG_JSON, f"it describes the checkpoints in {workdir / CHECKPOINTS}"
         )
         now = json.loads(config.to_json_best_effort())
+        for side in (before, now):
+            if "model" in side:
+                side["model"] = _model_fields(side["model"])
         task_before = before.get("task", "loso")
         if task_before != cls.TASK:
             raise UserError(

@@ -79,6 +79,19 @@ def plan_chunks(replicas: list[Replica], replicas_per_chunk: int, fold_devices: 
     return chunks
 
 
+def compiled_bytes(compiled: Any) -> int | None:
+    """A compiled step's device memory by XLA's own estimate: temporaries, arguments and
+    outputs (None where the backend gives no analysis)."""
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return None
+    return int(
+        analysis.temp_size_in_bytes
+        + analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
+    )
+
+
 def padded_indices(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(F, N) masks -> (F, max count) int32 sample indices (padded with 0) and counts."""
     counts = masks.sum(axis=1).astype(np.int32)
