@@ -410,6 +410,20 @@ def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
         overrides=dict(data_config.get("overrides") or {}),
         reading=_reading(data_config),
     )
+    return dataset_from_build(builder, protocol_name)
+
+
+def dataset_from_build(
+    builder: AnyBuilder, protocol_name: str | None = None
+) -> MERDataset | PairCorpus:
+    """The dataset `load` returns, from a finished build: a `MERDataset` of the clips
+    with a label under `protocol_name` (None: the build's own labels), or a
+    `PairCorpus`.
+
+    Raises:
+        UserError: an unknown protocol, or no labelled sample at all.
+    """
+    name = builder.name
     metadata = dict(builder.info.metadata)
     if isinstance(builder, MacroPairsBuilder):
         return PairCorpus(
