@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"exported {dataset.num_samples} clips ({', '.join(dataset.class_names)}) as "
             f"{args.format} to {out}: {files} files, {size / 2**20:.1f} MiB in "
-            f"{time.perf_counter() - start:.1f} s"
+            f"{time.perf_counter() - start:.2f} s"
         )
         return 0
     except UserError as error:

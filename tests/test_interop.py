@@ -252,3 +252,66 @@ def test_official_ststnet_command_runs_on_the_stand_in(shaped, tmp_path):
         command, cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 2 and "(s05.pth)" in done.stderr
+
+
+def test_composite_subjects_are_named_by_their_release_folders():
+    from benchmarks.official_ststnet import CLASS_NAMES, weight_names
+    from mer_jax.data.dataset import MERDataset
+
+    subjects = np.array(["casme2/sub01", "samm/006", "smic/s01", "casme2/sub01"])
+    dataset = MERDataset(
+        "megc2019",
+        CLASS_NAMES,
+        {"subject": subjects, "dataset": np.array(["casme2", "samm", "smic", "casme2"])},
+    )
+    assert weight_names(dataset, stand_in=False) == {
+        "casme2/sub01": ("sub01", "casme2"),
+        "samm/006": ("006", "samm"),
+        "smic/s01": ("s01", "smic"),
+    }
+
+
+def test_composite_exports_under_htnets_own_names_and_runs_the_authors_models(tmp_path):
+    """The real path on a fake composite release: the names HTNet's repository ships
+    (datasets/three_norm_u_v_os/sub01/u_test/0/sub01_EP19_05f .png, ...) and the 68
+    weight files matched by release folder, without a stand-in."""
+    from benchmarks.official_ststnet import predict_with_official_weights, weight_names
+    from data_builders.megc2019 import COMPOSITE_LIST
+    from tests import fake_releases
+
+    fake_releases.make_megc2019(tmp_path / "megc", COMPOSITE_LIST)
+    small = {"crop_size": 32, "flow_size": 8, "flow_method": "dis", "num_frames": 0}
+    flags = [
+        "megc2019", f"--manual_dir={tmp_path / 'megc'}", f"--data_dir={tmp_path / 'data'}",
+        *(f"--overrides.{key}={value}" for key, value in small.items()),
+    ]  # fmt: skip
+    assert export.main([*flags, "--format=htnet", f"--out={tmp_path / 'htnet'}"]) == 0
+    datasets = tmp_path / "htnet" / "datasets"
+    for shipped in (
+        "three_norm_u_v_os/sub01/u_test/0/sub01_EP19_05f .png",
+        "three_norm_u_v_os/sub01/u_test/1/sub01_EP02_01f .png",
+        "three_norm_u_v_os/sub01/u_train/0/006_006_1_2 .png",
+        "three_norm_u_v_os/sub01/u_train/0/s01_s01_ne_01 .png",
+        "STSNet_whole_norm_u_v_os/006_006_1_4 .png",
+        "STSNet_whole_norm_u_v_os/s03_s03_po_11 .png",
+    ):
+        assert cv2.imread(str(datasets / shipped)).shape == (28, 28, 3), shipped
+    with (tmp_path / "htnet" / export.HTNET_CSV).open(newline="") as handle:
+        exported = [(r["dataset"], r["sub"], r["filename_o"], r["label"]) for r in csv.DictReader(handle)]  # noqa: E501
+    with COMPOSITE_LIST.open(newline="") as handle:
+        listed = [(r["dataset"], r["subject"], r["filename"], r["label"]) for r in csv.DictReader(handle)]  # noqa: E501
+    samm_folder = {s: s if not s.isdigit() else f"{int(s):03d}" for _, s, _, _ in listed}
+    assert sorted(exported) == sorted((d, samm_folder[s], f, lab) for d, s, f, lab in listed)
+
+    builder = data_builders.build(
+        "megc2019", data_dir=tmp_path / "data", manual_dir=tmp_path / "megc", overrides=small
+    )
+    dataset = dataset_from_build(builder)
+    names = weight_names(dataset, stand_in=False)
+    assert len(names) == 68 and names["samm/006"] == ("006", "samm")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name, _ in names.values():
+        shutil.copy(WEIGHTS, weights / f"{name}.pth")
+    predictions = predict_with_official_weights(dataset, weights, names)
+    assert predictions.shape == (442,) and set(predictions.tolist()) <= {0, 1, 2}
