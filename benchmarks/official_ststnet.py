@@ -37,7 +37,7 @@ from ml_collections import config_flags
 import data_builders
 from benchmarks import write_section
 from data_builders.export import ststnet_images
-from data_builders.megc2019.megc2019_dataset_builder import composite_entries
+from data_builders.megc2019 import composite_entries
 from mer_jax.data.dataset import MERDataset
 from mer_jax.errors import UserError
 from mer_jax.evaluate.metrics import classification_metrics

@@ -58,6 +58,15 @@ def test_a_pickle_naming_anything_but_tensors_is_refused(tmp_path, capfd):
     assert "should-never-run" not in capfd.readouterr().out
 
 
+def test_a_pickle_misusing_an_allowed_name_is_a_clear_error(tmp_path):
+    path = tmp_path / "odd.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        # PROTO 2, GLOBAL torch.FloatStorage, (), REDUCE: calls a storage type.
+        archive.writestr("odd/data.pkl", b"\x80\x02ctorch\nFloatStorage\n)R.")
+    with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
+        read_state_dict(path)
+
+
 def test_not_a_checkpoint_and_a_missing_file_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="no weights file"):
         read_state_dict(tmp_path / "absent.pth")

@@ -204,7 +204,10 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"no weights file {path}")
     try:
         state = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as error:
+    except (
+        pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError, KeyError,
+        IndexError, AttributeError,
+    ) as error:  # fmt: skip - every way a malformed file fails to unpickle
         raise UserError(f"{path} is not a readable PyTorch checkpoint: {error}") from None
     if not isinstance(state, dict) or not all(
         isinstance(value, np.ndarray) for value in state.values()
