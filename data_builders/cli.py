@@ -10,6 +10,9 @@ The flags are the fields of a config's `data` section (`--config.data.manual_dir
 in both places: `--overrides.KEY=VALUE` changes one builder config field (the value is
 read as an int, else a float, else true/false, else a string).
 
+`python -m data_builders.export` takes the same flags (one parser: `add_build_arguments`)
+and writes a build in the layouts other MER code reads.
+
 `--dry_run` reads the annotation and lists the frame folders (no image is opened) and
 prints the number of samples and subjects, the counts per raw emotion and per protocol
 label, and every row skipped, fixed or noted with its reason, all in one pass;
@@ -40,7 +43,7 @@ from data_builders.errata import read_errata
 from data_builders.loading import build, read_release, skipped_in_build
 from data_builders.reading import check_usable
 from data_builders.records import ReleaseRecords, check_strict
-from data_builders.registry import builder_names, default_data_dir, get_builder
+from data_builders.registry import AnyBuilder, builder_names, default_data_dir, get_builder
 from data_builders.summary import dry_run_summary
 from mer_jax.errors import UserError
 
@@ -137,7 +140,7 @@ def parse_build_args(
     return args, variant
 
 
-def print_built(builder: Any) -> None:
+def print_built(builder: AnyBuilder) -> None:
     """What a finished (or found) build holds, and the rows and clips it skipped."""
     size = builder.info.splits["train"].num_examples
     print(
