@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import ml_dtypes
+import jax.numpy as jnp
 import numpy as np
 
 from mer_jax.errors import UserError
@@ -38,7 +38,7 @@ _STORAGE_DTYPES = {
     "FloatStorage": np.dtype("<f4"),
     "DoubleStorage": np.dtype("<f8"),
     "HalfStorage": np.dtype("<f2"),
-    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
+    "BFloat16Storage": np.dtype(jnp.bfloat16),
     "LongStorage": np.dtype("<i8"),
     "IntStorage": np.dtype("<i4"),
     "ShortStorage": np.dtype("<i2"),
