@@ -18,6 +18,8 @@ COMMANDS = {
     "mer_jax.evaluate.compare": (["-m", "mer_jax.evaluate.compare"], "--"),
     "mer_jax.synthetic.demo": (["-m", "mer_jax.synthetic.demo"], "--"),
     "mer_jax.doctor": (["-m", "mer_jax.doctor"], "--"),
+    "data_builders.export": (["-m", "data_builders.export"], "--format"),
+    "benchmarks.official_ststnet": (["-m", "benchmarks.official_ststnet"], "--weights"),
 }
 
 
