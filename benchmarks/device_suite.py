@@ -482,8 +482,8 @@ def markdown_table(result: dict[str, Any]) -> str:
 def run_suite(
     setting: Setting, out: pathlib.Path, data_dir: str | None = None, budget_s: float = 0
 ) -> dict[str, Any]:
-    """Runs every measurement of `setting` and returns the results; results.json and
-    results.md in `out` are rewritten after each measurement."""
+    """Runs every measurement of `setting` and returns the results; `results.json` and
+    `results.md` in `out` are rewritten after each measurement."""
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     device = jax.devices()[0]
     result: dict[str, Any] = {
