@@ -25,14 +25,6 @@ _LINK = re.compile(r"\]\(([^)\s]+)\)")
 # A document named in prose; a quoted or backticked name is a file a program writes
 # (`results.md`, `results_table.md`), not a citation.
 _CITED = re.compile(r"(?<![\w/.\-\"'`])((?:docs/)?[A-Za-z_]+\.md)\b")
-# Written by the benchmarks alone (`benchmarks.write_section`), never by hand: a checkout
-# where no benchmark has run yet lacks it, and the tests below say so (a skip naming the
-# command) rather than fail; once it exists, links into it are checked like any other.
-RESULTS_MD = ROOT / "RESULTS.md"
-_NOT_GENERATED = (
-    "RESULTS.md is not generated in this checkout yet (python -m benchmarks.results_table "
-    "writes it); cited by: "
-)
 
 
 def _slug(heading: str) -> str:
@@ -58,8 +50,6 @@ def test_there_are_documents_and_links():
 def test_every_link_points_to_a_file_and_heading_of_the_repo(document, target):
     path, _, anchor = target.partition("#")
     linked = (document.parent / path).resolve() if path else document
-    if linked == RESULTS_MD and not linked.exists():
-        pytest.skip(_NOT_GENERATED + document.name)
     assert linked.is_file(), f"{document.name} links to {target}: no such file"
     assert linked.is_relative_to(ROOT), f"{document.name} links outside the repo: {target}"
     if anchor:
@@ -69,16 +59,14 @@ def test_every_link_points_to_a_file_and_heading_of_the_repo(document, target):
 
 def test_every_document_the_code_cites_exists():
     """By its path from the repo root: `docs/methods.md`, not `methods.md`."""
-    missing, pending = [], []
-    for source in SOURCES:
-        for number, line in enumerate(source.read_text().splitlines(), 1):
-            for cited in _CITED.findall(line):
-                if not (ROOT / cited).is_file():
-                    where = f"{source.relative_to(ROOT)}:{number}: {cited}"
-                    (pending if ROOT / cited == RESULTS_MD else missing).append(where)
+    missing = [
+        f"{source.relative_to(ROOT)}:{number}: {cited}"
+        for source in SOURCES
+        for number, line in enumerate(source.read_text().splitlines(), 1)
+        for cited in _CITED.findall(line)
+        if not (ROOT / cited).is_file()
+    ]
     assert not missing, missing
-    if pending:
-        pytest.skip(_NOT_GENERATED + ", ".join(pending[:3]) + ", ...")
 
 
 def test_every_repo_path_the_documents_name_exists():
