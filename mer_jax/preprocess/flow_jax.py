@@ -19,7 +19,8 @@ Facciolo), step for step:
   image drops to `epsilon`^2 x pixels. It runs as a `lax.while_loop`, so the whole
   solve (pyramid, warps, iterations) stays one jitted program; under `vmap` a batch
   iterates until its slowest pair has stopped (the others are held). `epsilon=0`
-  gives fixed iteration counts (every pair runs all of them).
+  gives fixed iteration counts (every pair runs all of them, unless its flow stops
+  changing at all).
 
 It differs from OpenCV's in what float arithmetic allows: the warp samples at the
 exact coordinates (`cv2.remap` rounds them to 1/32 pixel), and the median filter of
@@ -59,7 +60,8 @@ class TVL1Parameters:
         theta: coupling of the two primal variables.
         scales: pyramid levels at most (fewer where a side would drop below 16 px).
         warps: warps per level.
-        epsilon: stopping threshold of a warp's iterations (0: run all of them).
+        epsilon: stopping threshold of a warp's iterations (0: run all of them unless
+            the flow stops changing at all).
         inner_iterations, outer_iterations: iterations per warp at most, in
             `outer_iterations` groups of `inner_iterations`, each group starting with
             the median filter.
@@ -233,8 +235,11 @@ def _median_filter(field: jax.Array, side: int) -> jax.Array:
 
 
 def _primal_dual_step(
-    flow: jax.Array, duals: jax.Array, warped: tuple[jax.Array, ...], parameters: TVL1Parameters
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+    flow: tuple[jax.Array, ...],
+    duals: tuple[jax.Array, ...],
+    warped: tuple[jax.Array, ...],
+    parameters: TVL1Parameters,
+) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...], jax.Array]:
     """One inner iteration (OpenCV's estimateV, divergence, estimateU, estimateDual).
 
     Args:
@@ -266,17 +271,19 @@ def _primal_dual_step(
     )
     change = jnp.sum(jnp.square(new_flow[0] - flow[0]) + jnp.square(new_flow[1] - flow[1]))
     new_duals = []
-    for component in new_flow:
+    for component, (p_x, p_y) in zip(new_flow, (duals[:2], duals[2:]), strict=True):
         d_x, d_y = _forward_gradient(component)
         norm = 1.0 + tau_over_theta * jnp.sqrt(d_x * d_x + d_y * d_y)
-        new_duals += [(duals[len(new_duals)] + tau_over_theta * d_x) / norm]
-        new_duals += [(duals[len(new_duals)] + tau_over_theta * d_y) / norm]
+        new_duals += [(p_x + tau_over_theta * d_x) / norm, (p_y + tau_over_theta * d_y) / norm]
     return new_flow, tuple(new_duals), change
 
 
 def _solve_level(
-    image0: jax.Array, image1: jax.Array, flow: jax.Array, parameters: TVL1Parameters
-) -> jax.Array:
+    image0: jax.Array,
+    image1: jax.Array,
+    flow: tuple[jax.Array, jax.Array],
+    parameters: TVL1Parameters,
+) -> tuple[jax.Array, jax.Array]:
     """OpenCV's procOneScale: `warps` warps of primal-dual iterations on one level.
 
     Args:
