@@ -153,10 +153,13 @@ def test_deterministic_and_split_over_the_8_devices():
 
 def test_bfloat16_solve_stays_near_float32():
     onset, apex = shifted_pair(32)
-    flow = tvl1_flow_batch(onset[None], apex[None], dtype="bfloat16")[0]
+    # One pyramid level is enough for a shift below a pixel, and compiles faster.
+    one_level = TVL1Parameters(scales=1)
+    flow = tvl1_flow_batch(onset[None], apex[None], one_level, dtype="bfloat16")[0]
     truth = np.broadcast_to(np.float32(SHIFT), flow.shape)
-    # bfloat16 holds grey levels to 1 part in 256: the flow is coarser, not lost.
-    assert flow.dtype == np.float32 and end_point_error(flow, truth) < 0.3
+    # bfloat16 holds grey levels to 1 part in 256: the flow is coarser, not lost
+    # (measured: 0.03 px, float32 0.02 px).
+    assert flow.dtype == np.float32 and end_point_error(flow, truth) < 0.1
 
 
 def test_compute_flows_batches_tvl1_jax_and_loops_the_others():
