@@ -15,7 +15,11 @@ On the backend jax finds (GPU, TPU or CPU), in this order:
 3. each method sequentially (one replica after another) on its first few replicas, the
    wall time extrapolated to all of them (marked so in the table);
 4. each method stacked in bfloat16;
-5. MA2MI pre-training on the synthetic macro corpus (frames/s).
+5. MA2MI pre-training on the synthetic macro corpus (frames/s);
+6. optical flow: TV-L1 in JAX (`mer_jax.preprocess.flow_jax`) on synthetic face pairs
+   at the build's crop size, all in one batch (pairs/s, compile time apart), with
+   OpenCV's TV-L1 in one process of this host's CPU on the same pairs beside it and
+   both end-point errors to the true flow (`benchmarks.flow`).
 A LOSO row gives the wall time of the run (dataset loading excluded; compiling, training,
 predicting and the reports included), the compile time, training samples/s (compile
 excluded), XLA's memory estimate of the compiled step per device, and UF1 (of a few
@@ -85,6 +89,7 @@ class Setting:
             of the smoke setting hold fewer training samples a fold than the configs'.
         data_overrides, composite_overrides, macro_overrides: builder overrides of the
             default synthetic database, the MEGC 2019-shaped set and the macro corpus.
+        flow_size, flow_pairs: side (px) and number of the optical flow row's pairs.
     """
 
     name: str
@@ -109,6 +114,8 @@ class Setting:
         default_factory=lambda: {"train": {"learning_rate": (1e-3, 3e-3)}}
     )
     nested_inner_folds: int = 3
+    flow_size: int = 128
+    flow_pairs: int = 64
 
 
 # One GPU or TPU: the synthetic protocol of configs/ (16 folds x 3 seeds), 200 steps a method.
@@ -141,6 +148,7 @@ SETTINGS = {
         composite_steps=10,
         pretrain_steps=20,
         budget_s=3000,
+        flow_pairs=16,
     ),
     # The test's: every kind of measurement once, on tiny builds, in seconds; STSTNet on
     # the MEGC 2019-shaped set, as it compiles in a fraction of FR's time.
@@ -157,6 +165,8 @@ SETTINGS = {
         composite_steps=2,
         pretrain_steps=2,
         batch_size=2,
+        flow_size=32,
+        flow_pairs=2,
         pretrain_changes={
             "model.input_size": 14,
             "model.grid": 7,
@@ -357,6 +367,30 @@ class Suite:
             f"{metrics['steps']} steps",
         }
 
+    def flow(self) -> dict:
+        """TV-L1 in JAX against OpenCV's in one process, on the same face pairs."""
+        from benchmarks import flow
+
+        setting = self.setting
+        pairs = flow.face_pairs(setting.flow_pairs).resized(setting.flow_size)
+        flows, wall, compile_s = flow.jax_flows(pairs.onset, pairs.apex)
+        opencv, opencv_wall = flow.opencv_flows("tvl1", pairs.onset, pairs.apex, 1)
+        pairs_per_s, opencv_per_s = len(flows) / wall, len(flows) / opencv_wall
+        return {
+            "mode": "one batch",
+            "devices": len(jax.devices()),
+            "wall_s": round(wall + compile_s, 2),
+            "compile_s": round(compile_s, 2),
+            "pairs_per_s": round(pairs_per_s, 1),
+            "opencv_pairs_per_s": round(opencv_per_s, 1),
+            "epe": round(flow.end_point_error(flows, pairs.truth), 4),
+            "opencv_epe": round(flow.end_point_error(opencv, pairs.truth), 4),
+            "note": f"{len(flows)} pairs at {setting.flow_size} px; OpenCV TV-L1 in 1 process "
+            f"on this host's CPU: {opencv_per_s:.1f} pairs/s (JAX: {pairs_per_s / opencv_per_s:.1f}"
+            f" x that); EPE JAX {flow.end_point_error(flows, pairs.truth):.3f}, OpenCV "
+            f"{flow.end_point_error(opencv, pairs.truth):.3f} px",
+        }
+
     def run(self) -> None:
         setting = self.setting
         row = {"data": "synthetic_me", "seeds": len(setting.seeds), "steps": setting.steps}
@@ -397,6 +431,15 @@ class Suite:
                 "steps": setting.pretrain_steps,
             },
             self.pretraining,
+        )
+        self.measure(
+            {
+                "measurement": "optical flow",
+                "method": "TV-L1 JAX",
+                "config": "flow_jax",
+                "data": f"synthetic faces {setting.flow_size} px",
+            },
+            self.flow,
         )
 
 
@@ -447,6 +490,9 @@ def markdown_table(result: dict[str, Any]) -> str:
             continue
         if "frames_per_s" in row:
             throughput = f"{row['frames_per_s']:,.0f} frames/s"
+            replicas = ""
+        elif "pairs_per_s" in row:
+            throughput = f"{row['pairs_per_s']:,.1f} pairs/s"
             replicas = ""
         else:
             throughput = f"{row['train_samples_per_s']:,.0f}"

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tqdm.auto import tqdm
 
 from data_builders.base import (
     ManualDirBuilder,
@@ -40,7 +41,13 @@ from data_builders.records import ClipRecord, ReleaseRecords, RowNote
 from mer_jax.data.action_units import AU_LIST, multi_hot, parse_action_units
 from mer_jax.data.protocols import get_protocol, normalize_emotion
 from mer_jax.errors import UserError
-from mer_jax.preprocess import NUM_LANDMARKS, ClipOptions, clip_features
+from mer_jax.preprocess import (
+    BATCHED_FLOW_METHODS,
+    NUM_LANDMARKS,
+    ClipOptions,
+    clip_features,
+    onset_apex_flows,
+)
 
 
 @dataclasses.dataclass(eq=False)
@@ -154,19 +161,22 @@ def features_dict(options: ClipOptions) -> tfds.features.FeaturesDict:
     )
 
 
-def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[str, object]:
+def clip_example(
+    record: ClipRecord, options: ClipOptions, label: int, with_flow: bool = True
+) -> dict[str, object]:
     """The feature dict of one clip (keys and dtypes of `features_dict`).
 
     Args:
         record: the clip.
         options: crop and flow settings.
         label: the protocol class of the clip's emotion, -1 if the protocol excludes it.
+        with_flow: False leaves "flow" and "strain" out, for `with_onset_apex_flows`.
 
     Raises:
         UserError: the clip cannot be processed (unreadable frame, no face found); the
             message names the clip.
     """
-    features = clip_features(record.frames(), options)
+    features = clip_features(record.frames(), options, with_flow)
     action_units = parse_action_units(record.action_units_raw)
     return {
         "sample_id": record.sample_id,
@@ -187,15 +197,38 @@ def clip_example(record: ClipRecord, options: ClipOptions, label: int) -> dict[s
     }
 
 
+def with_onset_apex_flows(
+    examples: list[dict[str, object]], options: ClipOptions
+) -> list[dict[str, object]]:
+    """`examples` made without their flow, with their "flow" and "strain" solved in one
+    batch (`mer_jax.preprocess.onset_apex_flows`)."""
+    flows = onset_apex_flows(
+        np.stack([example["onset_image"] for example in examples]),
+        np.stack([example["apex_image"] for example in examples]),
+        options,
+    )
+    return [
+        {**example, "flow": flow, "strain": strain}
+        for example, (flow, strain) in zip(examples, flows, strict=True)
+    ]
+
+
 class ClipDatasetBuilder(MERBuilder):
     """Base of the MER clip dataset builders: one "train" split of every clip.
 
     Clips the protocol excludes are kept, with label -1, so a build serves several
     protocols; folds (LOSO, LODO) are made downstream.
+
+    With a `flow_method` of `BATCHED_FLOW_METHODS` ("tvl1_jax") the worker processes
+    decode and align the clips and this process solves their onset -> apex flows on the
+    accelerator, `FLOW_BATCH` clips at a time.
     """
 
     KIND: ClassVar[str] = "clips"  # what `data_builders.load` returns: a MERDataset
     PROTOCOL: ClassVar[str]  # name of the protocol in mer_jax.data.protocols
+    # Clips whose flows are solved in one program: enough to fill a device, few enough
+    # that the batch (which iterates until its slowest pair has converged) wastes little.
+    FLOW_BATCH: ClassVar[int] = 64
 
     @abc.abstractmethod
     def _read_records(self, dl_manager: tfds.download.DownloadManager) -> list[ClipRecord]:
@@ -241,8 +274,19 @@ class ClipDatasetBuilder(MERBuilder):
         self, records: list[ClipRecord], labels: list[int]
     ) -> Iterator[tuple[str, dict[str, object]]]:
         options = self.builder_config.clip_options()
+        batched = options.flow_method in BATCHED_FLOW_METHODS
         failures: list[RowNote] = []
-        calls = [(record, options, label) for record, label in zip(records, labels, strict=True)]
+        calls = [
+            (record, options, label, not batched)
+            for record, label in zip(records, labels, strict=True)
+        ]
+        waiting: list[dict[str, object]] = []
+        flow_bar = tqdm(
+            total=len(records),
+            desc=f"{self.name} {options.flow_method} flows",
+            unit="clip",
+            disable=not batched,
+        )
         for index, example, error in map_clips(
             clip_example, calls, workers=self._workers, desc=f"{self.name} clip features"
         ):
@@ -251,8 +295,26 @@ class ClipDatasetBuilder(MERBuilder):
                 clip = f"{record.subject_folder}/{record.filename}"
                 failures.append(clip_failure(record, clip, error))
                 continue
-            yield example["sample_id"], example
+            if not batched:
+                yield example["sample_id"], example
+                continue
+            waiting.append(example)
+            if len(waiting) == self.FLOW_BATCH:
+                yield from self._solved(waiting, options, flow_bar)
+                waiting = []
+        if waiting:
+            yield from self._solved(waiting, options, flow_bar)
+        flow_bar.close()
         self.settle_failures(failures, len(records))
+
+
+    @staticmethod
+    def _solved(
+        waiting: list[dict[str, object]], options: ClipOptions, flow_bar: tqdm
+    ) -> Iterator[tuple[str, dict[str, object]]]:
+        for done in with_onset_apex_flows(waiting, options):
+            yield done["sample_id"], done
+        flow_bar.update(len(waiting))
 
 
 class ReleaseBuilder(ManualDirBuilder, ClipDatasetBuilder):

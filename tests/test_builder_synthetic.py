@@ -16,7 +16,7 @@ from data_builders.synthetic_me import Builder as SyntheticMEBuilder
 from data_builders.synthetic_me.synthetic_me_dataset_builder import raw_database_dir
 from mer_jax.data.action_units import AU_LIST
 from mer_jax.errors import UserError
-from mer_jax.preprocess import ClipFrames, ClipOptions, clip_features
+from mer_jax.preprocess import ClipFrames, ClipOptions, clip_features, flow_and_strain
 
 FRAME_SIZE = 96
 # Eye centres of the fake face in frame pixels: 36 px apart, so a 64 px crop (eyes
@@ -279,6 +279,7 @@ def test_config_variants_and_errors(tmp_path):
     assert config_name(num_subjects=4, crop_size=64) == "default-crop_size_64-num_subjects_4"
     assert config_name(crop_size=64, num_subjects=4) == "default-crop_size_64-num_subjects_4"
     assert config_name(flow_method="dis") == "default-flow_method_dis"
+    assert config_name(flow_method="tvl1_jax") == "default-flow_method_tvl1_jax"
     with pytest.raises(
         UserError, match="unknown override 'subjects'.*valid keys: clips_per_subject, crop_size"
     ):
@@ -382,6 +383,34 @@ def test_synthetic_me_end_to_end(tmp_path):
     # Sidecar landmarks aligned the onset: eye centres on the canonical spots.
     eyes = examples["landmarks_onset"][:, 36:42].mean(axis=1)
     np.testing.assert_allclose(eyes, np.tile([0.3 * CROP, 0.4 * CROP], (n, 1)), atol=0.01)
+    assert np.abs(examples["flow"].astype(np.float32)).max() > 0.1  # the expression moved
+
+
+def test_tvl1_jax_build_solves_the_flows_in_batches_like_opencv(tmp_path, monkeypatch):
+    # 3 clips a batch: the build solves full batches and a last, partial one.
+    monkeypatch.setattr(SyntheticMEBuilder, "FLOW_BATCH", 3)
+    overrides = {
+        "num_subjects": 2,
+        "num_clips": 5,
+        "crop_size": CROP,
+        "flow_method": "tvl1_jax",
+        "num_frames": 0,
+    }
+    builder = data_builders.build("synthetic_me", data_dir=tmp_path, overrides=overrides, workers=2)
+    assert builder.info.metadata["flow_method"] == "tvl1_jax"
+    examples = data_builders.load_examples(builder)
+    n = len(examples["sample_id"])
+    assert n == 5 and examples["flow"].shape == (n, 28, 28, 2)
+    for onset, apex, flow, strain in zip(
+        examples["onset_image"],
+        examples["apex_image"],
+        examples["flow"],
+        examples["strain"],
+        strict=True,
+    ):
+        opencv_flow, opencv_strain = flow_and_strain(onset, apex, 28, "tvl1")
+        assert np.abs(flow.astype(np.float32) - opencv_flow).mean() < 0.05
+        assert np.abs(strain.astype(np.float32) - opencv_strain).mean() < 0.02
     assert np.abs(examples["flow"].astype(np.float32)).max() > 0.1  # the expression moved
 
 

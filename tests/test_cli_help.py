@@ -20,6 +20,7 @@ COMMANDS = {
     "mer_jax.doctor": (["-m", "mer_jax.doctor"], "--"),
     "data_builders.export": (["-m", "data_builders.export"], "--format"),
     "benchmarks.official_ststnet": (["-m", "benchmarks.official_ststnet"], "--weights"),
+    "benchmarks.flow": (["-m", "benchmarks.flow"], "--sizes"),
 }
 
 

@@ -16,6 +16,7 @@ MEASUREMENTS = [
     ("sequential float32", "STSTNet"),
     ("stacked bfloat16", "STSTNet"),
     ("MA2MI pre-training", "MA2MI"),
+    ("optical flow", "TV-L1 JAX"),
 ]
 
 
@@ -28,7 +29,7 @@ def test_smoke_setting_measures_every_kind(synthetic_data_dir, tmp_path):
     assert [(row["measurement"], row["method"]) for row in rows] == MEASUREMENTS
     failed = [row for row in rows if "error" in row or "skipped" in row]
     assert not failed, failed
-    stacked, nested, composite, sequential, bf16, pretraining = rows
+    stacked, nested, composite, sequential, bf16, pretraining, flow = rows
     folds = fixtures.NUM_SUBJECTS
     for row in (stacked, bf16):
         assert row["mode"] == "stacked" and row["replicas"] == row["of_replicas"] == folds
@@ -47,10 +48,14 @@ def test_smoke_setting_measures_every_kind(synthetic_data_dir, tmp_path):
     assert composite["mode"] == "sequential"  # auto on a CPU
     assert composite["note"].startswith("6 samples, 3 subjects, 3 classes")
     assert pretraining["frames_per_s"] > 0 and pretraining["devices"] == 1
+    # Two face pairs at 32 px, in one batch, OpenCV's figures beside.
+    assert flow["pairs_per_s"] > 0 and flow["opencv_pairs_per_s"] > 0
+    assert 0 < flow["epe"] < 1 and 0 < flow["opencv_epe"] < 1
+    assert flow["note"].startswith("2 pairs at 32 px")
 
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| measurement | method |" in table and table.count("\n| ") == 1 + len(rows)
-    assert "extrapolated from 1 of 4" in table and "frames/s" in table
+    assert "extrapolated from 1 of 4" in table and "frames/s" in table and "pairs/s" in table
     written = json.loads((tmp_path / "out" / "results.json").read_text())
     assert written == json.loads(json.dumps(result))
 
@@ -60,6 +65,6 @@ def test_a_spent_budget_skips_what_is_left(tmp_path, capsys):
     code = device_suite.main(["--setting=smoke", "--budget_s=1e-9", f"--out={out}"])
     assert code == 0
     result = json.loads((out / "results.json").read_text())
-    assert [row["skipped"] for row in result["rows"]] == ["the 0 s budget was spent"] * 6
+    assert [row["skipped"] for row in result["rows"]] == ["the 0 s budget was spent"] * 7
     assert "the 0 s budget was spent" in capsys.readouterr().out
 

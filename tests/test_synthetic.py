@@ -24,6 +24,7 @@ from mer_jax.synthetic import (
 )
 from mer_jax.synthetic.action_units import parse_au_code
 from mer_jax.synthetic.generator import expression_profile, plan_database, subject_identity
+from mer_jax.synthetic.truth import onset_apex_truth
 
 # Two subjects with two short clips each: the whole pipeline in about a second.
 TINY = SyntheticSpec(
@@ -180,6 +181,40 @@ def test_pixels_move_with_the_landmarks(tmp_path):
         cosine = measured @ motion[k] / (np.linalg.norm(measured) * np.linalg.norm(motion[k]))
         ratio = np.linalg.norm(measured) / np.linalg.norm(motion[k])
         assert cosine > 0.9 and 0.5 < ratio < 1.2, (filename, measured, motion[k])
+
+
+def test_true_flow_carries_the_onset_onto_the_apex_and_the_landmarks():
+    # Head motion and the expression; no blinks (not motion the truth follows) and no
+    # noise, flicker or JPEG loss, which no flow undoes.
+    spec = dataclasses.replace(
+        TINY,
+        blink_probability=0.0,
+        noise_std=0.0,
+        flicker_std=0.0,
+        illumination_drift=0.0,
+        jpeg_quality=100,
+    )
+    for plan in plan_database(spec)[:2]:
+        truth = onset_apex_truth(plan, spec)
+        assert truth.flow.shape == (spec.frame_size, spec.frame_size, 2)
+        onset, apex = (
+            cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            for image in (truth.onset, truth.apex)
+        )
+        ys, xs = np.mgrid[0 : spec.frame_size, 0 : spec.frame_size].astype(np.float32)
+        u, v = truth.flow[..., 0], truth.flow[..., 1]
+        back = cv2.remap(apex, xs + u, ys + v, cv2.INTER_LINEAR)
+        inner = (slice(16, -16), slice(16, -16))
+        # What is left is interpolation error.
+        assert np.abs(back - onset)[inner].mean() < 0.3 * np.abs(apex - onset)[inner].mean()
+        # The landmarks the generator writes move as the truth says.
+        clip = generator.render_clip(plan, subject_identity(spec, plan.subject), spec)
+        start, peak = clip.landmarks[0], clip.landmarks[plan.apex - plan.onset]
+        at_start = cv2.remap(
+            truth.flow, start[:, None, 0].astype(np.float32), start[:, None, 1].astype(np.float32),
+            cv2.INTER_LINEAR,
+        )[:, 0]
+        np.testing.assert_allclose(start + at_start, peak, atol=0.05)
 
 
 def test_macro_has_its_own_subjects_and_timing():

@@ -11,6 +11,7 @@ from mer_jax.preprocess.clip import (
     list_frames,
     load_frame,
     middle_frame,
+    onset_apex_flows,
     read_landmarks_sidecar,
     sample_frames,
     sidecar_path,
@@ -28,16 +29,21 @@ from mer_jax.preprocess.face import (
     warp_crop,
 )
 from mer_jax.preprocess.flow import (
+    BATCHED_FLOW_METHODS,
     FLOW_METHODS,
     compute_flow,
+    compute_flows,
     dis_flow,
     farneback_flow,
     optical_strain,
     resize_flow,
     tvl1_flow,
+    tvl1_jax_flow,
+    tvl1_jax_flows,
 )
 
 __all__ = [
+    "BATCHED_FLOW_METHODS",
     "FLOW_METHODS",
     "NUM_LANDMARKS",
     "SIDECAR_SUFFIX",
@@ -49,12 +55,14 @@ __all__ = [
     "align_from_landmarks",
     "clip_features",
     "compute_flow",
+    "compute_flows",
     "dis_flow",
     "farneback_flow",
     "flow_and_strain",
     "list_frames",
     "load_frame",
     "middle_frame",
+    "onset_apex_flows",
     "optical_strain",
     "read_landmarks_sidecar",
     "resize_affine",
@@ -66,5 +74,7 @@ __all__ = [
     "to_rgb",
     "transform_landmarks",
     "tvl1_flow",
+    "tvl1_jax_flow",
+    "tvl1_jax_flows",
     "warp_crop",
 ]

@@ -56,7 +56,13 @@ from mer_jax.preprocess.face import (
     transform_landmarks,
     warp_crop,
 )
-from mer_jax.preprocess.flow import FLOW_METHODS, compute_flow, optical_strain, resize_flow
+from mer_jax.preprocess.flow import (
+    FLOW_METHODS,
+    compute_flow,
+    compute_flows,
+    optical_strain,
+    resize_flow,
+)
 
 # The frame number is the last integer before the image extension: img46.jpg,
 # reg_img46.jpg, 006_05562.jpg, image017581039.bmp. Anything else in a clip folder
@@ -74,8 +80,8 @@ class ClipOptions:
     Attributes:
         crop_size: side C of the aligned face crops; flow is computed at this size.
         flow_size: side S of the stored flow and strain maps.
-        flow_method: method of the onset -> apex flow: "tvl1", "dis" or "farneback" (see
-            `mer_jax.preprocess.flow`).
+        flow_method: method of the onset -> apex flow: "tvl1", "dis", "farneback" or
+            "tvl1_jax" (see `mer_jax.preprocess.flow`).
         num_frames: T, frames stored per clip with their flows onset->t and t->offset
             (0: none, for methods that only read onset -> apex).
         frames_flow_method: method of the onset->t and t->offset flows.
@@ -345,11 +351,40 @@ def flow_and_strain(
         cv2.cvtColor(end, cv2.COLOR_RGB2GRAY),
         method,
     )
+    return stored_flow_and_strain(flow, flow_size)
+
+
+def stored_flow_and_strain(flow: np.ndarray, flow_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """float16 (S, S, 2) flow and (S, S, 1) strain of a crop-resolution flow."""
     strain = optical_strain(flow)[..., None]
     return (
         resize_flow(flow, flow_size).astype(np.float16),
         resize_flow(strain, flow_size).astype(np.float16),
     )
+
+
+def onset_apex_flows(
+    onset_images: np.ndarray, apex_images: np.ndarray, options: ClipOptions
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The "flow" and "strain" features of a batch of clips, solved together.
+
+    What `clip_features(..., with_flow=False)` leaves out: a build with a method of
+    `BATCHED_FLOW_METHODS` solves the onset -> apex flows of many clips in one program
+    on the accelerator.
+
+    Args:
+        onset_images, apex_images: uint8 (B, C, C, 3), the clips' aligned crops.
+        options: the flow method and size.
+
+    Returns:
+        (flow, strain) of each clip, as `flow_and_strain` makes them.
+    """
+    gray = [
+        np.stack([cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in images])
+        for images in (onset_images, apex_images)
+    ]
+    flows = compute_flows(*gray, options.flow_method)
+    return [stored_flow_and_strain(flow, options.flow_size) for flow in flows]
 
 
 def middle_frame(frame_numbers: Iterable[int], onset: int, offset: int) -> int:
@@ -411,8 +446,13 @@ def stored_frames(
     }
 
 
-def clip_features(clip: ClipFrames, options: ClipOptions) -> dict[str, np.ndarray]:
+def clip_features(
+    clip: ClipFrames, options: ClipOptions, with_flow: bool = True
+) -> dict[str, np.ndarray]:
     """The pixel-derived features of one clip (see the module docstring).
+
+    With `with_flow` False the onset -> apex "flow" and "strain" are left out, for the
+    caller to solve in batches (`onset_apex_flows`).
 
     Returns:
         onset_image, apex_image, offset_image (uint8 (C, C, 3)); flow (float16
@@ -429,12 +469,15 @@ def clip_features(clip: ClipFrames, options: ClipOptions) -> dict[str, np.ndarra
     try:
         landmark_frames = {clip.onset, clip.apex, *map(int, numbers)}
         aligned = AlignedClip(clip, options.crop_size, landmark_frames)
-        flow, strain = flow_and_strain(
-            aligned.crop(clip.onset),
-            aligned.crop(clip.apex),
-            options.flow_size,
-            options.flow_method,
-        )
+        onset_apex = {}
+        if with_flow:
+            flow, strain = flow_and_strain(
+                aligned.crop(clip.onset),
+                aligned.crop(clip.apex),
+                options.flow_size,
+                options.flow_method,
+            )
+            onset_apex = {"flow": flow, "strain": strain}
         images = {
             "onset_image": aligned.crop(clip.onset),
             "apex_image": aligned.crop(clip.apex),
@@ -447,8 +490,7 @@ def clip_features(clip: ClipFrames, options: ClipOptions) -> dict[str, np.ndarra
         raise UserError(f"clip {clip.name}: {error}") from error
     return {
         **images,
-        "flow": flow,
-        "strain": strain,
+        **onset_apex,
         "landmarks_onset": landmarks_onset,
         "landmarks_apex": landmarks_apex,
         **frames,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-FLOW_METHODS = ("tvl1", "dis", "farneback")
+FLOW_METHODS = ("tvl1", "dis", "farneback", "tvl1_jax")
 
 
 def _check_pair(prev: np.ndarray, nxt: np.ndarray) -> None:
@@ -78,22 +78,70 @@ def farneback_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     return flow.astype(np.float32, copy=False)
 
 
+def tvl1_jax_flows(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    """TV-L1 flows of a batch solved by JAX (`mer_jax.preprocess.flow_jax`, OpenCV's
+    defaults) in one program split over the local devices.
+
+    Args:
+        prev, nxt: uint8 (B, H, W) grayscale images.
+
+    Returns:
+        float32 (B, H, W, 2) [u, v] in pixels of the input images.
+    """
+    for onset, apex in zip(prev, nxt, strict=True):
+        _check_pair(onset, apex)
+    # Imported here: clip workers that never solve with JAX should not start it.
+    from mer_jax.preprocess.flow_jax import tvl1_flow_batch
+
+    return tvl1_flow_batch(prev, nxt)
+
+
+def tvl1_jax_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    """TV-L1 flow of one pair solved by JAX (see `tvl1_jax_flows`).
+
+    Same arguments and return value as `tvl1_flow`.
+    """
+    return tvl1_jax_flows(prev[None], nxt[None])[0]
+
+
 _FLOW_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "tvl1": tvl1_flow,
     "dis": dis_flow,
     "farneback": farneback_flow,
+    "tvl1_jax": tvl1_jax_flow,
 }
+# Methods that solve many pairs at once on the accelerator: a build computes them in
+# batches in its own process (`compute_flows`) instead of one pair in each worker.
+_BATCH_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "tvl1_jax": tvl1_jax_flows,
+}
+BATCHED_FLOW_METHODS = tuple(_BATCH_FUNCTIONS)
 
 
-def compute_flow(prev: np.ndarray, nxt: np.ndarray, method: str) -> np.ndarray:
-    """Flow from `prev` to `nxt` with the named method ("tvl1", "dis" or "farneback")."""
+def _flow_function(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     try:
-        flow_function = _FLOW_FUNCTIONS[method]
+        return _FLOW_FUNCTIONS[method]
     except KeyError:
         raise ValueError(
             f"unknown optical flow method {method!r}; choose one of {', '.join(FLOW_METHODS)}"
         ) from None
-    return flow_function(prev, nxt)
+
+
+def compute_flow(prev: np.ndarray, nxt: np.ndarray, method: str) -> np.ndarray:
+    """Flow from `prev` to `nxt` with the named method (one of `FLOW_METHODS`)."""
+    return _flow_function(method)(prev, nxt)
+
+
+def compute_flows(prev: np.ndarray, nxt: np.ndarray, method: str) -> np.ndarray:
+    """Flows of a batch of pairs: uint8 (B, H, W) each, float32 (B, H, W, 2) returned.
+
+    A method of `BATCHED_FLOW_METHODS` solves the whole batch in one program; the others
+    solve one pair after another.
+    """
+    flow_function = _flow_function(method)
+    if method in _BATCH_FUNCTIONS:
+        return _BATCH_FUNCTIONS[method](prev, nxt)
+    return np.stack([flow_function(onset, apex) for onset, apex in zip(prev, nxt, strict=True)])
 
 
 def optical_strain(flow: np.ndarray) -> np.ndarray:

@@ -511,17 +511,38 @@ class RenderedClip:
     landmarks: np.ndarray
 
 
-def render_clip(plan: ClipPlan, identity: Identity, spec: SyntheticSpec) -> RenderedClip:
-    """Renders the frames of `plan` from its subject's `identity`."""
-    rng = _rng(spec, _RENDER, plan.subject, plan.index)
-    size, n = spec.frame_size, plan.num_frames
-    field = displacement_field(identity.landmarks, plan.activations, size, spec.au_radius)
+def expression_field(plan: ClipPlan, identity: Identity, spec: SyntheticSpec) -> np.ndarray:
+    """(size, size, 2) the clip's displacement field at its apex, in neutral-face pixels."""
+    field = displacement_field(
+        identity.landmarks, plan.activations, spec.frame_size, spec.au_radius
+    )
     field *= plan.amplitude / float(np.sqrt((field**2).sum(-1)).max())
     # Only large (macro) amplitudes on tight AUs (eyelids, dimples) get here: such a
     # field would fold the skin, so its peak gives way to a bounded strain.
     strain = max_strain(field)
     if strain > _MAX_STRAIN:
         field *= _MAX_STRAIN / strain
+    return field
+
+
+def clip_motion(
+    plan: ClipPlan, identity: Identity, spec: SyntheticSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The clip's expression field, its per-frame profile and the per-frame head poses
+    (neutral face -> frame), as `render_clip` draws them."""
+    # The poses are the first draw of the clip's render stream, here as in render_clip.
+    rng = _rng(spec, _RENDER, plan.subject, plan.index)
+    field = expression_field(plan, identity, spec)
+    profile = expression_profile(plan.num_frames, plan.apex - plan.onset)
+    poses = _head_poses(rng, spec, plan.num_frames, identity.landmarks.mean(0))
+    return field, profile, poses
+
+
+def render_clip(plan: ClipPlan, identity: Identity, spec: SyntheticSpec) -> RenderedClip:
+    """Renders the frames of `plan` from its subject's `identity`."""
+    rng = _rng(spec, _RENDER, plan.subject, plan.index)
+    size, n = spec.frame_size, plan.num_frames
+    field = expression_field(plan, identity, spec)
     # The field is local to the AUs' regions: warping only the box around them is
     # much cheaper than the whole frame, and below 1/1000 px nothing is lost.
     x, y, w, h = cv2.boundingRect((np.abs(field).max(-1) > 1e-3).astype(np.uint8))
