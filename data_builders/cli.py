@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "name",
         help=f"dataset: {', '.join(builder_names('clips'))}; macro-expression pair corpora: "
-        f"{', '.join(builder_names('pairs'))}",
+        f"{', '.join(builder_names('pairs'))}; long videos: {', '.join(builder_names('videos'))}",
     )
     parser.add_argument("--manual_dir", help="the licensed release folder")
     parser.add_argument("--data_dir", default=default_data_dir(), help="built datasets cache")
