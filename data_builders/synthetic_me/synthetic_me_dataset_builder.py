@@ -16,7 +16,12 @@ import tensorflow_datasets as tfds
 from data_builders.casme2 import read_casme2
 from data_builders.clip_builder import ClipBuilderConfig, ClipDatasetBuilder
 from data_builders.records import ClipRecord
-from mer_jax.synthetic import SyntheticSpec, database_summary, generate_database
+from mer_jax.synthetic import (
+    GENERATOR_VERSION,
+    SyntheticSpec,
+    database_summary,
+    generate_database,
+)
 
 DATASET = "synthetic_me"
 _GENERATOR_DEFAULTS = SyntheticSpec()
@@ -99,5 +104,6 @@ class Builder(ClipDatasetBuilder):
 
 
 def raw_database_dir(download_dir: Path, config_name: str) -> Path:
-    """Where the raw database of a config lives; one already there is reused."""
-    return download_dir / f"synthetic_me_raw_{config_name}"
+    """Where the raw database of a config lives; one already there is reused (one of
+    another generator version, never: its name says the version)."""
+    return download_dir / f"synthetic_me_raw_v{GENERATOR_VERSION}_{config_name}"
