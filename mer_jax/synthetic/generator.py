@@ -798,7 +798,9 @@ def _blink_closure(spec: SyntheticSpec, recording: Recording, numbers: np.ndarra
     return closure
 
 
-def _illumination_drift(spec: SyntheticSpec, recording: Recording, numbers: np.ndarray):
+def _illumination_drift(
+    spec: SyntheticSpec, recording: Recording, numbers: np.ndarray
+) -> np.ndarray:
     """The slow part of the per-frame illumination gain at frames `numbers`."""
     rng = _rng(spec, _MOTION, recording.subject, recording.index, 2)
     return 1.0 + _slow_path(rng, 1, numbers / spec.fps)[:, 0] * spec.illumination_drift
