@@ -216,7 +216,7 @@ def test_macro_has_its_own_subjects_and_timing():
 
 
 def test_emotions_follow_casme2_frequencies_subjects_differ():
-    spec = SyntheticSpec(num_subjects=300)
+    spec = SyntheticSpec(num_subjects=300, clips_per_subject=10)  # CASME II's mean: 9.8
     plans = plan_database(spec)
     counts = Counter(p.emotion for p in plans)
     total = sum(CASME2_EMOTION_COUNTS.values())

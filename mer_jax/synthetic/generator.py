@@ -219,7 +219,9 @@ class SyntheticSpec:
             "macro" (a posed-expression corpus for MA2MI pre-training, with its own
             identities: the clips are the macro-expressions, 30 fps).
         num_subjects: number of subjects (sub01, sub02, ...).
-        clips_per_subject: mean clips (expressions of the kind) per subject.
+        clips_per_subject: mean clips (expressions of the kind) per subject (9, CASME
+            II's median, keeps the default build at generator 1's size; CASME II's mean is
+            9.8).
         clip_count_shape: shape of the Gamma distribution of a subject's clip count
             (mean `clips_per_subject`; CASME II's median 9 and mean 9.8 give 4); 0: every
             subject has exactly `clips_per_subject`.
@@ -276,7 +278,7 @@ class SyntheticSpec:
 
     kind: str = "micro"
     num_subjects: int = 16
-    clips_per_subject: int = 10
+    clips_per_subject: int = 9
     clip_count_shape: float = 4.0
     num_clips: int = 0
     emotion_mix: str = "casme2"
