@@ -6,8 +6,7 @@ import numpy as np
 
 import data_builders
 from data_builders.synthetic_lv import SyntheticLVConfig, recording_motion
-from data_builders.synthetic_lv.synthetic_lv_dataset_builder import recordings_of
-from mer_jax.synthetic.generator import plan_database
+from mer_jax.synthetic.generator import all_recordings, plan_database
 
 # One subject, one clip on average, 64 px frames: a recording in about a second.
 TINY = {"num_subjects": 1, "clips_per_subject": 1, "frame_size": 64, "crop_size": 32, "grid": 4}
@@ -16,7 +15,7 @@ TINY = {"num_subjects": 1, "clips_per_subject": 1, "frame_size": 64, "crop_size"
 def test_build_holds_every_recording_with_its_intervals(tmp_path):
     builder = data_builders.build("synthetic_lv", data_dir=tmp_path, overrides=TINY, workers=1)
     config = builder.builder_config
-    recordings = recordings_of(config.spec())
+    recordings = all_recordings(config.spec())
     examples = list(builder.as_data_source("train"))
     assert [e["video"] for e in examples] == [r.name.encode() for r in recordings]
     step, span = config.step_frames(), config.span
@@ -55,7 +54,7 @@ def test_motion_shows_the_expressions_not_the_neutral_stretches():
         illumination_drift=0.0,
         alignment_jitter_iod=(0.0, 0.0),
     )
-    recording = recordings_of(spec)[0]
+    recording = all_recordings(spec)[0]
     found = recording_motion(recording, spec, config)
     numbers = found["frame_numbers"][: len(found["motion"])]
     reach = numbers + config.span * config.step_frames()

@@ -33,11 +33,10 @@ from mer_jax.synthetic import (
     GENERATOR_VERSION,
     Recording,
     SyntheticSpec,
-    plan_recordings,
+    all_recordings,
     render_frames,
     subject_identity,
 )
-from mer_jax.synthetic.generator import _clip_counts
 
 DATASET = "synthetic_lv"
 _GENERATOR_DEFAULTS = SyntheticSpec()
@@ -72,15 +71,6 @@ class SyntheticLVConfig(tfds.core.BuilderConfig):
     def step_frames(self) -> int:
         """Frames between two sampled frames at the spec's frame rate."""
         return max(1, round(self.step_ms * self.spec().fps / 1000.0))
-
-
-def recordings_of(spec: SyntheticSpec) -> list[Recording]:
-    """Every recording of the spec, subject by subject."""
-    return [
-        recording
-        for subject, num_clips in enumerate(_clip_counts(spec), start=1)
-        for recording in plan_recordings(spec, subject, num_clips)
-    ]
 
 
 def recording_motion(
@@ -175,7 +165,7 @@ class Builder(MERBuilder):
         """What the build would hold, from the generator's plan alone (the dry run)."""
         config = self.builder_config
         spec = config.spec()
-        recordings = recordings_of(spec)
+        recordings = all_recordings(spec)
         intervals = Counter(e.kind for r in recordings for e in r.expressions)
         frames = sum(r.num_frames for r in recordings)
         return {
@@ -204,7 +194,7 @@ class Builder(MERBuilder):
     def _generate_examples(self) -> Iterator[tuple[str, dict[str, Any]]]:
         config = self.builder_config
         spec = config.spec()
-        recordings = recordings_of(spec)
+        recordings = all_recordings(spec)
         for index, example, error in map_clips(
             _recording_example,
             [(recording, spec, config) for recording in recordings],

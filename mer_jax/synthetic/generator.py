@@ -673,18 +673,26 @@ def plan_recordings(spec: SyntheticSpec, subject: int, num_clips: int) -> list[R
     return recordings
 
 
+def all_recordings(spec: SyntheticSpec) -> list[Recording]:
+    """Every recording of the spec, subject by subject: what `synthetic_lv` keeps whole."""
+    return [
+        recording
+        for subject, num_clips in enumerate(_clip_counts(spec), start=1)
+        for recording in plan_recordings(spec, subject, num_clips)
+    ]
+
+
 def plan_database(spec: SyntheticSpec) -> list[ClipPlan]:
     """Every clip: each expression of the spec's kind in every subject's recordings, cut
     by its annotated onset..offset, sorted like the CASME II coding sheet."""
     plans = []
-    for subject, num_clips in enumerate(_clip_counts(spec), start=1):
-        for recording in plan_recordings(spec, subject, num_clips):
-            k = 0
-            for i, expression in enumerate(recording.expressions):
-                if expression.kind == spec.kind:
-                    k += 1
-                    filename = f"EP{recording.index:02d}_{k:02d}f"
-                    plans.append(ClipPlan(recording=recording, expression=i, filename=filename))
+    for recording in all_recordings(spec):
+        k = 0
+        for i, expression in enumerate(recording.expressions):
+            if expression.kind == spec.kind:
+                k += 1
+                filename = f"EP{recording.index:02d}_{k:02d}f"
+                plans.append(ClipPlan(recording=recording, expression=i, filename=filename))
     return sorted(plans, key=lambda p: (p.subject, p.filename))
 
 
@@ -693,11 +701,8 @@ def database_summary(spec: SyntheticSpec) -> dict:
     the clips cut from the recordings, per subject and emotion, and the recordings'
     micro and macro intervals."""
     plans = plan_database(spec)
-    recordings = {}
-    for subject, num_clips in enumerate(_clip_counts(spec), start=1):
-        for recording in plan_recordings(spec, subject, num_clips):
-            recordings[recording.name] = recording
-    intervals = Counter(e.kind for r in recordings.values() for e in r.expressions)
+    recordings = all_recordings(spec)
+    intervals = Counter(e.kind for r in recordings for e in r.expressions)
     per_subject = Counter(p.subject_dir for p in plans)
     classes = {s: len({p.emotion for p in plans if p.subject_dir == s}) for s in per_subject}
     emotions = Counter(p.emotion for p in plans)
@@ -712,9 +717,7 @@ def database_summary(spec: SyntheticSpec) -> dict:
         "emotions_per_subject": dict(sorted(classes.items())),
         "emotions": {e: emotions[e] for e in EMOTION_MIXES[spec.emotion_mix] if emotions[e]},
         "recordings": len(recordings),
-        "recording_minutes": round(
-            sum(r.num_frames for r in recordings.values()) / spec.fps / 60.0, 1
-        ),
+        "recording_minutes": round(sum(r.num_frames for r in recordings) / spec.fps / 60.0, 1),
         "intervals": {"micro": intervals["micro"], "macro": intervals["macro"]},
         "frames": sum(p.num_frames for p in plans),
     }
