@@ -32,7 +32,7 @@ NUM_SUBJECTS = OVERRIDES["num_subjects"]
 
 # A few dispatches of a small batch: enough to move the weights away from their
 # initialisation, so layouts that trained differently would show in the predictions. The
-# batch fits the smallest training set of a fold (7 samples; a larger one is refused).
+# batch fits the smallest training set of a fold (10 samples; a larger one is refused).
 BATCH = 7
 TINY = {
     "data.overrides": OVERRIDES,
