@@ -64,7 +64,7 @@ def face_pairs(count: int) -> Pairs:
     from mer_jax.synthetic.generator import SyntheticSpec, plan_database
     from mer_jax.synthetic.truth import onset_apex_truth
 
-    spec = SyntheticSpec(blink_probability=0.0)
+    spec = SyntheticSpec(blinks_per_minute=0.0)
     truths = [onset_apex_truth(plan, spec) for plan in plan_database(spec)[:count]]
     gray = [
         np.stack([cv2.cvtColor(getattr(t, frame), cv2.COLOR_RGB2GRAY) for t in truths])

@@ -95,7 +95,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "name",
         help=f"dataset: {', '.join(builder_names('clips'))}; macro-expression pair corpora: "
-        f"{', '.join(builder_names('pairs'))}",
+        f"{', '.join(builder_names('pairs'))}; long videos: {', '.join(builder_names('videos'))}",
     )
     parser.add_argument("--manual_dir", help="the licensed release folder")
     parser.add_argument("--data_dir", default=default_data_dir(), help="built datasets cache")
@@ -183,7 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.strict:
                 check_strict(release)
         elif args.dry_run or args.summary_json:
-            raise UserError(f"dataset {args.name} is generated: --dry_run has nothing to check")
+            # A generated dataset: its plan, from the generator alone.
+            summary = builder.generated_summary()
+            print(json.dumps(summary, indent=2))
+            if args.summary_json:
+                args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+                args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
         if args.dry_run:
             return 0
         builder = build(args.name, manual_dir=args.manual_dir, workers=args.workers, **variant)

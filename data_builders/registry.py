@@ -1,8 +1,9 @@
 """The registered datasets, and how a name, a config and overrides pick one build.
 
 `BUILDERS` maps every dataset name to its TFDS builder class. Each class declares its
-`KIND`: "clips" (a labelled micro-expression dataset, one example per clip) or "pairs"
-(a macro-expression frame-pair corpus for MA2MI pre-training, one example per pair).
+`KIND`: "clips" (a labelled micro-expression dataset, one example per clip), "pairs"
+(a macro-expression frame-pair corpus for MA2MI pre-training, one example per pair) or
+"videos" (long recordings with their expression intervals, for spotting).
 
 A build lives under a data_dir (default: `default_data_dir()`), one folder per builder
 config. `overrides` change config fields; the overridden config gets a name derived
@@ -28,6 +29,7 @@ from data_builders import (
     mmew,
     samm,
     smic,
+    synthetic_lv,
     synthetic_macro,
     synthetic_me,
     video_folder,
@@ -39,7 +41,7 @@ from data_builders.macro_pairs import MacroPairsBuilder
 from mer_jax.data.dataset import default_data_dir
 from mer_jax.errors import UserError
 
-AnyBuilder = ClipDatasetBuilder | MacroPairsBuilder
+AnyBuilder = ClipDatasetBuilder | MacroPairsBuilder | synthetic_lv.Builder
 BUILDERS: dict[str, type[AnyBuilder]] = {
     "synthetic_me": synthetic_me.Builder,
     "casme2": casme2.Builder,
@@ -52,8 +54,9 @@ BUILDERS: dict[str, type[AnyBuilder]] = {
     "casme3_macro": casme3_macro.Builder,
     "ckplus": ckplus.Builder,
     "video_folder": video_folder.Builder,
+    "synthetic_lv": synthetic_lv.Builder,
 }
-KINDS = ("clips", "pairs")
+KINDS = ("clips", "pairs", "videos")
 
 # Fields of tfds.core.BuilderConfig itself (name, version, ...): not overridable.
 _TFDS_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(tfds.core.BuilderConfig))
@@ -76,7 +79,8 @@ def builder_class(name: str) -> type[AnyBuilder]:
         raise UserError(
             f"unknown dataset builder {name!r}; known builders: "
             f"{', '.join(sorted(builder_names('clips')))}; macro-expression pair corpora: "
-            f"{', '.join(sorted(builder_names('pairs')))}"
+            f"{', '.join(sorted(builder_names('pairs')))}; long videos: "
+            f"{', '.join(sorted(builder_names('videos')))}"
         )
     return BUILDERS[name]
 

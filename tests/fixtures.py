@@ -24,14 +24,15 @@ if str(ROOT) not in sys.path:
 
 import importlib  # noqa: E402
 
-# 4 subjects x 4 clips (12 clips kept by the generator, 11 of them labelled): 4 LOSO folds.
+# 4 subjects, 4 clips each on average (17 drawn by the generator, 16 of them labelled): 4 LOSO
+# folds.
 # DIS flow instead of TV-L1 keeps the build to seconds.
 OVERRIDES = {"num_subjects": 4, "clips_per_subject": 4, "crop_size": 64, "flow_method": "dis"}
 NUM_SUBJECTS = OVERRIDES["num_subjects"]
 
 # A few dispatches of a small batch: enough to move the weights away from their
 # initialisation, so layouts that trained differently would show in the predictions. The
-# batch fits the smallest training set of a fold (7 samples; a larger one is refused).
+# batch fits the smallest training set of a fold (10 samples; a larger one is refused).
 BATCH = 7
 TINY = {
     "data.overrides": OVERRIDES,

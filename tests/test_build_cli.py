@@ -86,11 +86,28 @@ def test_module_runs_from_the_command_line(tmp_path):
     )
 
 
+def test_generated_datasets_dry_run_prints_the_plan(tmp_path, capsys):
+    # Nothing is rendered or built: the plan alone, clips cut from long recordings.
+    out = tmp_path / "plan.json"
+    args = ["synthetic_me", "--dry_run", "--data_dir", str(tmp_path), "--summary_json", str(out)]
+    assert cli.main(args) == 0
+    summary = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == summary
+    assert "recordings by their annotated onset..offset" in summary["clips_cut_from"]
+    counts = summary["clips_per_subject"]
+    assert len(counts) == summary["subjects"] == 16 and len(set(counts.values())) > 3
+    assert sum(counts.values()) == summary["clips"] == summary["intervals"]["micro"]
+    assert cli.main(["synthetic_lv", "--dry_run", "--data_dir", str(tmp_path)]) == 0
+    videos = json.loads(capsys.readouterr().out)
+    assert videos["intervals"] == summary["intervals"] and videos["subjects"] == 16
+    assert videos["videos"] == summary["recordings"]
+    assert not list(tmp_path.glob("synthetic_*"))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["casme2", "--dry_run"], "built from its licensed release.*CASME II is licence-gated"),
-        (["synthetic_me", "--dry_run"], "synthetic_me is generated"),
         (["casme4", "--dry_run"], "unknown dataset builder 'casme4'; known builders: casme2"),
         (["smic", "--builder_config", "large", "--dry_run"], "has no config 'large'"),
         (["smic", "--overrides.crop_size=big", "--dry_run"], r"crop_size='big'.*expected int"),

@@ -262,7 +262,7 @@ def test_synthetic_macro_own_subjects_pairs_inside_clips(built):
     for (subject, clip), pairs in _pairs_of(examples).items():
         record = records[subject, clip]
         ts = [t for t, _ in pairs]
-        assert len(ts) == 5  # pairs_per_clip; clips have 60-150 frames
+        assert len(ts) == 5  # pairs_per_clip; clips have 15-120 frames (0.5-4 s at 30 fps)
         assert ts[0] == record.onset and ts[-1] + 2 == record.offset  # evenly over the span
         assert all(record.onset <= t and t + k <= record.offset for t, k in pairs)
 

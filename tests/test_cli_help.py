@@ -21,6 +21,8 @@ COMMANDS = {
     "data_builders.export": (["-m", "data_builders.export"], "--format"),
     "benchmarks.official_ststnet": (["-m", "benchmarks.official_ststnet"], "--weights"),
     "benchmarks.flow": (["-m", "benchmarks.flow"], "--sizes"),
+    "benchmarks.au_oracle": (["-m", "benchmarks.au_oracle"], "--config"),
+    "benchmarks.alignment_jitter": (["-m", "benchmarks.alignment_jitter"], "--video"),
 }
 
 

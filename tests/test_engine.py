@@ -115,7 +115,7 @@ def assert_same_metrics(a: dict, b: dict) -> None:
 def test_stacked_equals_sequential(stacked, sequential):
     assert stacked.run.mode == "stacked" and sequential.run.mode == "sequential"
     a, b = read_predictions(stacked.workdir), read_predictions(sequential.workdir)
-    assert len(a) == 2 * 11  # 2 seeds x the 11 labelled clips
+    assert len(a) == 2 * 16  # 2 seeds x the 16 labelled clips
     # Training moved the outputs: the probabilities vary across samples and seeds, so
     # agreeing is not two constant (untrained) models agreeing.
     assert np.ptp(a.probs, axis=0).max() > 0.01
@@ -187,7 +187,7 @@ def test_training_writes_every_output(stacked):
     ]
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["n_folds"] == NUM_SUBJECTS and metrics["seeds"] == [0, 1]
-    assert metrics["n_samples"] == 11
+    assert metrics["n_samples"] == 16
     assert metrics["uf1"] == pytest.approx(stacked.metrics["uf1"])
     assert np.isfinite([metrics[k] for k in HEADLINE]).all()
 

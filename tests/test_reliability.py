@@ -268,7 +268,7 @@ CATALOGUE = [
     # Only the data can tell.
     Case(
         "batch above a fold's training set",
-        (C, "--workdir={tmp}/new", "--config.train.batch_size=9"),
+        (C, "--workdir={tmp}/new", "--config.train.batch_size=11"),
         ("training samples",),
     ),
     Case(

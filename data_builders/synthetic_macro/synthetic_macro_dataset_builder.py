@@ -1,8 +1,9 @@
 """TFDS builder of `synthetic_macro`: frame pairs of a synthetic macro-expression corpus.
 
 The raw corpus is generated once by `mer_jax.synthetic.generate_database` with
-`SyntheticSpec(kind="macro", ...)` (3-8 px expressions, 30 fps, 60-150 frame clips, its
-own identities, drawn from other random streams than synthetic_me's) in CASME II
+`SyntheticSpec(kind="macro", ...)` (3-8 px expressions of 0.5-4 s at 30 fps, cut from
+long recordings, its own identities, drawn from other random streams than synthetic_me's)
+in CASME II
 layout with a landmarks sidecar, and read with the CASME II reader. Pairs are cut
 within onset..offset of each clip (`data_builders.macro_pairs`).
 
@@ -18,7 +19,7 @@ import tensorflow_datasets as tfds
 from data_builders.casme2 import read_casme2
 from data_builders.macro_pairs import MacroPairsBuilder, MacroPairsConfig
 from data_builders.records import MacroRelease, clip_from_record
-from mer_jax.synthetic import GENERATOR_VERSION, SyntheticSpec, generate_database
+from mer_jax.synthetic import GENERATOR_VERSION, SyntheticSpec, database_summary, generate_database
 
 DATASET = "synthetic_macro"
 _GENERATOR_DEFAULTS = SyntheticSpec(kind="macro")
@@ -48,8 +49,19 @@ class SyntheticMacroConfig(MacroPairsConfig):
 class Builder(MacroPairsBuilder):
     """synthetic_macro: one "train" split of frame pairs; subjects are generated people."""
 
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "2.0.0": "Generator 2: clips cut from long recordings (docs/instrument.md).",
+    }
     BUILDER_CONFIGS = [SyntheticMacroConfig(name="default", description="generator defaults")]
     IDENTITIES = "generated people (synthetic_macro/subNN), none of them synthetic_me's"
+
+    def generated_summary(self) -> dict:
+        """What the build would hold, from the generator's plan alone (the dry run)."""
+        return {"name": self.name, "config": self.builder_config.name} | database_summary(
+            self.builder_config.spec()
+        )
 
     def _read_clips(self, dl_manager: tfds.download.DownloadManager) -> MacroRelease:
         spec = self.builder_config.spec()

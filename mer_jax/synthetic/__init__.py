@@ -1,8 +1,10 @@
 """A deterministic synthetic micro-expression database in the CASME II on-disk layout.
 
 Real MER databases are licence-gated; this one lets the toolkit's default run
-train end to end through the same builder code as real data. See
-`generate_database` and `SyntheticSpec` (its fields are the difficulty knobs).
+train end to end through the same builder code as real data. Clips are cut from
+long recordings rendered per subject (`render_frames`), as the real databases were
+made. See `generate_database` and `SyntheticSpec` (its fields are the realism
+switches, docs/instrument.md).
 """
 
 from mer_jax.synthetic.generator import (
@@ -13,8 +15,14 @@ from mer_jax.synthetic.generator import (
     GENERATOR_VERSION,
     LANDMARKS_DIR,
     MANIFEST,
+    Recording,
     SyntheticSpec,
+    all_recordings,
+    database_summary,
     generate_database,
+    plan_recordings,
+    render_frames,
+    subject_identity,
 )
 
 __all__ = [
@@ -25,6 +33,12 @@ __all__ = [
     "GENERATOR_VERSION",
     "LANDMARKS_DIR",
     "MANIFEST",
+    "Recording",
     "SyntheticSpec",
+    "all_recordings",
+    "database_summary",
     "generate_database",
+    "plan_recordings",
+    "render_frames",
+    "subject_identity",
 ]

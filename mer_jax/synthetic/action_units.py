@@ -14,7 +14,7 @@ neutral face moves to p + d(p).
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -164,6 +164,33 @@ class AUActivation:
         return f"{self.side}{self.au}"
 
 
+@dataclasses.dataclass(frozen=True)
+class AUMorphology:
+    """How one subject's AU differs from the template: faces differ in where a muscle
+    inserts, how much skin it moves and which way it pulls.
+
+    Attributes:
+        shift: (along the eye line, downward) shift of every anchor, in inter-ocular units.
+        extent: factor on every anchor's Gaussian radius.
+        rotation: turn of every anchor's direction, in radians.
+    """
+
+    shift: tuple[float, float] = (0.0, 0.0)
+    extent: float = 1.0
+    rotation: float = 0.0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, spread: float) -> "AUMorphology":
+        """One subject's morphology: shift N(0, 0.04 iod) per axis, extent log-normal with
+        sigma 0.15, rotation N(0, 10 degrees), each times `spread` (0: the template)."""
+        shift, log_extent, rotation = rng.normal(0.0, 0.04, 2), rng.normal(0.0, 0.15), rng.normal()
+        return cls(
+            shift=(float(shift[0] * spread), float(shift[1] * spread)),
+            extent=float(np.exp(log_extent * spread)),
+            rotation=float(np.deg2rad(10.0) * rotation * spread),
+        )
+
+
 _AU_CODE = re.compile(r"^([RL]?)(\d+)$")
 
 
@@ -191,11 +218,14 @@ def displacement_field(
     activations: Sequence[AUActivation],
     size: int,
     radius_scale: float = 1.0,
+    morphology: Mapping[int, AUMorphology] | None = None,
 ) -> np.ndarray:
     """Sums the activations' displacement fields on a `size` x `size` grid.
 
     `radius_scale` widens every anchor's Gaussian: strong (macro) expressions recruit
     more skin around each muscle, and a wider field can move further without folding.
+    `morphology` (AU -> `AUMorphology`) is the subject's own variant of each AU; an AU
+    not in it keeps the template.
 
     Returns a (size, size, 2) float32 array of forward displacements (dx, dy) in pixels;
     its scale is set by the intensities and AU weights, not normalised.
@@ -206,13 +236,17 @@ def displacement_field(
     field = np.zeros((size, size, 2), np.float64)
     for act in activations:
         au_field = np.zeros_like(field)
+        own = (morphology or {}).get(act.au, AUMorphology())
+        cos, sin = np.cos(own.rotation), np.sin(own.rotation)
+        turn = np.array([[cos, -sin], [sin, cos]])
         for anchor in AU_ANCHORS[act.au]:
             centre = landmarks[list(anchor.landmarks)].mean(0) + iod * (
-                np.asarray(anchor.offset) @ axes
+                (np.asarray(anchor.offset) + own.shift) @ axes
             )
-            direction = np.asarray(anchor.direction, np.float64)
+            direction = turn @ np.asarray(anchor.direction, np.float64)
             vector = anchor.weight * (direction / np.hypot(*direction)) @ axes
-            _add_gaussian(au_field, centre, vector, anchor.sigma * radius_scale * iod)
+            sigma = anchor.sigma * radius_scale * own.extent * iod
+            _add_gaussian(au_field, centre, vector, sigma)
         if act.side:
             au_field *= _side_window(size, mid, e_x, iod, act.side)[..., None]
         field += act.intensity * au_field

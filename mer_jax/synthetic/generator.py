@@ -4,20 +4,28 @@ Layout (what the CASME II builder reads, plus two sidecars)::
 
     <out_dir>/CASME2_RAW_selected/sub01/EP03_01f/img46.jpg ... img97.jpg
     <out_dir>/CASME2-coding-synthetic.xlsx
-    <out_dir>/landmarks/sub01/EP03_01f.csv     ground-truth 68 landmarks per frame
+    <out_dir>/landmarks/sub01/EP03_01f.csv     68 landmarks per frame, as a face
+                                               pipeline reports them
     <out_dir>/generation.json                  spec, generator version, fps, counts
 
 The landmark sidecars have OpenFace's columns (frame, x_0..x_67, y_0..y_67), one row
 per frame file, in frame pixels with pixel centres at integer coordinates (the
-OpenCV and dlib convention), iBUG 68-point order.
+OpenCV and dlib convention), iBUG 68-point order; they hold the true landmarks plus
+the jitter the project's dlib pipeline measured on a real video
+(`SyntheticSpec.alignment_jitter_iod`).
 
-Each clip is one subject's neutral face (see `faces`) animated by the AU
-displacement field of its emotion (see `action_units`), scaled by a smooth
-onset -> apex -> offset profile, and disturbed by the nuisance a real recording
-has: head drift and rotation, blinks, illumination flicker, sensor noise and
-JPEG compression. Everything is drawn from random streams keyed by (seed, kind,
-purpose, subject, clip), so the bytes written depend on the spec only, never on
-the number of worker processes or the order they finish in.
+The database is made as the real ones were: each subject is filmed in long recordings
+(`plan_recordings`: a neutral face, micro- and macro-expressions with long neutral
+stretches between them, head motion with a little out-of-plane rotation, blinks at a
+resting rate, illumination drift and flicker), and each clip is a recording's frames
+onset..offset of one annotated expression (`render_frames` renders any frames of a
+recording; a clip is cut, not rendered apart). An expression is the subject's neutral
+face (see `faces`) animated by the AU displacement field of its emotion (see
+`action_units`, with the subject's own AU morphology) scaled by its time course.
+Frame numbers are the recording's, as in CASME II. Everything is drawn from random
+streams keyed by (seed, kind, purpose, subject, recording, item), so the bytes written
+depend on the spec only, never on the number of worker processes or the order they
+finish in.
 """
 
 import dataclasses
@@ -43,6 +51,7 @@ from mer_jax.preprocess.clip import write_landmarks_csv
 from mer_jax.synthetic.action_units import (
     AU_ANCHORS,
     AUActivation,
+    AUMorphology,
     blink_sample_shift,
     blinked_landmarks,
     displaced_landmarks,
@@ -52,10 +61,10 @@ from mer_jax.synthetic.action_units import (
     max_strain,
     parse_au_code,
 )
-from mer_jax.synthetic.faces import REFERENCE_FRAME_SIZE, Identity, make_identity
+from mer_jax.synthetic.faces import REFERENCE_FRAME_SIZE, Identity, face_axes, make_identity
 from mer_jax.workers import available_cores, worker_pool
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 FRAMES_DIR = "CASME2_RAW_selected"
 CODING_SHEET = "CASME2-coding-synthetic.xlsx"
@@ -143,100 +152,159 @@ EMOTION_AU_PATTERNS: dict[str, tuple[tuple[str, float], ...]] = {
     "fear": (("1+2+4+20", 0.6), ("1+4+20", 0.2), ("4+20", 0.2)),
 }
 
-# Per-kind defaults for the spec fields left as None.
-_KIND_DEFAULTS = {
-    "micro": {"fps": 200, "clip_frames": (30, 80), "amplitude_px": (0.5, 2.0), "au_radius": 1.0},
-    "macro": {"fps": 30, "clip_frames": (60, 150), "amplitude_px": (3.0, 8.0), "au_radius": 1.5},
+# Timing of an expression (docs/instrument.md gives each figure's source): clip length
+# in seconds and apex position within onset..offset as quantile functions, knots at
+# `_QUANTILES`. CASME II's coding sheet: length q10/q25/median/q75/q90 = 41/51/61/86/96
+# frames at 200 fps, apex position q10/median/q90 = 0.30/0.51/0.71; SAMM: length
+# q10/median/q90 = 45/78/97 frames at 200 fps, apex position 0.28/0.44/0.67. The ends (q0,
+# q100) extend the outer quantiles linearly; quantiles not published are interpolated.
+_QUANTILES = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
+MICRO_TIMINGS = {
+    "casme2": (
+        np.array([31, 41, 51, 61, 86, 96, 106]) / 200.0,
+        np.array([0.195, 0.30, 0.405, 0.51, 0.61, 0.71, 0.81]),
+    ),
+    "samm": (
+        np.array([29, 45, 61.5, 78, 87.5, 97, 107]) / 200.0,
+        np.array([0.20, 0.28, 0.36, 0.44, 0.555, 0.67, 0.785]),
+    ),
 }
-# Random streams: (seed, kind, purpose, subject, clip). A fixed length matters:
+# Macro-expressions last 0.5-4 s (the range usually cited after Ekman); their apex
+# position keeps the range of the generator's first macro corpus.
+_MACRO_SECONDS = (0.5, 4.0)
+_MACRO_APEX_POSITION = (0.2, 0.7)
+# Per-kind defaults for the spec fields left as None: the frame rate (CASME II and
+# SAMM 200 fps; CAS(ME)^2 and the macro corpora 30 fps).
+_KIND_DEFAULTS = {"micro": {"fps": 200}, "macro": {"fps": 30}}
+# Expression strength per expression type: peak skin displacement (px, reference frame)
+# and the AU field's spatial scale (strong expressions recruit more skin, and a wider
+# field can move further without folding).
+_AMPLITUDE_PX = {"micro": (0.5, 2.0), "macro": (3.0, 8.0)}
+_AU_RADIUS = {"micro": 1.0, "macro": 1.5}
+# Random streams: (seed, kind, purpose, subject, recording, item). A fixed length matters:
 # SeedSequence pads with zeros, so [a, b] and [a, b, 0] would be the same stream.
 _KIND_STREAM = {"micro": 1, "macro": 2}
-_IDENTITY, _STYLE, _PLAN, _RENDER = range(4)
+_IDENTITY, _STYLE, _PLAN, _MOTION, _FRAME = range(5)
 # Blink durations (closing plus reopening) of people at rest.
 _BLINK_MS = (100.0, 250.0)
 # Largest skin strain (Jacobian norm) of an expression: well clear of folding at 1.
 _MAX_STRAIN = 0.6
-# First frame number of a clip: CASME II clips are cut out of longer recordings.
-_MAX_FIRST_FRAME = 300
+# The shortest neutral stretch before, between and after expressions.
+_MIN_GAP_S = 1.0
+# Focal length of the virtual camera, in frame widths: out-of-plane rotation of the
+# (planar) face becomes the perspective change it would make through this lens.
+_FOCAL_FRAMES = 4.0
+_MOTION_HZ = (0.05, 0.5)
 
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
     """Everything that determines a synthetic database; equal specs give identical bytes.
 
+    Each subject is filmed in one or more long recordings (a neutral face, head motion,
+    blinks, illumination changes, and micro- and macro-expressions with long neutral
+    stretches between them); the database's clips are cut from the recordings by their
+    annotated onset..offset, as the real databases were made. docs/instrument.md lists
+    every property with its value and source; each has a switch here that removes it.
+
     Pixel quantities are for the reference 224 x 224 frame (inter-ocular distance
     ~50 px, which the builder's 128 x 128 alignment maps to ~51 px) and scale with
     `frame_size`. Fields left as None take the `kind`'s default when the spec is
-    created, so build a macro spec as `SyntheticSpec(kind="macro", ...)`:
-    `dataclasses.replace(micro_spec, kind="macro")` would keep the micro values.
+    created, so build a macro spec as `SyntheticSpec(kind="macro", ...)`.
 
     Attributes:
-        kind: "micro" (CASME II-like) or "macro" (a posed-expression corpus for
-            MA2MI pre-training, with its own identities).
+        kind: "micro" (CASME II-like: the clips are the micro-expressions, 200 fps) or
+            "macro" (a posed-expression corpus for MA2MI pre-training, with its own
+            identities: the clips are the macro-expressions, 30 fps).
         num_subjects: number of subjects (sub01, sub02, ...).
-        clips_per_subject: mean clips per subject; each subject gets this plus a
-            deterministic draw from -clips_per_subject_jitter..+clips_per_subject_jitter
-            (at least 1), as real subjects contribute unequal numbers of clips.
-        clips_per_subject_jitter: see `clips_per_subject`.
+        clips_per_subject: mean clips (expressions of the kind) per subject (9, CASME
+            II's median, keeps the default build at generator 1's size; CASME II's mean is
+            9.8).
+        clip_count_shape: shape of the Gamma distribution of a subject's clip count
+            (mean `clips_per_subject`; CASME II's median 9 and mean 9.8 give 4); 0: every
+            subject has exactly `clips_per_subject`.
         num_clips: the exact total of clips, dealt to the subjects as evenly as possible
             (the first subjects get one more); 0: each subject's own draw above decides.
         emotion_mix: the emotion frequencies clips are drawn with, a key of
             `EMOTION_MIXES`: "casme2" (CASME II's, the default) or "megc2019_composite"
             (the MEGC 2019 composite's three classes).
+        subject_emotion_concentration: how evenly a subject's clips spread over the
+            emotions: each subject's emotion frequencies are the mix's times Gamma(c)
+            weights, so a small c leaves most subjects with two or three classes, as in
+            CASME II and SAMM; 0: every subject draws from the mix itself.
         seed: the root of every random stream.
         frame_size: side of the square RGB frames, in pixels.
-        fps: frame rate written to generation.json (micro 200, as CASME II; macro 30).
-        clip_frames: (min, max) frames from onset to offset inclusive
-            (micro (30, 80): 150-400 ms at 200 fps; macro (60, 150)).
-        apex_position: (min, max) position of the apex within onset..offset, as a
-            fraction: real apexes are seldom in the middle.
-        amplitude_px: (min, max) peak skin displacement at the apex (micro (0.5, 2),
-            macro (3, 8)); drawn log-uniformly per clip. Where a tight AU (eyelids,
-            dimples) would fold the skin at that amplitude, the peak is lowered until
-            the strain is 0.6.
-        au_radius: scale of every AU's spatial extent (micro 1.0, macro 1.5: strong
-            expressions recruit more skin, and wider fields can move further unfolded).
+        fps: frame rate of the recordings (micro 200, as CASME II; macro 30).
+        timing: the micro-expressions' length and apex position: "casme2" or "samm"
+            (their coding sheets' quantiles), or "fixed" (CASME II's median length with
+            the apex in the middle).
+        multi_peak_probability: chance that an expression's time course has a second,
+            lower peak (real time courses are seldom one clean bump).
+        apex_tolerance: the annotated apex is a frame, drawn uniformly, whose intensity is
+            at least this fraction of the true peak's (coders cannot rank frames that
+            close); 1: the annotated apex is the true peak.
+        macro_per_micro: macro-expressions per micro-expression in the recordings.
+        intervals_per_recording: mean expressions per recording (sets their number).
+        neutral_gap_s: mean neutral stretch between expressions beyond the shortest 1 s.
+        amplitude_scale: multiplies the peak displacements (micro 0.5-2 px, macro 3-8
+            px, drawn log-uniformly per expression). Where a tight AU (eyelids,
+            dimples) would fold the skin, the peak is lowered until the strain is 0.6.
+        au_morphology_spread: scale of how each subject's AUs differ from the template
+            (anchor shift, extent, direction; `action_units.AUMorphology`); 0: one
+            morphology for every face.
         subject_expressiveness: 0..1, how much a subject's own expressiveness, rather
             than the clip, sets the amplitude (subjects differ, which LOSO exposes).
         au_intensity_spread: 0..1, relative per-clip jitter of each AU's intensity.
         atypical_au_probability: chance that a clip shows the AU pattern of another
             emotion than its label (CASME II labels also weigh self-reports).
-        head_drift_px: largest head translation within a clip.
-        head_rotation_deg: largest in-plane head rotation within a clip, and the spread
-            of a clip's starting roll.
+        head_drift_px: largest head translation within a recording.
+        head_rotation_deg: largest in-plane head rotation within a recording, and the
+            spread of a recording's starting roll.
+        head_out_of_plane_deg: largest yaw and pitch within a recording.
         head_scale: largest relative scale change (moving towards the camera).
-        head_offset_px: spread of the head's position from one clip to the next.
-        blink_probability: chance that a clip contains a blink (any emotion).
+        head_offset_px: spread of the head's position from one recording to the next.
+        blinks_per_minute: mean blink rate (people at rest blink 15-20 times a minute).
         noise_std: sensor noise standard deviation, in grey levels.
         flicker_std: frame-to-frame standard deviation of the illumination gain.
-        illumination_drift: largest slow illumination gain change within a clip.
+        illumination_drift: largest slow illumination gain change within a recording.
+        alignment_jitter_iod: (common, point) standard deviations, in inter-ocular
+            distances, of the landmark noise written to the sidecars: a shift of the whole
+            face per frame and independent noise per point, as the project's dlib
+            pipeline measured on a real video (docs/instrument.md); (0, 0): true landmarks.
         jpeg_quality: JPEG quality of the frames (1-100).
     """
 
     kind: str = "micro"
     num_subjects: int = 16
-    clips_per_subject: int = 10
-    clips_per_subject_jitter: int = 2
+    clips_per_subject: int = 9
+    clip_count_shape: float = 4.0
     num_clips: int = 0
     emotion_mix: str = "casme2"
+    subject_emotion_concentration: float = 0.5
     seed: int = 0
     frame_size: int = 224
     fps: int | None = None
-    clip_frames: tuple[int, int] | None = None
-    apex_position: tuple[float, float] = (0.2, 0.7)
-    amplitude_px: tuple[float, float] | None = None
-    au_radius: float | None = None
+    timing: str = "casme2"
+    multi_peak_probability: float = 0.3
+    apex_tolerance: float = 0.9
+    macro_per_micro: float = 2.2
+    intervals_per_recording: float = 3.6
+    neutral_gap_s: float = 6.0
+    amplitude_scale: float = 1.0
+    au_morphology_spread: float = 1.0
     subject_expressiveness: float = 0.5
     au_intensity_spread: float = 0.4
     atypical_au_probability: float = 0.1
     head_drift_px: float = 1.5
     head_rotation_deg: float = 0.4
+    head_out_of_plane_deg: float = 1.0
     head_scale: float = 0.005
     head_offset_px: float = 3.0
-    blink_probability: float = 0.35
+    blinks_per_minute: float = 17.5
     noise_std: float = 2.0
     flicker_std: float = 0.008
     illumination_drift: float = 0.02
+    alignment_jitter_iod: tuple[float, float] = (0.0048, 0.0092)
     jpeg_quality: int = 90
 
     def __post_init__(self) -> None:
@@ -249,8 +317,7 @@ class SyntheticSpec:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         # Configs arrive as lists from JSON/YAML; tuples keep the spec hashable.
-        for name in ("clip_frames", "apex_position", "amplitude_px"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "alignment_jitter_iod", tuple(self.alignment_jitter_iod))
         self._validate()
 
     def _validate(self) -> None:
@@ -260,7 +327,6 @@ class SyntheticSpec:
 
         for name in ("num_subjects", "clips_per_subject", "fps"):
             require(getattr(self, name) >= 1, f"{name} must be at least 1.")
-        require(self.clips_per_subject_jitter >= 0, "clips_per_subject_jitter must be >= 0.")
         require(
             self.num_clips == 0 or self.num_clips >= self.num_subjects,
             f"num_clips {self.num_clips} must be 0 (drawn per subject) or at least "
@@ -270,39 +336,44 @@ class SyntheticSpec:
             self.emotion_mix in EMOTION_MIXES,
             f"emotion_mix {self.emotion_mix!r} is not one of {', '.join(EMOTION_MIXES)}.",
         )
+        require(
+            self.timing in (*MICRO_TIMINGS, "fixed"),
+            f"timing {self.timing!r} is not one of {', '.join((*MICRO_TIMINGS, 'fixed'))}.",
+        )
         require(self.seed >= 0, f"seed must be a non-negative integer, got {self.seed}.")
         require(
             self.frame_size >= 64,
             f"frame_size must be at least 64 px for the facial features, got {self.frame_size}.",
         )
-        lo, hi = self.clip_frames
-        require(
-            3 <= lo <= hi,
-            f"clip_frames {self.clip_frames} must be (min, max) with 3 <= min <= max: "
-            "onset, apex and offset need distinct frames.",
-        )
-        lo, hi = self.apex_position
-        require(0.0 < lo <= hi < 1.0, f"apex_position {self.apex_position} must lie in (0, 1).")
-        lo, hi = self.amplitude_px
-        require(0.0 < lo <= hi, f"amplitude_px {self.amplitude_px} must be 0 < min <= max.")
-        require(self.au_radius > 0.0, f"au_radius must be > 0, got {self.au_radius}.")
+        require(self.intervals_per_recording >= 1.0, "intervals_per_recording must be >= 1.")
+        require(self.amplitude_scale > 0.0, "amplitude_scale must be > 0.")
+        require(0.0 < self.apex_tolerance <= 1.0, "apex_tolerance must lie in (0, 1].")
+        require(len(self.alignment_jitter_iod) == 2, "alignment_jitter_iod is (common, point).")
         for name in (
             "subject_expressiveness",
             "au_intensity_spread",
             "atypical_au_probability",
-            "blink_probability",
+            "multi_peak_probability",
         ):
             require(0.0 <= getattr(self, name) <= 1.0, f"{name} must lie in [0, 1].")
         for name in (
+            "clip_count_shape",
+            "subject_emotion_concentration",
+            "macro_per_micro",
+            "neutral_gap_s",
+            "au_morphology_spread",
             "head_drift_px",
             "head_rotation_deg",
+            "head_out_of_plane_deg",
             "head_scale",
             "head_offset_px",
+            "blinks_per_minute",
             "noise_std",
             "flicker_std",
             "illumination_drift",
         ):
             require(getattr(self, name) >= 0.0, f"{name} must be >= 0.")
+        require(min(self.alignment_jitter_iod) >= 0.0, "alignment_jitter_iod must be >= 0.")
         require(1 <= self.jpeg_quality <= 100, "jpeg_quality must lie in 1..100.")
 
     @property
@@ -311,29 +382,31 @@ class SyntheticSpec:
         return self.frame_size / REFERENCE_FRAME_SIZE
 
 
-@dataclasses.dataclass(frozen=True)
-class ClipPlan:
-    """The annotation of one clip and the expression it shows, fixed before rendering.
+@dataclasses.dataclass(frozen=True, eq=False)  # array fields: compare by identity
+class Expression:
+    """One annotated interval of a recording and the expression it shows.
 
     Attributes:
-        subject: 1-based subject number.
-        index: the clip's index within its subject (its random stream).
-        filename: the clip folder name, "EP{episode:02d}_{k:02d}f".
+        kind: "micro" or "macro".
         emotion: the "Estimated Emotion" label.
         activations: the AUs shown, with relative intensities.
-        amplitude: peak skin displacement at the apex, in frame pixels.
-        onset, apex, offset: original frame numbers, onset < apex < offset.
+        amplitude: peak skin displacement at the true peak, in frame pixels.
+        radius: the AU field's spatial scale (`action_units.displacement_field`).
+        onset, apex, offset: annotated frame numbers of the recording, onset < apex <
+            offset; the motion starts at onset and ends at offset, but the annotated
+            apex may be off the true peak (`apex_tolerance`).
+        profile: the expression's intensity at onset..offset, peaking at 1.
     """
 
-    subject: int
-    index: int
-    filename: str
+    kind: str
     emotion: str
     activations: tuple[AUActivation, ...]
     amplitude: float
+    radius: float
     onset: int
     apex: int
     offset: int
+    profile: np.ndarray
 
     @property
     def au_code(self) -> str:
@@ -344,12 +417,89 @@ class ClipPlan:
         return self.offset - self.onset + 1
 
     @property
+    def peak(self) -> int:
+        """The frame number of the true peak."""
+        return self.onset + int(np.argmax(self.profile))
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    """One long recording of a subject: its frames 1..num_frames and its expressions.
+
+    Attributes:
+        subject: 1-based subject number.
+        index: 1-based recording number of the subject (the clips' episode).
+        num_frames: length in frames.
+        expressions: non-overlapping expressions in time order.
+    """
+
+    subject: int
+    index: int
+    num_frames: int
+    expressions: tuple[Expression, ...]
+
+    @property
+    def name(self) -> str:
+        return f"sub{self.subject:02d}_rec{self.index:02d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipPlan:
+    """One clip of the database: an expression of the spec's kind, cut from its recording.
+
+    Attributes:
+        recording: the recording it is cut from.
+        expression: its index in `recording.expressions`.
+        filename: the clip folder name, "EP{recording:02d}_{k:02d}f".
+    """
+
+    recording: Recording
+    expression: int
+    filename: str
+
+    @property
+    def shown(self) -> Expression:
+        return self.recording.expressions[self.expression]
+
+    @property
+    def subject(self) -> int:
+        return self.recording.subject
+
+    @property
+    def emotion(self) -> str:
+        return self.shown.emotion
+
+    @property
+    def au_code(self) -> str:
+        return self.shown.au_code
+
+    @property
+    def onset(self) -> int:
+        return self.shown.onset
+
+    @property
+    def apex(self) -> int:
+        return self.shown.apex
+
+    @property
+    def offset(self) -> int:
+        return self.shown.offset
+
+    @property
+    def num_frames(self) -> int:
+        return self.shown.num_frames
+
+    @property
     def subject_dir(self) -> str:
         return f"sub{self.subject:02d}"
 
 
-def _rng(spec: SyntheticSpec, purpose: int, subject: int, clip: int = 0) -> np.random.Generator:
-    return np.random.default_rng([spec.seed, _KIND_STREAM[spec.kind], purpose, subject, clip])
+def _rng(
+    spec: SyntheticSpec, purpose: int, subject: int, recording: int = 0, item: int = 0
+) -> np.random.Generator:
+    return np.random.default_rng(
+        [spec.seed, _KIND_STREAM[spec.kind], purpose, subject, recording, item]
+    )
 
 
 def subject_identity(spec: SyntheticSpec, subject: int) -> Identity:
@@ -357,134 +507,306 @@ def subject_identity(spec: SyntheticSpec, subject: int) -> Identity:
     return make_identity(_rng(spec, _IDENTITY, subject), spec.frame_size)
 
 
-def plan_database(spec: SyntheticSpec) -> list[ClipPlan]:
-    """Draws every clip's annotation and expression, sorted like the CASME II coding sheet."""
-    emotion_counts = EMOTION_MIXES[spec.emotion_mix]
-    emotions = list(emotion_counts)
-    emotion_p = np.array([emotion_counts[e] for e in emotions], np.float64)
+@dataclasses.dataclass(frozen=True)
+class _Habits:
+    """What a subject brings to every recording: expressiveness, AU gains and morphology,
+    favoured AU patterns and emotions."""
+
+    expressiveness: float
+    au_gain: dict[int, float]
+    morphology: dict[int, AUMorphology]
+    pattern_bias: dict[str, np.ndarray]
+    emotion_p: np.ndarray
+
+
+def subject_habits(spec: SyntheticSpec, subject: int) -> _Habits:
+    """The habits of `subject`, drawn from its own stream."""
+    style = _rng(spec, _STYLE, subject)
+    mix = EMOTION_MIXES[spec.emotion_mix]
+    emotion_p = np.array(list(mix.values()), np.float64)
     emotion_p /= emotion_p.sum()
-    amp_lo, amp_hi = (a * spec.pixel_scale for a in spec.amplitude_px)
-    plans = []
-    for subject in range(1, spec.num_subjects + 1):
-        style = _rng(spec, _STYLE, subject)
-        jitter = spec.clips_per_subject_jitter
-        num_clips = max(1, spec.clips_per_subject + int(style.integers(-jitter, jitter + 1)))
-        if spec.num_clips:
-            # Dealt instead of drawn; the draw above still happens, so the subject's
-            # other habits come from the same random stream either way.
-            dealt, extra = divmod(spec.num_clips, spec.num_subjects)
-            num_clips = dealt + (subject <= extra)
-        # A subject's habits: how expressive, how strong each AU, which patterns it favours.
-        expressiveness = style.uniform()
-        au_gain = {au: style.uniform(0.7, 1.3) for au in sorted(AU_ANCHORS)}
-        pattern_bias = {
+    # Dirichlet around the mix: pooled over subjects the classes keep the mix's frequencies.
+    weights = style.gamma(max(spec.subject_emotion_concentration, 1e-9) * len(mix) * emotion_p)
+    if spec.subject_emotion_concentration > 0:
+        emotion_p = weights + 1e-12
+    return _Habits(
+        expressiveness=float(style.uniform()),
+        au_gain={au: float(style.uniform(0.7, 1.3)) for au in sorted(AU_ANCHORS)},
+        morphology={
+            au: AUMorphology.draw(style, spec.au_morphology_spread) for au in sorted(AU_ANCHORS)
+        },
+        pattern_bias={
             emotion: style.uniform(0.5, 1.5, len(patterns))
             for emotion, patterns in EMOTION_AU_PATTERNS.items()
-        }
-        per_episode: Counter[int] = Counter()
-        for clip in range(num_clips):
-            rng = _rng(spec, _PLAN, subject, clip)
-            emotion = emotions[rng.choice(len(emotions), p=emotion_p)]
-            pattern_emotion = emotion
-            if rng.uniform() < spec.atypical_au_probability:
-                pattern_emotion = emotions[rng.choice(len(emotions), p=emotion_p)]
-            codes, base_p = zip(*EMOTION_AU_PATTERNS[pattern_emotion], strict=True)
-            pattern_p = np.asarray(base_p) * pattern_bias[pattern_emotion]
-            code = codes[rng.choice(len(codes), p=pattern_p / pattern_p.sum())]
-            activations = tuple(
-                dataclasses.replace(
-                    act,
-                    intensity=au_gain[act.au] * rng.uniform(1.0 - spec.au_intensity_spread, 1.0),
-                )
-                for act in parse_au_code(code)
-            )
-            q = (
-                spec.subject_expressiveness * expressiveness
-                + (1.0 - spec.subject_expressiveness) * rng.uniform()
-            )
-            amplitude = amp_lo * (amp_hi / amp_lo) ** q
-            length = int(rng.integers(spec.clip_frames[0], spec.clip_frames[1] + 1))
-            onset = int(rng.integers(1, _MAX_FIRST_FRAME + 1))
-            apex_at = round(rng.uniform(*spec.apex_position) * (length - 1))
-            apex = onset + min(max(apex_at, 1), length - 2)
-            episode = int(rng.integers(1, 21))
-            per_episode[episode] += 1
-            plans.append(
-                ClipPlan(
-                    subject=subject,
-                    index=clip,
-                    filename=f"EP{episode:02d}_{per_episode[episode]:02d}f",
-                    emotion=emotion,
-                    activations=activations,
-                    amplitude=float(amplitude),
-                    onset=onset,
-                    apex=apex,
-                    offset=onset + length - 1,
-                )
-            )
+        },
+        emotion_p=emotion_p / emotion_p.sum(),
+    )
+
+
+def _clip_counts(spec: SyntheticSpec) -> list[int]:
+    """Each subject's number of clips (expressions of the spec's kind)."""
+    counts = []
+    for subject in range(1, spec.num_subjects + 1):
+        rng = _rng(spec, _PLAN, subject)
+        drawn = spec.clips_per_subject
+        if spec.clip_count_shape > 0:
+            scale = spec.clips_per_subject / spec.clip_count_shape
+            drawn = round(rng.gamma(spec.clip_count_shape, scale))
+        counts.append(max(1, drawn))
+    if spec.num_clips:
+        # Dealt instead of drawn: a total fixed by the spec.
+        dealt, extra = divmod(spec.num_clips, spec.num_subjects)
+        counts = [dealt + (subject <= extra) for subject in range(1, spec.num_subjects + 1)]
+    return counts
+
+
+def expression_profile(
+    num_frames: int, peak: int, second: tuple[float, float, float] | None = None
+) -> np.ndarray:
+    """Intensity over onset..offset: a raised-cosine rise from 0 at onset to the peak and
+    fall back to 0 at offset, plus an optional second bump (position, height, width in
+    frames) inside the same interval; the largest value is 1."""
+    t = np.arange(num_frames, dtype=np.float64)
+    rise = 0.5 - 0.5 * np.cos(np.pi * t / peak)
+    fall = 0.5 + 0.5 * np.cos(np.pi * (t - peak) / (num_frames - 1 - peak))
+    profile = np.where(t <= peak, rise, fall)
+    if second is not None:
+        position, height, width = second
+        # The bump fades towards onset and offset, so both stay at zero.
+        envelope = np.sin(np.pi * t / (num_frames - 1))
+        profile = profile + height * envelope * np.exp(-0.5 * ((t - position) / width) ** 2)
+    return profile / profile.max()
+
+
+def _draw_expression(
+    rng: np.random.Generator, spec: SyntheticSpec, habits: _Habits, kind: str, onset: int
+) -> Expression:
+    """One expression of type `kind` starting at frame `onset` of its recording."""
+    mix = EMOTION_MIXES[spec.emotion_mix]
+    emotions = list(mix)
+    emotion = emotions[rng.choice(len(emotions), p=habits.emotion_p)]
+    pattern_emotion = emotion
+    if rng.uniform() < spec.atypical_au_probability:
+        pattern_emotion = emotions[rng.choice(len(emotions), p=habits.emotion_p)]
+    codes, base_p = zip(*EMOTION_AU_PATTERNS[pattern_emotion], strict=True)
+    pattern_p = np.asarray(base_p) * habits.pattern_bias[pattern_emotion]
+    code = codes[rng.choice(len(codes), p=pattern_p / pattern_p.sum())]
+    activations = tuple(
+        dataclasses.replace(
+            act,
+            intensity=habits.au_gain[act.au] * rng.uniform(1.0 - spec.au_intensity_spread, 1.0),
+        )
+        for act in parse_au_code(code)
+    )
+    q = (
+        spec.subject_expressiveness * habits.expressiveness
+        + (1.0 - spec.subject_expressiveness) * rng.uniform()
+    )
+    amp_lo, amp_hi = (a * spec.pixel_scale * spec.amplitude_scale for a in _AMPLITUDE_PX[kind])
+    amplitude = amp_lo * (amp_hi / amp_lo) ** q
+    u = rng.uniform(size=2)
+    if kind == "macro":
+        seconds = _MACRO_SECONDS[0] + u[0] * (_MACRO_SECONDS[1] - _MACRO_SECONDS[0])
+        position = _MACRO_APEX_POSITION[0] + u[1] * np.ptp(_MACRO_APEX_POSITION)
+        if spec.timing == "fixed":
+            seconds, position = float(np.mean(_MACRO_SECONDS)), 0.5
+    else:
+        lengths, positions = MICRO_TIMINGS["casme2" if spec.timing == "fixed" else spec.timing]
+        seconds = float(np.interp(u[0], _QUANTILES, lengths))
+        position = float(np.interp(u[1], _QUANTILES, positions))
+        if spec.timing == "fixed":
+            seconds, position = float(lengths[3]), 0.5
+    length = max(5, round(seconds * spec.fps))
+    peak = min(max(round(position * (length - 1)), 1), length - 2)
+    second = None
+    if rng.uniform() < spec.multi_peak_probability:
+        second = (
+            float(rng.uniform(0.1, 0.9) * (length - 1)),
+            float(rng.uniform(0.3, 0.8)),
+            float(rng.uniform(0.05, 0.15) * length),
+        )
+    profile = expression_profile(length, peak, second)
+    near_peak = np.flatnonzero(profile[1:-1] >= spec.apex_tolerance - 1e-12) + 1
+    apex_index = int(near_peak[rng.integers(len(near_peak))])
+    return Expression(
+        kind=kind,
+        emotion=emotion,
+        activations=activations,
+        amplitude=float(amplitude),
+        radius=_AU_RADIUS[kind],
+        onset=onset,
+        apex=onset + apex_index,
+        offset=onset + length - 1,
+        profile=profile,
+    )
+
+
+def plan_recordings(spec: SyntheticSpec, subject: int, num_clips: int) -> list[Recording]:
+    """The recordings of `subject`, holding `num_clips` expressions of the spec's kind and
+    the other kind's in the ratio `macro_per_micro`, in time order with neutral gaps."""
+    rng = _rng(spec, _PLAN, subject, 0, 1)
+    habits = subject_habits(spec, subject)
+    ratio = spec.macro_per_micro if spec.kind == "micro" else 1.0 / max(spec.macro_per_micro, 1e-9)
+    other_kind = "macro" if spec.kind == "micro" else "micro"
+    num_other = int(rng.poisson(ratio * num_clips)) if spec.macro_per_micro > 0 else 0
+    kinds = np.array([spec.kind] * num_clips + [other_kind] * num_other)
+    kinds = kinds[rng.permutation(len(kinds))]
+    num_recordings = max(1, round(len(kinds) / spec.intervals_per_recording))
+    # Every recording gets at least one expression; the rest fall where they may.
+    owner = np.concatenate(
+        [np.arange(num_recordings), rng.integers(num_recordings, size=len(kinds) - num_recordings)]
+    )
+    recordings = []
+    for index in range(1, num_recordings + 1):
+        stream = _rng(spec, _PLAN, subject, index, 2)
+        frame = 1
+        expressions = []
+        for kind in kinds[owner == index - 1]:
+            frame += round((_MIN_GAP_S + stream.exponential(spec.neutral_gap_s)) * spec.fps)
+            expression = _draw_expression(stream, spec, habits, str(kind), frame)
+            expressions.append(expression)
+            frame = expression.offset + 1
+        frame += round((_MIN_GAP_S + stream.exponential(spec.neutral_gap_s)) * spec.fps)
+        recordings.append(Recording(subject, index, frame - 1, tuple(expressions)))
+    return recordings
+
+
+def all_recordings(spec: SyntheticSpec) -> list[Recording]:
+    """Every recording of the spec, subject by subject: what `synthetic_lv` keeps whole."""
+    return [
+        recording
+        for subject, num_clips in enumerate(_clip_counts(spec), start=1)
+        for recording in plan_recordings(spec, subject, num_clips)
+    ]
+
+
+def plan_database(spec: SyntheticSpec) -> list[ClipPlan]:
+    """Every clip: each expression of the spec's kind in every subject's recordings, cut
+    by its annotated onset..offset, sorted like the CASME II coding sheet."""
+    plans = []
+    for recording in all_recordings(spec):
+        k = 0
+        for i, expression in enumerate(recording.expressions):
+            if expression.kind == spec.kind:
+                k += 1
+                filename = f"EP{recording.index:02d}_{k:02d}f"
+                plans.append(ClipPlan(recording=recording, expression=i, filename=filename))
     return sorted(plans, key=lambda p: (p.subject, p.filename))
 
 
-# --------------------------------------------------------------------------- rendering
+def database_summary(spec: SyntheticSpec) -> dict:
+    """What `generate_database(spec)` would write, from the plans alone (nothing rendered):
+    the clips cut from the recordings, per subject and emotion, and the recordings'
+    micro and macro intervals."""
+    plans = plan_database(spec)
+    recordings = all_recordings(spec)
+    intervals = Counter(e.kind for r in recordings for e in r.expressions)
+    per_subject = Counter(p.subject_dir for p in plans)
+    classes = {s: len({p.emotion for p in plans if p.subject_dir == s}) for s in per_subject}
+    emotions = Counter(p.emotion for p in plans)
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "kind": spec.kind,
+        "fps": spec.fps,
+        "clips": len(plans),
+        "clips_cut_from": f"{len(recordings)} recordings by their annotated onset..offset",
+        "subjects": spec.num_subjects,
+        "clips_per_subject": dict(sorted(per_subject.items())),
+        "emotions_per_subject": dict(sorted(classes.items())),
+        "emotions": {e: emotions[e] for e in EMOTION_MIXES[spec.emotion_mix] if emotions[e]},
+        "recordings": len(recordings),
+        "recording_minutes": round(sum(r.num_frames for r in recordings) / spec.fps / 60.0, 1),
+        "intervals": {"micro": intervals["micro"], "macro": intervals["macro"]},
+        "frames": sum(p.num_frames for p in plans),
+    }
 
 
-def expression_profile(num_frames: int, apex_index: int) -> np.ndarray:
-    """Raised-cosine rise from 0 at onset to 1 at the apex and fall back to 0 at offset."""
-    t = np.arange(num_frames, dtype=np.float64)
-    rise = 0.5 - 0.5 * np.cos(np.pi * t / apex_index)
-    fall = 0.5 + 0.5 * np.cos(np.pi * (t - apex_index) / (num_frames - 1 - apex_index))
-    return np.where(t <= apex_index, rise, fall)
+# --------------------------------------------------------------------------- motion
 
 
-def _smooth_walk(rng: np.random.Generator, num_frames: int) -> np.ndarray:
-    """A slow random path starting at 0, with its largest excursion in [0.3, 1]."""
-    tau = np.linspace(0.0, 1.0, num_frames)[None, :]
-    harmonics = np.arange(1, 4)[:, None]
-    amplitude = rng.normal(size=(3, 1)) / harmonics
-    phase = rng.uniform(0.0, 2.0 * np.pi, (3, 1))
-    path = (amplitude * np.sin(np.pi * harmonics * tau + phase)).sum(0)
-    path -= path[0]
-    return path / max(float(np.abs(path).max()), 1e-9) * rng.uniform(0.3, 1.0)
+def _slow_path(rng: np.random.Generator, num_paths: int, seconds: np.ndarray) -> np.ndarray:
+    """(len(seconds), num_paths) slow random paths of a recording, each a sum of three
+    sinusoids at 0.05-0.5 Hz, within [-1, 1] and reaching at most 0.3..1 of it.
+
+    Drawn once per recording and evaluated at any times, so a clip cut from a recording
+    shows the same motion as the recording itself."""
+    hz = rng.uniform(*_MOTION_HZ, (num_paths, 3))
+    amplitude = rng.normal(size=(num_paths, 3))
+    phase = rng.uniform(0.0, 2.0 * np.pi, (num_paths, 3))
+    reach = rng.uniform(0.3, 1.0, num_paths)
+    waves = amplitude * np.sin(2.0 * np.pi * hz * seconds[:, None, None] + phase)
+    return waves.sum(-1) / np.abs(amplitude).sum(-1) * reach
 
 
 def _head_poses(
-    rng: np.random.Generator, spec: SyntheticSpec, num_frames: int, centre: np.ndarray
+    spec: SyntheticSpec, recording: Recording, numbers: np.ndarray, centre: np.ndarray
 ) -> np.ndarray:
-    """(num_frames, 2, 3) similarity transforms from the neutral face to each frame."""
+    """(len(numbers), 3, 3) homographies from the neutral face to frames `numbers` of
+    `recording`: translation, roll and scale in the image plane, and a small yaw and pitch
+    seen through the virtual camera's perspective."""
+    rng = _rng(spec, _MOTION, recording.subject, recording.index)
     px = spec.pixel_scale
     offset = rng.uniform(-1.0, 1.0, 2) * spec.head_offset_px * px
-    shift = np.stack([_smooth_walk(rng, num_frames) for _ in range(2)], 1) * spec.head_drift_px
-    angle = np.deg2rad(
-        (rng.uniform(-1.0, 1.0) + _smooth_walk(rng, num_frames)) * spec.head_rotation_deg
-    )
-    scale = 1.0 + _smooth_walk(rng, num_frames) * spec.head_scale
-    cos, sin = scale * np.cos(angle), scale * np.sin(angle)
-    linear = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], 1)
-    translation = centre + offset + shift * px - linear @ centre
-    return np.concatenate([linear, translation[:, :, None]], axis=2)
+    roll0 = rng.uniform(-1.0, 1.0) * spec.head_rotation_deg
+    path = _slow_path(rng, 6, numbers / spec.fps)
+    shift = path[:, :2] * spec.head_drift_px * px
+    roll = np.deg2rad(roll0 + path[:, 2] * spec.head_rotation_deg)
+    yaw, pitch = np.deg2rad(path[:, 3:5] * spec.head_out_of_plane_deg).T
+    scale = 1.0 + path[:, 5] * spec.head_scale
+    focal = _FOCAL_FRAMES * spec.frame_size
+    poses = np.empty((len(numbers), 3, 3))
+    for i in range(len(numbers)):
+        # Rotating the face plane about its centre, seen through a pinhole at `focal`.
+        cy, sy, cx, sx = np.cos(yaw[i]), np.sin(yaw[i]), np.cos(pitch[i]), np.sin(pitch[i])
+        ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+        rx = np.array([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]])
+        k = np.diag([focal, focal, 1.0])
+        tilt = k @ ry @ rx @ np.linalg.inv(k)
+        c, s = scale[i] * np.cos(roll[i]), scale[i] * np.sin(roll[i])
+        planar = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        to_centre, from_centre = np.eye(3), np.eye(3)
+        to_centre[:2, 2] = centre + offset + shift[i]
+        from_centre[:2, 2] = -centre
+        poses[i] = to_centre @ planar @ tilt @ from_centre
+    return poses
 
 
-def _blink_closure(rng: np.random.Generator, spec: SyntheticSpec, num_frames: int) -> np.ndarray:
-    """Per-frame eyelid closure (0 open, 1 shut): at most one blink, fast down, slower up."""
-    closure = np.zeros(num_frames)
-    if rng.uniform() >= spec.blink_probability:
-        return closure
-    duration = max(3.0, rng.uniform(*_BLINK_MS) * spec.fps / 1000.0)
-    start = rng.uniform(-0.5 * duration, num_frames - 0.5 * duration)
-    depth = rng.uniform(0.5, 1.0)
-    closing = 0.4 * duration
-    t = np.arange(num_frames) - start
-    down = 0.5 - 0.5 * np.cos(np.pi * t / closing)
-    up = 0.5 + 0.5 * np.cos(np.pi * (t - closing) / (duration - closing))
-    shape = np.where(t < closing, down, up)
-    closure[(t > 0) & (t < duration)] = depth * shape[(t > 0) & (t < duration)]
+def _apply(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Maps (n, 2) points through a 3 x 3 homography."""
+    mapped = points @ pose[:2, :2].T + pose[:2, 2]
+    w = points @ pose[2, :2] + pose[2, 2]
+    return mapped / w[:, None]
+
+
+def _blink_closure(spec: SyntheticSpec, recording: Recording, numbers: np.ndarray) -> np.ndarray:
+    """Per-frame eyelid closure (0 open, 1 shut) at frames `numbers`: the recording's blinks
+    (a Poisson process at `blinks_per_minute`), each fast down and slower up."""
+    rng = _rng(spec, _MOTION, recording.subject, recording.index, 1)
+    minutes = recording.num_frames / spec.fps / 60.0
+    count = int(rng.poisson(spec.blinks_per_minute * minutes))
+    starts = rng.uniform(1.0, recording.num_frames, count)
+    durations = np.maximum(3.0, rng.uniform(*_BLINK_MS, count) * spec.fps / 1000.0)
+    depths = rng.uniform(0.5, 1.0, count)
+    closure = np.zeros(len(numbers))
+    for start, duration, depth in zip(starts, durations, depths, strict=True):
+        t = numbers - start
+        inside = (t > 0) & (t < duration)
+        if not inside.any():
+            continue
+        closing = 0.4 * duration
+        down = 0.5 - 0.5 * np.cos(np.pi * t / closing)
+        up = 0.5 + 0.5 * np.cos(np.pi * (t - closing) / (duration - closing))
+        shape = np.where(t < closing, down, up)
+        closure = np.maximum(closure, np.where(inside, depth * shape, 0.0))
     return closure
 
 
-def _illumination(rng: np.random.Generator, spec: SyntheticSpec, num_frames: int) -> np.ndarray:
-    """Per-frame global gain: a slow drift plus mains-lighting flicker."""
-    drift = _smooth_walk(rng, num_frames) * spec.illumination_drift
-    return 1.0 + drift + rng.normal(0.0, spec.flicker_std, num_frames)
+def _illumination_drift(
+    spec: SyntheticSpec, recording: Recording, numbers: np.ndarray
+) -> np.ndarray:
+    """The slow part of the per-frame illumination gain at frames `numbers`."""
+    rng = _rng(spec, _MOTION, recording.subject, recording.index, 2)
+    return 1.0 + _slow_path(rng, 1, numbers / spec.fps)[:, 0] * spec.illumination_drift
 
 
 def _gaussian_levels() -> np.ndarray:
@@ -504,6 +826,16 @@ def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], std: float) 
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # array fields: compare by identity
+class RenderedFrames:
+    """Frames of a recording: (n, S, S, 3) uint8 BGR images, the (n, 68, 2) landmarks a
+    face pipeline would report (the truth plus `alignment_jitter_iod`) and the truth."""
+
+    images: np.ndarray
+    landmarks: np.ndarray
+    true_landmarks: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # array fields: compare by identity
 class RenderedClip:
     """A clip's JPEG-encoded frames (onset..offset) and its (frames, 68, 2) landmarks."""
 
@@ -511,60 +843,81 @@ class RenderedClip:
     landmarks: np.ndarray
 
 
-def expression_field(plan: ClipPlan, identity: Identity, spec: SyntheticSpec) -> np.ndarray:
-    """(size, size, 2) the clip's displacement field at its apex, in neutral-face pixels."""
+def _expression_field(
+    expression: Expression, identity: Identity, habits: _Habits, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The expression's displacement field at its peak and the neutral-face box it moves."""
     field = displacement_field(
-        identity.landmarks, plan.activations, spec.frame_size, spec.au_radius
+        identity.landmarks, expression.activations, size, expression.radius, habits.morphology
     )
-    field *= plan.amplitude / float(np.sqrt((field**2).sum(-1)).max())
+    field *= expression.amplitude / float(np.sqrt((field**2).sum(-1)).max())
     # Only large (macro) amplitudes on tight AUs (eyelids, dimples) get here: such a
     # field would fold the skin, so its peak gives way to a bounded strain.
     strain = max_strain(field)
     if strain > _MAX_STRAIN:
         field *= _MAX_STRAIN / strain
-    return field
-
-
-def clip_motion(
-    plan: ClipPlan, identity: Identity, spec: SyntheticSpec
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The clip's expression field, its per-frame profile and the per-frame head poses
-    (neutral face -> frame), as `render_clip` draws them."""
-    # The poses are the first draw of the clip's render stream, here as in render_clip.
-    rng = _rng(spec, _RENDER, plan.subject, plan.index)
-    field = expression_field(plan, identity, spec)
-    profile = expression_profile(plan.num_frames, plan.apex - plan.onset)
-    poses = _head_poses(rng, spec, plan.num_frames, identity.landmarks.mean(0))
-    return field, profile, poses
-
-
-def render_clip(plan: ClipPlan, identity: Identity, spec: SyntheticSpec) -> RenderedClip:
-    """Renders the frames of `plan` from its subject's `identity`."""
-    rng = _rng(spec, _RENDER, plan.subject, plan.index)
-    size, n = spec.frame_size, plan.num_frames
-    field = expression_field(plan, identity, spec)
     # The field is local to the AUs' regions: warping only the box around them is
     # much cheaper than the whole frame, and below 1/1000 px nothing is lost.
     x, y, w, h = cv2.boundingRect((np.abs(field).max(-1) > 1e-3).astype(np.uint8))
-    field_box = np.array([(x, y), (x + w, y), (x, y + h), (x + w, y + h)], np.float64)
-    profile = expression_profile(n, plan.apex - plan.onset)
-    poses = _head_poses(rng, spec, n, identity.landmarks.mean(0))
-    closure = _blink_closure(rng, spec, n)
-    gains = _illumination(rng, spec, n)
+    box = np.array([(x, y), (x + w, y), (x, y + h), (x + w, y + h)], np.float64)
+    return field, box
+
+
+def clip_motion(
+    plan: ClipPlan, identity: Identity, spec: SyntheticSpec, numbers: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The motion `render_frames` draws at frames `numbers` of a clip's expression: its
+    displacement field (neutral-face pixels), its intensity at each frame and the head
+    poses (neutral face -> frame homographies). `synthetic.truth` inverts it."""
+    expression = plan.shown
+    numbers = np.asarray(numbers, np.int64)
+    field, _ = _expression_field(
+        expression, identity, subject_habits(spec, plan.subject), spec.frame_size
+    )
+    poses = _head_poses(
+        spec, plan.recording, numbers.astype(np.float64), identity.landmarks.mean(0)
+    )
+    return field, expression.profile[numbers - expression.onset], poses
+
+
+def render_frames(
+    recording: Recording, identity: Identity, spec: SyntheticSpec, numbers: Sequence[int]
+) -> RenderedFrames:
+    """Renders frames `numbers` (1-based) of `recording` from its subject's `identity`.
+
+    Every frame is a function of the recording and its number alone, so rendering a
+    recording whole, in chunks, or only a clip's onset..offset gives the same frames.
+    """
+    numbers = np.asarray(numbers, np.int64)
+    size, n = spec.frame_size, len(numbers)
+    habits = subject_habits(spec, recording.subject)
+    poses = _head_poses(spec, recording, numbers.astype(np.float64), identity.landmarks.mean(0))
+    closure = _blink_closure(spec, recording, numbers.astype(np.float64))
+    drift = _illumination_drift(spec, recording, numbers.astype(np.float64))
     lids = eyelids(identity.landmarks)
-    # The expression shifts where a frame pixel samples the neutral face by at most its
-    # amplitude, so pixels showing a lid's region lie within that of the region's image.
-    blink_margin = plan.amplitude + 2.0
+    _, _, iod = face_axes(identity.landmarks)
+    common_sd, point_sd = (iod * s for s in spec.alignment_jitter_iod)
+    fields: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    jpeg = [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality]
-    frames, landmarks = [], np.empty((n, 68, 2))
-    for i in range(n):
+    images = np.empty((n, size, size, 3), np.uint8)
+    landmarks, truth = np.empty((n, 68, 2)), np.empty((n, 68, 2))
+    for i, number in enumerate(numbers):
+        frame_rng = _rng(spec, _FRAME, recording.subject, recording.index, int(number))
         # Backward warp: frame pixel -> neutral-face point (head pose undone) -> the
         # neutral point the expression moved there -> the lid skin a blink slid there.
-        inverse = cv2.invertAffineTransform(poses[i]).astype(np.float32)
-        map_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
-        map_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
-        if profile[i] > 0.0:
+        inverse = np.linalg.inv(poses[i]).astype(np.float32)
+        w = inverse[2, 0] * xs + inverse[2, 1] * ys + inverse[2, 2]
+        map_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]) / w
+        map_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]) / w
+        field, intensity = None, 0.0
+        for e, expression in enumerate(recording.expressions):
+            if expression.onset <= number <= expression.offset:
+                intensity = float(expression.profile[number - expression.onset])
+                if e not in fields:
+                    fields[e] = _expression_field(expression, identity, habits, size)
+                field, field_box = fields[e]
+                amplitude = expression.amplitude
+        if intensity > 0.0:
             rows, cols = _frame_window(field_box, poses[i], 1.0, size)
             moved = cv2.remap(
                 field,
@@ -573,11 +926,14 @@ def render_clip(plan: ClipPlan, identity: Identity, spec: SyntheticSpec) -> Rend
                 cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_CONSTANT,
             )
-            map_x[rows, cols] -= np.float32(profile[i]) * moved[..., 0]
-            map_y[rows, cols] -= np.float32(profile[i]) * moved[..., 1]
+            map_x[rows, cols] -= np.float32(intensity) * moved[..., 0]
+            map_y[rows, cols] -= np.float32(intensity) * moved[..., 1]
         if closure[i] > 0.0:
+            # The expression shifts where a frame pixel samples the neutral face by at most
+            # its amplitude, so pixels showing a lid's region lie within that of its image.
+            margin = (amplitude if field is not None else 0.0) + 2.0
             for lid in lids:
-                rows, cols = _frame_window(lid.blink_region(), poses[i], blink_margin, size)
+                rows, cols = _frame_window(lid.blink_region(), poses[i], margin, size)
                 wx, wy = map_x[rows, cols], map_y[rows, cols]
                 shift = blink_sample_shift(lid, wx, wy, closure[i]).astype(np.float32)
                 map_x[rows, cols] = wx - shift * np.float32(lid.e_y[0])
@@ -585,21 +941,34 @@ def render_clip(plan: ClipPlan, identity: Identity, spec: SyntheticSpec) -> Rend
         image = cv2.remap(
             identity.neutral, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
         )
-        noise = _sensor_noise(rng, image.shape, spec.noise_std)
+        noise = _sensor_noise(frame_rng, image.shape, spec.noise_std)
+        gain = drift[i] + frame_rng.normal(0.0, spec.flicker_std)
         # gain * image + noise, rounded and saturated to 8 bits, in one pass.
-        pixels = cv2.addWeighted(image, gains[i], noise, 1.0, 0.0, dtype=cv2.CV_8U)
-        frames.append(cv2.imencode(".jpg", pixels, jpeg)[1].tobytes())
+        images[i] = cv2.addWeighted(image, gain, noise, 1.0, 0.0, dtype=cv2.CV_8U)
         face = blinked_landmarks(identity.landmarks, lids, closure[i])
-        face = displaced_landmarks(face, field, profile[i])
-        landmarks[i] = face @ poses[i][:, :2].T + poses[i][:, 2]
-    return RenderedClip(frames=tuple(frames), landmarks=landmarks)
+        if field is not None:
+            face = displaced_landmarks(face, field, intensity)
+        truth[i] = _apply(poses[i], face)
+        jitter = frame_rng.normal(0.0, common_sd, 2) + frame_rng.normal(0.0, point_sd, (68, 2))
+        landmarks[i] = truth[i] + jitter
+    return RenderedFrames(images=images, landmarks=landmarks, true_landmarks=truth)
+
+
+def render_clip(plan: ClipPlan, identity: Identity, spec: SyntheticSpec) -> RenderedClip:
+    """Renders the clip of `plan`: its recording's frames onset..offset, JPEG-encoded."""
+    rendered = render_frames(
+        plan.recording, identity, spec, range(plan.onset, plan.offset + 1)
+    )
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality]
+    frames = tuple(cv2.imencode(".jpg", image, jpeg)[1].tobytes() for image in rendered.images)
+    return RenderedClip(frames=frames, landmarks=rendered.landmarks)
 
 
 def _frame_window(
     corners: np.ndarray, pose: np.ndarray, margin: float, size: int
 ) -> tuple[slice, slice]:
     """Frame rows and columns covering neutral-face `corners` under `pose`, plus `margin`."""
-    mapped = corners @ pose[:, :2].T + pose[:, 2]
+    mapped = _apply(pose, corners)
     x0, y0 = np.floor(mapped.min(0) - margin).astype(int)
     x1, y1 = np.ceil(mapped.max(0) + margin).astype(int) + 1
     return slice(max(y0, 0), min(y1, size)), slice(max(x0, 0), min(x1, size))
@@ -751,19 +1120,13 @@ def _write_coding_sheet(path: pathlib.Path, plans: Sequence[ClipPlan]) -> None:
 def _write_manifest(
     path: pathlib.Path, spec: SyntheticSpec, plans: Sequence[ClipPlan], total_frames: int
 ) -> None:
-    emotions = Counter(p.emotion for p in plans)
     manifest = {
         "generator": "mer_jax.synthetic",
         "generator_version": GENERATOR_VERSION,
         "kind": spec.kind,
         "fps": spec.fps,
         "spec": dataclasses.asdict(spec),
-        "counts": {
-            "subjects": spec.num_subjects,
-            "clips": len(plans),
-            "frames": total_frames,
-            "emotions": {e: emotions[e] for e in EMOTION_MIXES[spec.emotion_mix] if emotions[e]},
-        },
+        "counts": database_summary(spec) | {"frames": total_frames},
         "layout": {
             "frames": FRAMES_DIR,
             "coding_sheet": CODING_SHEET,

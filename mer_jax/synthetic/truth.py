@@ -1,14 +1,15 @@
 """The true motion of a synthetic clip: where each onset pixel's skin is at the apex.
 
-The generator renders every frame by backward warping (see `generator.render_clip`): a
-frame pixel p shows the neutral face at q - profile * field(q), with q the pixel taken
-back through the frame's head pose. The truth inverts the apex frame's warp for the skin
-each onset pixel shows, so it is the flow an optical flow method should find from the
-onset frame to the apex frame, in frame pixels: head motion plus the expression.
+The generator renders every frame by backward warping (see `generator.render_frames`): a
+frame pixel p shows the neutral face at q - intensity * field(q), with q the pixel taken
+back through the frame's head pose (a homography: the face plane's small yaw and pitch
+are seen in perspective). The truth inverts the apex frame's warp for the skin each
+onset pixel shows, so it is the flow an optical flow method should find from the onset
+frame to the (annotated) apex frame, in frame pixels: head motion plus the expression.
 
 Blinks, illumination changes, sensor noise and JPEG compression are not motion and are
 not in it; a blink moves the eyelids without moving anything the truth follows, so
-compare flows against the truth on a spec without blinks (`blink_probability=0`).
+compare flows against the truth on a spec without blinks (`blinks_per_minute=0`).
 """
 
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class OnsetApexTruth:
 
 def _sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     """`field` bilinearly sampled at (size, size, 2) points, zero outside (as the
-    renderer samples it: `action_units.sample_field` on a grid of points)."""
+    renderer samples it)."""
     points = points.astype(np.float32)
     sampled = cv2.remap(
         field, points[..., 0], points[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
@@ -53,26 +54,29 @@ def _sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     return sampled.astype(np.float64)
 
 
+def _through(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(..., 2) points mapped through a 3 x 3 homography."""
+    mapped = points @ pose[:2, :2].T + pose[:2, 2]
+    return mapped / (points @ pose[2, :2] + pose[2, 2])[..., None]
+
+
 def true_onset_apex_flow(plan: ClipPlan, spec: SyntheticSpec) -> np.ndarray:
     """float32 (size, size, 2) [u, v]: the true flow from the clip's onset frame to its
     apex frame, in frame pixels (see the module docstring)."""
     identity = subject_identity(spec, plan.subject)
-    field, profile, poses = clip_motion(plan, identity, spec)
-    onset_pose, apex_pose = poses[0], poses[plan.apex - plan.onset]
+    field, intensity, poses = clip_motion(plan, identity, spec, [plan.onset, plan.apex])
     size = spec.frame_size
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     pixels = np.stack([xs, ys], axis=-1)
-    # The neutral-face skin each onset pixel shows (the onset's profile is 0, but the
-    # formula is the renderer's for any frame).
-    back = cv2.invertAffineTransform(onset_pose)
-    taken_back = pixels @ back[:, :2].T + back[:, 2]
-    skin = taken_back - profile[0] * _sample(field, taken_back)
-    # Where that skin is at the apex: solve x = skin + profile * field(x), then the pose.
+    # The neutral-face skin each onset pixel shows (the onset's intensity is about 0, but
+    # the formula is the renderer's for any frame).
+    taken_back = _through(np.linalg.inv(poses[0]), pixels)
+    skin = taken_back - intensity[0] * _sample(field, taken_back)
+    # Where that skin is at the apex: solve x = skin + intensity * field(x), then the pose.
     moved = skin.copy()
     for _ in range(_INVERSE_ITERATIONS):
-        moved = skin + profile[plan.apex - plan.onset] * _sample(field, moved)
-    at_apex = moved @ apex_pose[:, :2].T + apex_pose[:, 2]
-    return (at_apex - pixels).astype(np.float32)
+        moved = skin + intensity[1] * _sample(field, moved)
+    return (_through(poses[1], moved) - pixels).astype(np.float32)
 
 
 def onset_apex_truth(plan: ClipPlan, spec: SyntheticSpec) -> OnsetApexTruth:
