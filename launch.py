@@ -35,8 +35,10 @@ import sys
 import time
 from typing import Any
 
+import ml_collections
 from absl import flags, logging
-from ml_collections import config_flags
+from ml_collections import config_dict, config_flags
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
 from mer_jax import guards
 from mer_jax.errors import UserError
@@ -68,6 +70,59 @@ def _grid(values: dict[str, Any]) -> dict[str, dict[str, tuple]]:
     return grid
 
 
+def with_model_defaults(config: ml_collections.ConfigDict, name: str | None = None) -> None:
+    """Gives `config.model` every constructor argument of the model `name` (default: the
+    config's `model.name`) that it leaves out, at the constructor's default (None, read
+    from the build, for `BUILD_SETTINGS`): `mer_jax.models.config_fields`.
+
+    So every `--config.model.X=V` override names an existing field, on every config, and
+    config.json records every setting the model was built with.
+    """
+    from mer_jax import models  # imports JAX: only once a config is loaded
+
+    model_class = models.MODELS.get(name or config.model.get("name"))
+    if model_class is None:
+        return  # validation names the unknown model
+    with config.unlocked():
+        for key, (default, kind) in models.config_fields(model_class).items():
+            if key not in config.model:
+                config.model[key] = config_dict.placeholder(kind) if default is None else default
+
+
+class _ConfigFileParser(ConfigFileFlagParser):
+    """ml_collections' config file parser, then `with_model_defaults`, before ml_collections
+    applies the --config.* overrides."""
+
+    def __init__(self, model_name: str | None) -> None:
+        super().__init__("config")
+        # A --config.model.name override: the fields are that model's, not the file's.
+        self.model_name = model_name
+
+    def parse(self, path: str) -> Any:
+        config = super().parse(path)
+        if isinstance(config, ml_collections.ConfigDict) and "model" in config:
+            with_model_defaults(config, self.model_name)
+        return config
+
+
+def config_file_parser(argv: list[str]) -> ConfigFileFlagParser:
+    """The parser of a --config flag for any entry point that takes one: the config file,
+    then every model field at its default (`with_model_defaults`), then ml_collections
+    applies the --config.* overrides of `argv`."""
+    return _ConfigFileParser(_model_name_override(argv))
+
+
+def _model_name_override(argv: list[str]) -> str | None:
+    """The value of `--config.model.name=NAME` (or `--config.model.name NAME`), if given."""
+    flag = "--config.model.name"
+    for index, arg in enumerate(argv):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
 def _flag_values(argv: list[str] | None = None) -> flags.FlagValues:
     """The command line's flags, on a FlagValues of their own (so `main` can run in-process);
     ml_collections reads the --config.* overrides from `argv`."""
@@ -75,6 +130,7 @@ def _flag_values(argv: list[str] | None = None) -> flags.FlagValues:
     config_flags.DEFINE_config_file(
         "config", None, "Experiment config file.", flag_values=values, sys_argv=argv
     )
+    values["config"].parser = config_file_parser(argv or [])
     flags.DEFINE_string(
         "workdir", None, "Output folder (default runs/<config file name>).", flag_values=values
     )
@@ -110,8 +166,16 @@ def _flag_values(argv: list[str] | None = None) -> flags.FlagValues:
 
 
 def _one_line(error: BaseException) -> str:
-    """An exception's message on one line (absl's and ml_collections' may span several)."""
+    """An exception's message on one line (absl's and ml_collections' may span several).
+
+    ml_collections puts the whole traceback of an error raised by a config's `get_config`
+    into its message: only the error's own last line is kept of it.
+    """
     text = str(error.args[0] if len(error.args) == 1 else error).strip().strip('"')
+    before, traceback, trace = text.partition("Traceback (most recent call last):")
+    if traceback:
+        before = before.replace("Error whilst parsing config file:", "")
+        text = before.strip() + " " + trace.strip().splitlines()[-1]
     return " ".join(text.split())
 
 

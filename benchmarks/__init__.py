@@ -46,6 +46,14 @@ def machine() -> str:
     return f"{model}, {cores} cores (CPU)"
 
 
+def command_line(module: str) -> str:
+    """How this process was started, as a user would type it: `python -m MODULE ARGS`."""
+    import shlex
+    import sys
+
+    return " ".join(["python -m", module, *map(shlex.quote, sys.argv[1:])])
+
+
 def write_section(
     key: str,
     title: str,
@@ -124,3 +132,17 @@ def measure_loso(config, mode: str, dataset=None, max_replicas: int | None = Non
         "uf1": round(metrics["uf1"], 4),
         "uar": round(metrics["uar"], 4),
     }
+
+
+def run_app(main) -> None:
+    """absl's `app.run(main)`, except that --help prints the help and exits 0 (absl's
+    exits 1, which reads as a failure to a script asking a benchmark what it takes)."""
+    import sys
+
+    from absl import app
+
+    help_flags = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+    if any(arg in help_flags for arg in sys.argv[1:]):
+        app.usage(shorthelp="--helpfull" not in sys.argv, writeto_stdout=True)
+        sys.exit(0)
+    app.run(main)

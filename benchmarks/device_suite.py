@@ -47,7 +47,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from benchmarks import measure_loso
+from benchmarks import command_line, measure_loso, write_section
 
 # Each method's config (LTR3O at its accelerator size), unless a setting says otherwise.
 METHOD_CONFIGS = {
@@ -111,7 +111,7 @@ class Setting:
     nested_inner_folds: int = 3
 
 
-# One GPU or TPU: the README's protocol (16 folds x 3 seeds), 200 steps a method.
+# One GPU or TPU: the synthetic protocol of configs/ (16 folds x 3 seeds), 200 steps a method.
 FULL = Setting(
     name="full",
     methods=tuple(METHOD_CONFIGS),
@@ -128,7 +128,7 @@ FULL = Setting(
 SETTINGS = {
     "full": FULL,
     # A 2-core CPU: one seed, 10 steps a run, one sequential replica, LTR3O at its CPU size
-    # (at full size it is many times slower on a CPU; the README says how much).
+    # (at full size it is many times slower on a CPU).
     "cpu": dataclasses.replace(
         FULL,
         name="cpu",
@@ -429,7 +429,7 @@ def _cell(row: dict[str, Any], key: str, spec: str = "") -> str:
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    """The results as a README-ready markdown table, with the machine above it."""
+    """The results as a markdown table, with the machine above it."""
     lines = [
         f"Backend {result['backend']}: {result['num_devices']} x {result['device_kind']}; "
         f"jax {result['jax']}; setting `{result['setting']['name']}`; "
@@ -525,6 +525,14 @@ def main(argv: list[str] | None = None) -> int:
     out = pathlib.Path(args.out)
     result = run_suite(SETTINGS[args.setting], out, args.data_dir, args.budget_s)
     print((out / "results.md").read_text())
+    # The smoke setting only checks that the suite runs: its figures are no result.
+    if args.setting != "smoke":
+        write_section(
+            f"device_suite_{args.setting}",
+            f"The device suite ({args.setting})",
+            (out / "results.md").read_text(),
+            command_line("benchmarks.device_suite"),
+        )
     return 1 if any("error" in row for row in result["rows"]) else 0
 
 

@@ -13,20 +13,24 @@ subjects only) on, per sample:
 Every penalty of `--penalties` is reported, and `nested`: the penalty chosen per outer
 fold by leave-one-subject-out over that fold's training subjects alone (best pooled inner
 UF1, a tie to the smaller penalty), so the probe is selected as leak-free as a network
-(evaluation.md). It trains nothing on the accelerator and takes seconds; it tells whether
-a model trailing the others lacks signal in its input or fails to use it (README).
+(docs/evaluation.md). It trains nothing on the accelerator and takes seconds; it tells whether
+a model trailing the others lacks signal in its input or fails to use it (RESULTS.md).
 """
 
+import sys
 from collections.abc import Sequence
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from benchmarks import write_results
+import launch
+from benchmarks import command_line, run_app, write_results, write_section
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/miacnet.py", "Experiment config.")
+# Every model field at its default, as launch.py reads a config: any --config.model.X works.
+flags.FLAGS["config"].parser = launch.config_file_parser(sys.argv)
 _PENALTIES = flags.DEFINE_list("penalties", ["0.01", "0.1", "1", "10"], "Ridge penalties.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
@@ -155,7 +159,21 @@ def main(argv: list[str]) -> None:
         row["chosen_penalties"] = chosen
     print(f"({len(labels)} samples, {folds.num_folds} folds; chance UF1 about 1/{num_classes})")
     write_results(_OUT.value, results)
+    table = ["| input | feature shape | penalty | UF1 | UAR | accuracy |", "|---" * 6 + "|"]
+    table += [
+        f"| {r['input']} | {tuple(r['shape'])} | {r['penalty']} | {r['uf1']:.3f} | "
+        f"{r['uar']:.3f} | {r['accuracy']:.3f} |"
+        for r in results
+    ]
+    write_section(
+        f"linear_probe_{config.model.name}",
+        f"What a linear model finds in {config.model.name}'s input",
+        f"Ridge regression on each input under the config's LOSO ({len(labels)} samples, "
+        f"{folds.num_folds} folds); `nested`: the penalty chosen per outer fold by LOSO over "
+        "its training subjects.\n\n" + "\n".join(table),
+        command_line("benchmarks.linear_probe"),
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

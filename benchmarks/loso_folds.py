@@ -11,12 +11,17 @@ device memory (where the backend reports it; otherwise XLA's compiled estimate).
 The predictions of both layouts should agree; the benchmark prints both UF1s.
 """
 
-from absl import app, flags, logging
+import sys
+
+from absl import flags, logging
 from ml_collections import config_flags
 
-from benchmarks import measure_loso, write_results
+import launch
+from benchmarks import command_line, measure_loso, run_app, write_results, write_section
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ststnet.py", "Experiment config.")
+# Every model field at its default, as launch.py reads a config: any --config.model.X works.
+flags.FLAGS["config"].parser = launch.config_file_parser(sys.argv)
 _MODES = flags.DEFINE_list("modes", ["stacked", "sequential"], "Engine modes to compare.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON file for the results.")
 
@@ -39,7 +44,24 @@ def main(argv: list[str]) -> None:
             f"{results[0]['wall_s'] / results[1]['wall_s']:.2f}"
         )
     write_results(_OUT.value, results)
+    rows = [
+        "| mode | wall s | compile s | samples/s | peak MB | UF1 |",
+        "|---|---|---|---|---|---|",
+    ] + [
+        f"| {r['mode']} | {r['wall_s']:.1f} | {r['compile_s']:.1f} | "
+        f"{r['train_samples_per_s']:.0f} | "
+        f"{(r['peak_device_bytes'] or r['compiled_bytes_per_device'] or 0) / 2**20:.1f} | "
+        f"{r['uf1']:.4f} |"
+        for r in results
+    ]
+    write_section(
+        f"loso_folds_{_CONFIG.value.model.name}",
+        f"Folds at once vs one after another: {_CONFIG.value.model.name}",
+        "Peak MB: the device's peak where the backend reports it, else XLA's compiled "
+        "estimate per device.\n\n" + "\n".join(rows),
+        command_line("benchmarks.loso_folds"),
+    )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

@@ -1,4 +1,4 @@
-r"""The README's results table, regenerated from one command (resumable).
+r"""RESULTS.md's recognition table, regenerated from one command (resumable).
 
   python -m benchmarks.results_table --root runs/results
   python -m benchmarks.results_table --root runs/results --rows ststnet,fr --seeds 0,1,2
@@ -15,12 +15,16 @@ retrains each outer fold with the point its base row chose (`tune.choices_from`)
 two differ in that module alone and the ablation costs only its outer runs. Base rows
 come before their ablations.
 
-Writes `results_table.md` (the markdown rows, with 95% subject-bootstrap intervals) and
-`results_table.json` into `--root`: every finished row there, also those of earlier
-calls with other `--rows`.
+Writes the table (95% subject-bootstrap intervals) into RESULTS.md's `results_table`
+section (`benchmarks.write_section`), and `results_table.md` / `results_table.json` into
+`--root`: every finished row there, also those of earlier calls with other `--rows`.
+Each row records, when it finishes training, the machine and the date it was trained on
+(`row.json` in its workdir), so a table assembled from separate calls says where each of
+its rows came from.
 """
 
 import dataclasses
+import datetime
 import importlib
 import json
 import sys
@@ -28,7 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from benchmarks import machine, run_app, write_section
 
 _ROOT = flags.DEFINE_string("root", "runs/results", "Folder of the rows' workdirs and the table.")
 _ROWS = flags.DEFINE_list("rows", None, "Rows to run (their names); default all.")
@@ -84,7 +90,8 @@ class Row:
         return text
 
 
-# The settings these rows were tuned over on this protocol (README "How we got here").
+# The settings these rows were tuned over on this protocol (docs/evaluation.md, nested
+# selection): chosen per outer fold from its training subjects alone.
 _FR_GRID = (("train.learning_rate", (1e-3, 3e-3)),)
 _DERE_GRL_GRID = (("model.dropout", (0.0, 0.3)), ("model.hflip", (False, True)))
 _MIACNET_GRID = (("train.weight_decay", (0.0, 1.0)), ("model.dropout", (0.3, 0.5)))
@@ -154,13 +161,20 @@ ROWS = (
 )
 
 
+# In a row's workdir: the machine and date it was trained on.
+ROW_JSON = "row.json"
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
 def _config(name: str, changes: Changes) -> Any:
     """configs/<name>.py with `changes` and the table's data cache."""
+    import launch
+
     config = importlib.import_module(f"configs.{name}").get_config()
+    launch.with_model_defaults(config)  # as launch.py reads a config file
     with config.unlocked():
         for dotted, value in changes:
             section, field = dotted.split(".")
@@ -198,9 +212,12 @@ def row_config(row: Row, root: Path) -> Any:
 def run_row(row: Row, root: Path) -> dict[str, Any]:
     """Trains (or resumes, or re-reads) a row; returns its metrics and wall time."""
     import launch
+    from mer_jax import guards
+    from mer_jax import workdir as layout
 
     workdir = root / slug(row.name)
-    metrics_path = workdir / "metrics.json"
+    metrics_path = workdir / layout.METRICS_JSON
+    provenance_path = workdir / ROW_JSON
     tic = time.perf_counter()
     if not metrics_path.exists():
         if row.pretrain is not None:
@@ -211,9 +228,14 @@ def run_row(row: Row, root: Path) -> dict[str, Any]:
                 pretrain_config = _config("ma2mi_pretrain", PRETRAININGS[row.pretrain])
                 launch.run(pretrain_config, source, "train")
         launch.run(row_config(row, root), workdir, "train")
+        provenance = {"machine": machine(), "date": datetime.date.today().isoformat()}
+        guards.atomic_write_text(provenance_path, json.dumps(provenance, indent=2))
     metrics = json.loads(metrics_path.read_text())
-    timing_path = workdir / "timing.json"
+    timing_path = workdir / layout.TIMING_JSON
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    # A row trained before rows recorded their machine says so rather than guessing.
+    unknown = {"machine": "not recorded", "date": "not recorded"}
+    provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else unknown
     return {
         "row": row.name,
         "workdir": str(workdir),
@@ -221,6 +243,7 @@ def run_row(row: Row, root: Path) -> dict[str, Any]:
         "train_s": timing.get("train_s"),
         "replicas": timing.get("num_replicas"),
         "wall_s_this_call": round(time.perf_counter() - tic, 1),
+        **provenance,
     }
 
 
@@ -229,16 +252,24 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     return f"{metrics[key]:.3f} +- {metrics[f'{key}_std']:.3f} [{low:.2f}, {high:.2f}]"
 
 
+_DESCRIPTION = (
+    "Selection `fixed`: the config's settings; `nested`: chosen per outer fold by nested "
+    "LOSO over its training subjects (docs/evaluation.md). An ablation's difference is "
+    "paired with its base row (`python -m mer_jax.evaluate.compare`), over the same "
+    "samples and seeds. The machine and date are each row's training."
+)
+
+
 def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) -> str:
     """The table: metrics with intervals, the selection, the paired difference of an
-    ablation to its base row, the command, and the training time with its replica count
-    (summed over the processes that trained the row)."""
+    ablation to its base row, the command and seeds, the training time with its replica
+    count (summed over the processes that trained the row), the machine and the date."""
     from mer_jax.evaluate import compare
 
     lines = [
         "| method | UF1 | UAR | accuracy | selection | vs its base row: UF1 difference | "
-        "command | training |",
-        "|---|---|---|---|---|---|---|---|",
+        "command | seeds | training | machine | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.name not in results:
@@ -255,12 +286,22 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
             paired = compare.compare(root / slug(row.name), root / slug(row.ablates))["uf1"]
             low, high = paired["interval"]
             versus = f"{paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
-        train_s, replicas = results[row.name]["train_s"], results[row.name]["replicas"]
+        result = results[row.name]
+        train_s, replicas = result["train_s"], result["replicas"]
         training = "" if train_s is None else f"{train_s:,.0f} s ({replicas} replicas)"
+        seeds = ", ".join(str(s) for s in metrics.get("seeds", []))
         lines.append(
             f"| {row.name} | {_cell(metrics, 'uf1')} | {_cell(metrics, 'uar')} | "
             f"{metrics['accuracy']:.3f} +- {metrics['accuracy_std']:.3f} | {selection} | "
-            f"{versus} | {row.command} | {training} |"
+            f"{versus} | {row.command} | {seeds} | {training} | {result['machine']} | "
+            f"{result['date']} |"
+        )
+    pending = [row for row in rows if row.name not in results]
+    if pending:
+        lines.append("")
+        lines.append(
+            "Not yet regenerated here (each: `python -m benchmarks.results_table --rows "
+            "NAME`): " + "; ".join(f"{row.name} (`{slug(row.name)}`)" for row in pending) + "."
         )
     return "\n".join(lines) + "\n"
 
@@ -292,8 +333,16 @@ def main(argv: list[str]) -> None:
     table = markdown(list(ROWS), results, root)
     (root / "results_table.md").write_text(table)
     (root / "results_table.json").write_text(json.dumps(results, indent=2) + "\n")
+    seeds = "" if _SEEDS.value == _SEEDS.default else f" --seeds {','.join(_SEEDS.value)}"
+    write_section(
+        "results_table",
+        "Recognition on the synthetic database (CASME II 5-class, LOSO)",
+        f"UF1 and UAR: mean +- std over the seeds [95% subject-bootstrap interval]. "
+        f"{_DESCRIPTION}\n\n{table}",
+        f"python -m benchmarks.results_table{seeds}",
+    )
     print(table)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

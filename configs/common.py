@@ -39,7 +39,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # rest built; True makes any skipped one fail the build (as the CLI's --strict).
     config.data.strict = False
     # A CSV of your own corrections to the release's coding sheet, applied by every
-    # reader (columns and an example: README, "Errata"); None: the shipped errata only.
+    # reader (columns and an example: docs/datasets.md, "Errata"); None: the shipped errata only.
     config.data.errata = config_dict.placeholder(str)
 
     config.model = ml_collections.ConfigDict()
@@ -103,20 +103,56 @@ def get_base_config() -> ml_collections.ConfigDict:
     return config
 
 
-def miacnet_branches() -> ml_collections.ConfigDict:
-    """The pre-trainable branch settings of MIACNet (`miacnet.BranchSettings`): shared by
-    configs/miacnet.py and configs/ma2mi_pretrain.py, so a pre-training made with the
-    default configs fits the fine-tuning (`init_from` checks it). CPU-sized; the GPU size
-    is in configs/miacnet.py's docstring."""
+# MIACNet's pre-trainable branches by size: "cpu" (grey input 28, action blocks 16/32,
+# width 32, a 7 x 7 token grid) and "gpu" (RGB input 112, blocks 32/64/128, width 128, a
+# 14 x 14 grid) [our reading of the paper's size].
+_MIACNET_BRANCHES = {
+    "cpu": {
+        "input_size": 28,
+        "grayscale": True,
+        "action_features": (16, 32),
+        "embed_features": 32,
+        "grid": 7,
+    },
+    "gpu": {
+        "input_size": 112,
+        "grayscale": False,
+        "action_features": (32, 64, 128),
+        "embed_features": 128,
+        "grid": 14,
+    },
+}
+
+
+def miacnet_branches(size: str = "cpu") -> ml_collections.ConfigDict:
+    """The pre-trainable branch settings of MIACNet (`miacnet.BranchSettings`) at `size`
+    ("cpu" or "gpu"): shared by configs/miacnet.py, configs/ma2mi_pretrain.py and the
+    published protocols, so a pre-training made at a size fits the fine-tuning at that
+    size (`init_from` checks it).
+
+    Raises:
+        ValueError: an unknown size.
+    """
+    if size not in _MIACNET_BRANCHES:
+        raise ValueError(f"unknown MIACNet size {size!r}; add one of {list(_MIACNET_BRANCHES)}")
     return ml_collections.ConfigDict(
+        {**_MIACNET_BRANCHES[size], "vit_depth": 2, "vit_heads": 4, "vit_mlp_ratio": 2}
+    )
+
+
+def ltr3o_full_size(config: ml_collections.ConfigDict) -> None:
+    """Sets LTR3O's full size and schedule on `config` [our reading]: K = 8 candidates of
+    28 x 28 maps with strain (6 channels), a 32/64/128-channel encoder, 2000 steps of
+    batch 64 on a cosine schedule (configs/ltr3o_full.py and the published protocols)."""
+    config.model.update(
         {
+            "num_candidates": 8,
             "input_size": 28,
-            "grayscale": True,
-            "action_features": (16, 32),
-            "embed_features": 32,
-            "grid": 7,
-            "vit_depth": 2,
-            "vit_heads": 4,
-            "vit_mlp_ratio": 2,
+            "use_strain": True,
+            "encoder_features": (32, 64, 128),
+            "scorer_features": 32,
         }
+    )
+    config.train.update(
+        {"steps": 2000, "batch_size": 64, "schedule": "cosine", "warmup_steps": 100}
     )

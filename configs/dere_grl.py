@@ -3,7 +3,7 @@ r"""DeRe-GRL (Wei et al. 2023) under LOSO on the synthetic database.
 Command:
   python launch.py --config configs/dere_grl.py --workdir runs/dere_grl
 
-Ablations (one flag each, the README's rows): --config.model.use_adm=False,
+Ablations (one flag each, rows of RESULTS.md): --config.model.use_adm=False,
 --config.model.use_rrm=False, --config.model.weight_au=0.0, --config.model.weight_rec=0.0.
 A real database by name, e.g.
 --config.data.name=casme2 --config.data.manual_dir=/path/to/CASME2 (the crop size the
@@ -11,7 +11,7 @@ landmarks are measured in and the AU vector length are read from the build).
 
 Expected result on the default synthetic database (16 subjects, CASME II 5-class, LOSO,
 seeds 0/1/2): the strongest method here, UF1 near 0.6 (chance 0.2); without ADM about
-0.1 lower. The measured figures are in the README's results table. The workdir also
+0.1 lower. The measured figures are in RESULTS.md. The workdir also
 gets dere_grl_weights.png: the RRM weight per facial component and class, and the
 learned adjacency.
 """
@@ -42,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
     # error is of the order of 1, a 5-class CE starts at log(5) = 1.6, so it stays secondary.
     config.model.weight_rec = 0.5
     # Not in the paper: dropout on the classifier input and mirrored training clips, chosen
-    # on seed 0 of this protocol (the README says how).
+    # on seed 0 of this protocol; the results table selects them by nested LOSO.
     config.model.dropout = 0.3
     config.model.hflip = True
     config.train.steps = 500

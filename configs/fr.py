@@ -6,7 +6,7 @@ Command:
 Expected result on the default synthetic database (16 subjects, CASME II 5-class,
 LOSO, seeds 0/1/2): above chance (0.2) but below STSTNet; FR overfits the 16 synthetic
 subjects (training accuracy near 0.9). The learning rate 3e-3 was chosen over 1e-3 on
-this protocol; the measured figures are in the README's results table.
+this protocol; the measured figures are in RESULTS.md.
 """
 
 import ml_collections

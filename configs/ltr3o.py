@@ -1,4 +1,4 @@
-r"""LTR3O (Zhu et al. 2025) under LOSO on the synthetic database: the README's main job.
+r"""LTR3O (Zhu et al. 2025) under LOSO on the synthetic database: `make run`'s config.
 
 Command:
   python launch.py --config configs/ltr3o.py --workdir runs/ltr3o
@@ -6,10 +6,9 @@ Command:
 Sized for a 2-core CPU: K = 4 candidates of 14 x 14 motion maps, an 8/16/32-channel
 encoder, 400 steps of batch 32, 16 folds x 3 seeds. Expected result on the default
 synthetic database (16 subjects, CASME II 5-class, LOSO, seeds 0/1/2): UF1 about 0.5
-(chance 0.2); the measured figures, with the wall time of a first run (data generation
-and build included), are in the README.
+(chance 0.2); the measured figures, with their training time, are in RESULTS.md.
 
-Ablations (the README's rows): --config.model.weight_rank=0 (no ranking),
+Ablations (rows of RESULTS.md): --config.model.weight_rank=0 (no ranking),
 --config.model.weight_cal=0 (no calibration), --config.model.num_candidates=1.
 Full-size setting for a GPU/TPU: configs/ltr3o_full.py.
 """

@@ -15,9 +15,10 @@ corpus holding people of the downstream dataset must leave them out
 (`--config.data.exclude_subjects="('casme3/spNO.1',)"`); fine-tuning checks it.
 
 The branch settings come from `common.miacnet_branches()`, shared with configs/miacnet.py,
-so the two configs always fit. Expected result: the reconstruction error on 512 fixed
-pairs falls well below the copy-I_t baseline (`fixed_pairs_eval` in
-pretrain_metrics.json; the README's results section has the measured figures).
+so the two configs always fit (`--config configs/ma2mi_pretrain.py:gpu`: the GPU size).
+Expected result: the reconstruction error on 512 fixed pairs falls well below the copy-I_t
+baseline (`fixed_pairs_eval` in pretrain_metrics.json; the measured figures are in
+RESULTS.md).
 """
 
 import ml_collections
@@ -25,7 +26,7 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(size: str = "cpu") -> ml_collections.ConfigDict:
     config = common.get_base_config()
     config.task = "pretrain"
     config.seeds = (0,)
@@ -40,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.grain_threads = 4
 
     config.model.name = "ma2mi"
-    config.model.update(common.miacnet_branches())
+    config.model.update(common.miacnet_branches(size))
     config.model.hflip = True
 
     config.train.steps = 1000

@@ -10,17 +10,15 @@ Commands:
 The branch settings (input size, widths, grid, ViT: `common.miacnet_branches()`) are shared
 with configs/ma2mi_pretrain.py, so a pre-training made with the default configs fits this
 model; `init_from` checks it, and refuses a pre-training corpus that shares a subject with
-this run's dataset. Sizes are for a 2-core CPU (grey input 28, action blocks 16/32, width
-32, a 7 x 7 token grid); `--config.model.input_size=112 --config.model.grid=14
---config.model.grayscale=False --config.model.action_features='(32,64,128)'
---config.model.embed_features=128` is the GPU size (set the same in the pre-training).
+this run's dataset. Sizes are for a 2-core CPU; `--config configs/miacnet.py:gpu` is the
+GPU size (both in `common.miacnet_branches`; pre-train with configs/ma2mi_pretrain.py:gpu).
 
 Expected result on the default synthetic database (16 subjects, CASME II 5-class, LOSO,
 seeds 0/1/2): clearly above chance (0.2), from scratch and after the default MA2MI
 pre-training (branches at 0.1 x the learning rate, `train.pretrained_lr_scale`); whether
-the pre-training helps is not a difference this database resolves (the README's results
+the pre-training helps is not a difference this database resolves (RESULTS.md's results
 table reads it with `compare`). The flattened head, weight decay and dropout 0.5 were
-chosen on seed 0 of this protocol (README); the table's rows choose them by nested LOSO.
+chosen on seed 0 of this protocol; the table's rows choose them by nested LOSO.
 """
 
 import ml_collections
@@ -28,11 +26,11 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(size: str = "cpu") -> ml_collections.ConfigDict:
     config = common.get_base_config()
     config.model.name = "miacnet"
     # The pre-trainable branches (shared with configs/ma2mi_pretrain.py).
-    config.model.update(common.miacnet_branches())
+    config.model.update(common.miacnet_branches(size))
     # The classifier and training.
     # Flattened rather than pooled: the classifier sees where on the face the motion is.
     config.model.head = "flatten"

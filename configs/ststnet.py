@@ -5,8 +5,7 @@ Command:
 
 Expected result on the default synthetic database (16 subjects, CASME II 5-class,
 LOSO, seeds 0/1/2): UF1 clearly above chance (0.2), in the range the synthetic
-database is calibrated for (0.5-0.8); the measured figures are in the README's results
-table.
+database is calibrated for (0.5-0.8); the measured figures are in RESULTS.md.
 """
 
 import ml_collections

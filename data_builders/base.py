@@ -16,30 +16,28 @@
 """
 
 import abc
-import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
 from data_builders.errata import Erratum
 from data_builders.records import STRICT_RULE, ClipOnDisk, Release, RowNote, check_strict
 from mer_jax.errors import UserError
-from mer_jax.guards import die_with_parent
+from mer_jax.workers import available_cores, worker_pool
 
 
-def _init_worker() -> None:
-    # A killed build takes its workers with it.
-    die_with_parent()
-    # Every worker process handles one clip at a time; OpenCV's own thread pool on
-    # top of that would oversubscribe the cores.
-    cv2.setNumThreads(1)
+def _caught[Result](
+    function: Callable[..., Result], call: tuple[Any, ...]
+) -> tuple[Result | None, UserError | None]:
+    """`function(*call)`, with a UserError returned instead of raised (run in a worker)."""
+    try:
+        return function(*call), None
+    except UserError as error:
+        return None, error
 
 
 def map_clips[Result](
@@ -59,44 +57,19 @@ def map_clips[Result](
     Args:
         function: a module-level function (it is pickled into spawned workers).
         calls: the positional arguments of each call.
-        workers: processes (None: all cores); never more than there are calls. With 1
-            everything runs in this process, in order.
+        workers: processes (`mer_jax.workers.worker_pool`; None: all cores); never more
+            than there are calls. With 1 everything runs in this process.
         desc, unit: the progress bar's label and unit.
 
     Yields:
-        (index into calls, result or None, UserError or None), in completion order.
+        (index into calls, result or None, UserError or None), in the order of calls.
     """
-    workers = max(1, min(workers or os.cpu_count() or 1, len(calls)))
-    with tqdm(total=len(calls), desc=desc, unit=unit) as bar:
-        if workers == 1:
-            for index, call in enumerate(calls):
-                try:
-                    result = function(*call)
-                except UserError as error:
-                    bar.update()
-                    yield index, None, error
-                    continue
-                bar.update()
-                yield index, result, None
-            return
-        # "spawn": forking a process that may hold JAX or TFDS threads can deadlock.
-        pool = ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-        )
-        try:
-            futures = {pool.submit(function, *call): index for index, call in enumerate(calls)}
-            for future in as_completed(futures):
-                bar.update()
-                try:
-                    result = future.result()
-                except UserError as error:
-                    yield futures[future], None, error
-                    continue
-                yield futures[future], result, None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    workers = max(1, min(workers or available_cores(), len(calls)))
+    with tqdm(total=len(calls), desc=desc, unit=unit) as bar, worker_pool(workers) as pool:
+        outcomes = pool.map(_caught, [function] * len(calls), calls)
+        for index, (result, error) in enumerate(outcomes):
+            bar.update()
+            yield index, result, error
 
 
 def clip_failure(clip: ClipOnDisk, clip_id: str, error: UserError) -> RowNote:

@@ -10,10 +10,13 @@ The flags are the fields of a config's `data` section (`--config.data.manual_dir
 in both places: `--overrides.KEY=VALUE` changes one builder config field (the value is
 read as an int, else a float, else true/false, else a string).
 
+`python -m data_builders.export` takes the same flags (one parser: `add_build_arguments`)
+and writes a build in the layouts other MER code reads.
+
 `--dry_run` reads the annotation and lists the frame folders (no image is opened) and
 prints the number of samples and subjects, the counts per raw emotion and per protocol
 label, and every row skipped, fixed or noted with its reason, all in one pass;
-`--summary_json PATH` also writes them as JSON (its keys: README, "Checking a release").
+`--summary_json PATH` also writes them as JSON (its keys: docs/datasets.md, "Checking a release").
 For the macro-expression pair corpora read from a folder (casme3_macro, ckplus,
 video_folder) it prints the clips, subjects, frame rates with their k, the pairs a build
 would cut and the clips too short for one. Without `--dry_run` the same summary is
@@ -40,7 +43,7 @@ from data_builders.errata import read_errata
 from data_builders.loading import build, read_release, skipped_in_build
 from data_builders.reading import check_usable
 from data_builders.records import ReleaseRecords, check_strict
-from data_builders.registry import builder_names, default_data_dir, get_builder
+from data_builders.registry import AnyBuilder, builder_names, default_data_dir, get_builder
 from data_builders.summary import dry_run_summary
 from mer_jax.errors import UserError
 
@@ -84,13 +87,11 @@ def split_overrides(
     return rest, overrides
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m data_builders.cli",
-        description="Check (--dry_run) or build a MER dataset.",
-        epilog="--overrides.KEY=VALUE: change a builder config field, e.g. "
-        "--overrides.crop_size=64 (repeatable)",
-    )
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments that choose and build a dataset (the dataset name, the release, the
+    cache, the builder config, strictness, errata, sheets), shared by every command that
+    reads a build (this one, `data_builders.export`); `--overrides.KEY=VALUE` is read by
+    `parse_build_args`."""
     parser.add_argument(
         "name",
         help=f"dataset: {', '.join(builder_names('clips'))}; macro-expression pair corpora: "
@@ -100,8 +101,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", default=default_data_dir(), help="built datasets cache")
     parser.add_argument("--builder_config", help="builder config, e.g. raw or cropped")
     parser.add_argument("--workers", type=int, help="processes (default: all cores)")
-    parser.add_argument("--dry_run", action="store_true", help="check only, build nothing")
-    parser.add_argument("--summary_json", type=Path, help="also write the summary here")
     parser.add_argument(
         "--strict", action="store_true", help="exit 2 if any row or clip is skipped"
     )
@@ -113,27 +112,63 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="the coding sheet to read where the release holds several (PATH or PATH#SHEET)",
     )
+
+
+def parse_build_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """(the parsed arguments, the builder variant: data_dir, config, overrides, reading).
+
+    Exits 2 through the parser on a malformed flag; raises UserError for an unreadable
+    errata file.
+    """
+    try:
+        rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
+    except UserError as error:
+        parser.error(str(error))
+    args = parser.parse_args(rest)
+    variant = {
+        "data_dir": args.data_dir,
+        "config": args.builder_config,
+        "overrides": overrides,
+        "reading": ReadOptions(
+            strict=args.strict,
+            errata=read_errata(args.errata) if args.errata else (),
+            annotations=tuple(args.annotation),
+        ),
+    }
+    return args, variant
+
+
+def print_built(builder: AnyBuilder) -> None:
+    """What a finished (or found) build holds, and the rows and clips it skipped."""
+    size = builder.info.splits["train"].num_examples
+    print(
+        f"built {builder.name}/{builder.builder_config.name}: {size} examples in "
+        f"{builder.data_dir}"
+    )
+    skipped = skipped_in_build(builder)
+    if skipped:
+        print(f"skipped ({len(skipped)}):\n  " + "\n  ".join(skipped))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_builders.cli",
+        description="Check (--dry_run) or build a MER dataset.",
+        epilog="--overrides.KEY=VALUE: change a builder config field, e.g. "
+        "--overrides.crop_size=64 (repeatable)",
+    )
+    add_build_arguments(parser)
+    parser.add_argument("--dry_run", action="store_true", help="check only, build nothing")
+    parser.add_argument("--summary_json", type=Path, help="also write the summary here")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status (2 for a problem with the input)."""
     try:
-        rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
-    except UserError as error:
-        _parser().error(str(error))
-    args = _parser().parse_args(rest)
-    try:
-        variant = {
-            "data_dir": args.data_dir,
-            "config": args.builder_config,
-            "overrides": overrides,
-            "reading": ReadOptions(
-                strict=args.strict,
-                errata=read_errata(args.errata) if args.errata else (),
-                annotations=tuple(args.annotation),
-            ),
-        }
+        args, variant = parse_build_args(_parser(), argv)
         builder = get_builder(args.name, **variant)
         if isinstance(builder, ManualDirBuilder):
             release = read_release(args.name, args.manual_dir, **variant)
@@ -157,14 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             return 0
         builder = build(args.name, manual_dir=args.manual_dir, workers=args.workers, **variant)
-        size = builder.info.splits["train"].num_examples
-        print(
-            f"built {builder.name}/{builder.builder_config.name}: {size} examples in "
-            f"{builder.data_dir}"
-        )
-        skipped = skipped_in_build(builder)
-        if skipped:
-            print(f"skipped ({len(skipped)}):\n  " + "\n  ".join(skipped))
+        print_built(builder)
         return 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -22,7 +22,7 @@ import abc
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -35,7 +35,7 @@ from data_builders.base import (
     map_clips,
 )
 from data_builders.errata import Erratum, errata_for
-from data_builders.reading import check_usable
+from data_builders.reading import SheetReader, check_usable
 from data_builders.records import ClipRecord, ReleaseRecords, RowNote
 from mer_jax.data.action_units import AU_LIST, multi_hot, parse_action_units
 from mer_jax.data.protocols import get_protocol, normalize_emotion
@@ -322,3 +322,23 @@ class ReleaseBuilder(ManualDirBuilder, ClipDatasetBuilder):
         keep_release_notes(self, release)
         check_usable(release)
         return list(release.records)
+
+
+class SheetReleaseBuilder(ReleaseBuilder, skip_registration=True):
+    """A release builder whose reader is a `data_builders.reading.SheetReader` (SAMM,
+    MMEW, CAS(ME)^3): a subclass sets `READER`, `PROTOCOL`, `BUILDER_CONFIGS` and
+    `MANUAL_DOWNLOAD_INSTRUCTIONS`; it reads `READER.dataset`."""
+
+    READER: ClassVar[SheetReader]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.DATASETS = (cls.READER.dataset,)
+
+    def read_release(self, manual_dir: Path) -> ReleaseRecords:
+        """The release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
+        return self.READER(
+            manual_dir,
+            errata=self.errata_for(self.READER.dataset),
+            annotation=self.chosen_annotation(),
+        )

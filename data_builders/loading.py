@@ -4,8 +4,9 @@
 complete build is cached, reads it and returns the `mer_jax.data.dataset` type of its
 kind (`MERDataset` for clips, `PairCorpus` for pairs); `check(config.data, kind)`
 validates the same settings first, building nothing. The functions below them serve
-scripts and tests: `build`, `read_release` (the dry run), `load_examples`,
-`pair_source` and `macro_corpus_bytes`.
+scripts and tests: `build`, `dataset_from_build` (what `load` returns, from a build in
+hand), `read_release` (the dry run), `load_examples`, `pair_source` and
+`macro_corpus_bytes`.
 
 A build runs under a lock in its cache folder: a second process (or host, on a shared
 file system) wanting the same build waits for it and then reads it; a half-written
@@ -410,6 +411,20 @@ def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
         overrides=dict(data_config.get("overrides") or {}),
         reading=_reading(data_config),
     )
+    return dataset_from_build(builder, protocol_name)
+
+
+def dataset_from_build(
+    builder: AnyBuilder, protocol_name: str | None = None
+) -> MERDataset | PairCorpus:
+    """The dataset `load` returns, from a finished build: a `MERDataset` of the clips
+    with a label under `protocol_name` (None: the build's own labels), or a
+    `PairCorpus`.
+
+    Raises:
+        UserError: an unknown protocol, or no labelled sample at all.
+    """
+    name = builder.name
     metadata = dict(builder.info.metadata)
     if isinstance(builder, MacroPairsBuilder):
         return PairCorpus(

@@ -62,8 +62,7 @@ from mer_jax.preprocess import (
     shared_landmarker,
     warp_crop,
 )
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+from mer_jax.preprocess.video import count_frames, read_frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +269,7 @@ def _video_frames(
     the frame count)."""
     path = clip.video_path
     assert path is not None
-    count = len(clip.frame_numbers) or count_video_frames(path)
+    count = len(clip.frame_numbers) or count_frames(path)
     ts = plan_pairs(range(count), k, options.pairs_per_clip)
     if not ts:
         return {}, ts, count
@@ -293,68 +292,14 @@ def _decode_video(
 ) -> tuple[dict[int, np.ndarray], int]:
     """Crops of the frames in `keep`; fixes the aligner on frame 0. Returns (crops, frames
     decoded), stopping after the last kept frame."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise UserError(f"cannot open video {path} (missing, unreadable or an unknown codec)")
-    kept: dict[int, np.ndarray] = {}
-    last = max(keep, default=0)
-    index = 0
-    try:
-        while index <= last:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            if index == 0 or index in keep:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                if index == 0:
-                    aligner.first(0, rgb, f"{path} frame 0")
-                if index in keep:
-                    kept[index] = aligner.crop(rgb)
-            index += 1
-    finally:
-        capture.release()
-    if index == 0:
-        raise UserError(f"cannot decode any frame of video {path}")
-    return kept, index
 
+    def crop(index: int, rgb: np.ndarray) -> np.ndarray:
+        if index == 0:
+            aligner.first(0, rgb, f"{path} frame 0")
+        return aligner.crop(rgb)
 
-def count_video_frames(path: Path) -> int:
-    """The frames of a video, counted by reading it (for containers that do not say)."""
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    try:
-        while capture.grab():
-            count += 1
-    finally:
-        capture.release()
-    return count
-
-
-def probe_video(path: Path, fallback_fps: float) -> tuple[float, int]:
-    """(fps, frame count) of a video from its container; fps falls back when absent.
-
-    The count is 0 when the container does not give one; the first frame is decoded,
-    so a file OpenCV cannot read fails here, before a long build.
-
-    Raises:
-        UserError: the file cannot be opened or its first frame decoded; names it.
-    """
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise UserError(
-                f"cannot open video {path} (unreadable, or a codec OpenCV's FFmpeg lacks)"
-            )
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-        ok, _ = capture.read()
-        if not ok:
-            raise UserError(f"cannot decode the first frame of video {path}")
-    finally:
-        capture.release()
-    fps = float(fps) if math.isfinite(fps) and 0.0 < fps <= 10_000.0 else fallback_fps
-    count = int(count) if math.isfinite(count) and count > 0 else 0
-    return fps, count
+    crops, decoded = read_frames(path, keep | {0}, until=max(keep, default=0), transform=crop)
+    return {n: crops[n] for n in keep if n in crops}, decoded
 
 
 class MacroPairsBuilder(MERBuilder):

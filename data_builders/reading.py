@@ -26,16 +26,25 @@ Landmarks sidecars (every database): `<root>/landmarks/<clip folder below the fr
 root>.csv`, in the format `mer_jax.preprocess.read_landmarks_sidecar` reads.
 
 Each database's own layout is read by the `read_*` function of its builder package
-(`data_builders/<name>/`), with these functions.
+(`data_builders/<name>/`), with these functions; a database read from one coding sheet
+declares its reader as a `SheetReader` (the sheet's name, its frame folders, its subject
+folder names) and its builder is a `clip_builder.SheetReleaseBuilder`.
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from data_builders.errata import Erratum, errata_of, validate
 from data_builders.records import ClipRecord, ReleaseLog, ReleaseRecords
-from data_builders.sheets import Annotation, SheetRow, normalised_rows, whole_number
+from data_builders.sheets import (
+    Annotation,
+    SheetRow,
+    find_annotation,
+    normalised_rows,
+    whole_number,
+)
 from mer_jax.data.action_units import parse_action_units
 from mer_jax.errors import UserError
 from mer_jax.preprocess.clip import list_frames
@@ -382,3 +391,101 @@ def read_sheet_release(
         errata=errata,
         log=log,
     )
+
+
+# -- the reader skeleton of the coding-sheet databases ------------------------------------
+
+
+class Frames(NamedTuple):
+    """Where a release's frames are: the folder the clip folders are found below, the
+    frame folder of a row (None: <root>/<subject folder>/<Filename>) and whether they are
+    face crops already."""
+
+    root: Path
+    clip_dir_of: Callable[[SheetRow], Path | None] | None = None
+    face_cropped: bool = False
+
+
+def frame_folder(name: str) -> Callable[[Path, str, ReleaseLog], Frames]:
+    """The `SheetReader.frames` of a release whose clips sit in <root>/<name>/<subject
+    folder>/<Filename>/ (the name compared without case)."""
+
+    def frames(root: Path, layout: str, log: ReleaseLog) -> Frames:
+        del log
+        folder = child_dir(root, name)
+        if folder is None:
+            raise UserError(f"{root} has no {name}/ folder; {layout}")
+        return Frames(folder)
+
+    return frames
+
+
+@dataclass(frozen=True)
+class SheetReader:
+    """A database read from one coding sheet and folders of frames (CASME II, SAMM, MMEW,
+    CAS(ME)^3): what differs between them, declared; calling it reads a release.
+
+    Attributes:
+        dataset: database name (subject namespace; whose shipped errata apply).
+        fps: frame rate of the recordings.
+        sheet: the coding sheet's usual file name, a glob (`sheets.find_annotation`).
+        sheet_depth: how many folders below the release folder the sheet may sit.
+        layout: the expected layout, quoted in errors.
+        subject_folder: Subject cell -> subject folder name (`read_sheet_release`).
+        frames: (release folder, layout, log) -> its `Frames`; raises UserError (showing
+            the layout) where there are none.
+        other_sheets: a glob of the release's other sheets with the same columns.
+        filename_of: the clip name a record keeps, from the Filename cell.
+    """
+
+    dataset: str
+    fps: float
+    sheet: str
+    sheet_depth: int
+    layout: str
+    subject_folder: Callable[[str], str]
+    frames: Callable[[Path, str, ReleaseLog], Frames]
+    other_sheets: str | None = None
+    filename_of: Callable[[str], str] = str
+
+    def __call__(
+        self,
+        root: str | Path,
+        *,
+        errata: Sequence[Erratum] | None = None,
+        annotation: Path | None = None,
+    ) -> ReleaseRecords:
+        """The clips of the release in `root`, in sheet order.
+
+        Args:
+            root: the release folder.
+            errata: corrections to apply; None: the shipped table of `dataset`.
+            annotation: the sheet the user chose; None: found in root.
+
+        Raises:
+            UserError: no coding sheet, several, or no frames (the message shows the
+                layout). Problems of single rows are notes of the release.
+        """
+        root = Path(root)
+        log = ReleaseLog()
+        sheet = find_annotation(
+            root,
+            pattern=self.sheet,
+            layout=self.layout,
+            depth=self.sheet_depth,
+            log=log,
+            chosen=annotation,
+            other_sheets=self.other_sheets,
+        )
+        frames = self.frames(root, self.layout, log)
+        return read_sheet_release(
+            sheet,
+            source=ClipSource(
+                self.dataset, self.fps, frames.face_cropped, frames.root, root / "landmarks"
+            ),
+            subject_folder=self.subject_folder,
+            clip_dir_of=frames.clip_dir_of,
+            errata=errata,
+            log=log,
+            filename_of=self.filename_of,
+        )

@@ -2,7 +2,7 @@
 
 For a clip dataset, `release_summary` counts samples and subjects, per raw emotion and
 per protocol label and how many AU cells were read, with every note on the rows (the
-keys are documented in the README, "Checking a release"); for a pair corpus read from a
+keys are documented in docs/datasets.md, "Checking a release"); for a pair corpus read from a
 folder,
 `pair_release_summary` counts clips, subjects, frame rates with their k and the pairs
 a build would cut. Both are JSON-ready dicts, printed for people by `format_summary` /

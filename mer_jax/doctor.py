@@ -73,7 +73,7 @@ def _device_facts() -> list[Fact]:
         devices = jax.devices()
     except Exception as error:  # a broken install shows as any exception: report it
         return [Fact("backend", "unavailable", problem=f"jax does not start: {error}")]
-    from mer_jax.train import engine
+    from mer_jax.train import stacking
 
     backend = jax.default_backend()
     kinds = sorted({device.device_kind for device in devices})
@@ -87,8 +87,8 @@ def _device_facts() -> list[Fact]:
     else:
         facts.append(Fact("device memory", f"not reported by the {backend} backend"))
     automatic = ml_collections.ConfigDict({"mode": "auto", "loop": "auto"})
-    facts.append(Fact("engine.mode=auto", engine.resolve_mode(automatic)))
-    facts.append(Fact("engine.loop=auto", engine.resolve_loop(automatic)))
+    facts.append(Fact("engine.mode=auto", stacking.resolve_mode(automatic)))
+    facts.append(Fact("engine.loop=auto", stacking.resolve_loop(automatic)))
     attached = attached_accelerators()
     if backend == "cpu" and attached:
         facts.append(

@@ -1,6 +1,6 @@
 """Tiny fake releases of the licensed MER databases, in their real on-disk layouts.
 
-Each `make_*` writes a release folder with the quirks datasets.md lists for that
+Each `make_*` writes a release folder with the quirks docs/datasets.md lists for that
 database and returns what a reader must find in it (`Expected`). Frames are a smooth
 random texture that moves `APEX_SHIFT` px from onset to apex and back, with landmarks
 sidecars (the eye positions the alignment uses), except where a test wants dlib to find

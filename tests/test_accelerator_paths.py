@@ -38,7 +38,7 @@ from test_engine import (
     train,
 )
 
-from mer_jax.train import engine
+from mer_jax.train import engine, stacking
 
 # The session's tiny dataset and test_engine's sequential baseline, fixtures here too.
 synthetic_data_dir = fixtures.synthetic_data_dir
@@ -190,7 +190,8 @@ def test_auto_picks_stacked_and_scan_on_an_accelerator(
 ):
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     automatic = ml_collections.ConfigDict({"mode": "auto", "loop": "auto"})
-    assert (engine.resolve_mode(automatic), engine.resolve_loop(automatic)) == ("stacked", "scan")
+    resolved = (stacking.resolve_mode(automatic), stacking.resolve_loop(automatic))
+    assert resolved == ("stacked", "scan")
     config = tiny_config(synthetic_data_dir)
     assert (config.engine.mode, config.engine.loop) == ("auto", "auto")
     run = make_run(config, tmp_path)

@@ -22,6 +22,7 @@ from fixtures import (
 )
 
 from configs import common, ststnet
+from mer_jax import workdir
 from mer_jax.evaluate import report
 from mer_jax.train import engine
 
@@ -56,7 +57,7 @@ class RecordingRun(engine.LosoRun):
         super().__init__(*args, **kwargs)
         self.layouts = []
 
-    def _predict(self, stage, chunk: engine.Chunk, state: Any, arrays: dict, report=True):
+    def _predict(self, stage, chunk: workdir.Chunk, state: Any, arrays: dict, report=True):
         self.layouts.append([(leaf.shape, leaf.sharding) for leaf in jax.tree.leaves(state)])
         return super()._predict(stage, chunk, state, arrays, report)
 
@@ -237,7 +238,7 @@ def test_transfer_guard_is_on_by_default():
 class HostArrayRun(engine.LosoRun):
     """Leaves one per-chunk input on the host: every dispatch would copy it to the device."""
 
-    def _chunk_arrays(self, chunk: engine.Chunk) -> dict:
+    def _chunk_arrays(self, chunk: workdir.Chunk) -> dict:
         arrays = super()._chunk_arrays(chunk)
         arrays["n_train"] = np.asarray(arrays["n_train"])
         return arrays

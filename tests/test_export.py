@@ -5,7 +5,7 @@ without them: whatever would lower only on a CPU (a CPU-only custom call, a host
 callback, a sharding the mesh cannot express) fails here instead of on the first
 accelerator it meets. The functions are the engine's own: a `LosoRun` built from each
 model's config (stacked over the 8 test devices, `engine.loop=scan`, bfloat16 compute)
-makes them with `engine.build_functions`, and MA2MI's pre-training step is the one a
+makes them with `stacking.build_functions`, and MA2MI's pre-training step is the one a
 `PretrainingRun` compiles.
 
 The models choose their CPU-only code (convolutions as patches, see

@@ -93,3 +93,17 @@ def test_a_grid_of_nested_selection_from_the_command_line():
     }
     with pytest.raises(UserError, match="SECTION.FIELD"):
         launcher.parse(["--config=configs/ststnet.py", "--config.tune.grid.dropout=(0,1)"])
+
+
+@pytest.mark.parametrize(
+    "config, fragments",
+    [
+        # A config's get_config raising: its own message, not ml_collections' traceback.
+        ("configs/protocols/megc2019_composite.py:nonexistent", ("unknown method 'nonexistent'",)),
+        ("configs/ststnet.py:fr", ("get_config() takes 0 positional arguments",)),
+    ],
+)
+def test_a_config_loading_error_is_one_line_without_a_traceback(config, fragments, tmp_path):
+    result = launch(f"--config={config}", f"--workdir={tmp_path}")
+    assert_user_error(result, config, *fragments)
+    assert 'File "' not in result.stderr

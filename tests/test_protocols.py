@@ -73,8 +73,8 @@ def summary_counts(release, default_protocol: str) -> dict[str, dict[str, int]]:
 
 
 def test_annotation_tables_with_the_published_counts(tmp_path):
-    """Coding sheets (and SMIC folders) with the emotion counts of datasets.md, read by
-    the real readers, give the protocol counts of datasets.md."""
+    """Coding sheets (and SMIC folders) with the emotion counts of docs/datasets.md, read
+    by the real readers, give the protocol counts of docs/datasets.md."""
     casme2_rows = [
         [1 + i % 26, f"EP{i:03d}", 1, 1, 2, None, "4", emotion]
         for i, emotion in enumerate(e for e, n in CASME2_EMOTIONS.items() for _ in range(n))

@@ -413,7 +413,7 @@ def test_a_damaged_checkpoint_is_named_and_training_falls_back(
 
 
 def test_a_full_disk_is_one_line(config_file, tmp_path, monkeypatch):
-    from mer_jax.train import checkpoint
+    from mer_jax import checkpoint
 
     def full(self, step, state, meta):
         raise OSError(28, "No space left on device", str(self.directory))

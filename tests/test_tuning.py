@@ -206,11 +206,11 @@ def test_a_nested_workdir_predicts_with_its_outer_models(runs, synthetic_data_di
     """`--mode predict` averages the models that predicted the outer test subjects: under
     nested selection, each outer fold's model of its chosen grid point."""
     import data_builders
-    from mer_jax import predict
+    from mer_jax import workdir
 
-    ensemble = predict.Ensemble(runs / "two")
+    ensemble = workdir.Ensemble(runs / "two")
     assert sorted(ensemble.replicas) == sorted(
-        engine.Replica(f, 0) for f in range(fixtures.NUM_SUBJECTS)
+        workdir.Replica(f, 0) for f in range(fixtures.NUM_SUBJECTS)
     )
     dataset = data_builders.load(config_with(synthetic_data_dir, GRID).data)
     outputs = ensemble.predict({name: dataset[name][:2] for name in ensemble.inputs})

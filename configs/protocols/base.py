@@ -31,7 +31,7 @@ def protocol_config(
     config.model.name = method
     config.train.checkpoint_every = 200
     if method == "ststnet":
-        # The authors' released code and schedule (methods.md): Adam 5e-5, batch 256,
+        # The authors' released code and schedule (docs/methods.md#ststnet): Adam 5e-5, batch 256,
         # 800 epochs, the last epoch's predictions pooled.
         config.model.variant = "released"
         config.train.learning_rate = 5e-5
@@ -47,22 +47,7 @@ def protocol_config(
         config.train.steps = 1000
     elif method == "ltr3o":
         # configs/ltr3o_full.py's sizes and schedule [our reading].
-        config.model.update(
-            {
-                "num_candidates": 8,
-                "input_size": 28,
-                "use_strain": True,
-                "encoder_features": (32, 64, 128),
-                "scorer_features": 32,
-                "weight_aux": 0.5,
-                "weight_rank": 1.0,
-                "weight_cal": 0.5,
-            }
-        )
-        config.train.steps = 2000
-        config.train.batch_size = 64
-        config.train.schedule = "cosine"
-        config.train.warmup_steps = 100
+        common.ltr3o_full_size(config)
     elif method == "dere_grl":
         # configs/dere_grl.py's modules at twice its widths [our reading].
         config.model.update(
@@ -79,20 +64,9 @@ def protocol_config(
         config.train.steps = 1000
         config.train.batch_size = 64
     else:
-        # MIACNet at the GPU size of configs/miacnet.py's docstring [our reading].
-        config.model.update(common.miacnet_branches())
-        config.model.update(
-            {
-                "input_size": 112,
-                "grid": 14,
-                "grayscale": False,
-                "action_features": (32, 64, 128),
-                "embed_features": 128,
-                "head": "flatten",
-                "dropout": 0.5,
-                "hflip": True,
-            }
-        )
+        # MIACNet at its GPU size [our reading].
+        config.model.update(common.miacnet_branches("gpu"))
+        config.model.update({"head": "flatten", "dropout": 0.5, "hflip": True})
         config.train.steps = 1000
         config.train.batch_size = 64
         config.train.weight_decay = 1.0

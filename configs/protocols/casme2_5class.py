@@ -13,7 +13,7 @@ publish no CASME II 5-class figure (FR's CASME II .8915 is the composite's 3-cla
 STSTNet runs its released variant and schedule (Adam 5e-5, 800 epochs) at batch 128
 **[our reading]**: its batch of 256 exceeds every fold's training side here.
 
-The leak-free protocol it runs (evaluation.md): every fold trains on the other 25
+The leak-free protocol it runs (docs/evaluation.md): every fold trains on the other 25
 subjects only, for a fixed number of steps chosen beforehand; its last-step model
 predicts its test subject once; UF1, UAR and accuracy are computed once on the 246
 pooled predictions of each seed (5 seeds, mean +- std, subject-bootstrap intervals);

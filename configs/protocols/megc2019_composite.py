@@ -2,7 +2,7 @@ r"""The MEGC 2019 composite, 3 classes: 442 clips of 68 subjects (CASME II 145, 
 SMIC-HS 164), LOSO over the 68 namespaced subjects, UF1 and UAR pooled over all folds and
 on each database's part.
 
-Commands (the three licensed releases in one folder, a sub-folder each: README, Data):
+Commands (the three licensed releases in one folder, a sub-folder each: docs/datasets.md):
   python launch.py --config configs/protocols/megc2019_composite.py:ststnet \
       --config.data.manual_dir=/data/MEGC2019 --workdir runs/megc2019_ststnet
   ... :fr, :ltr3o, :dere_grl or :miacnet the same way (configs/protocols/base.py).
@@ -16,12 +16,12 @@ Published figures to compare `metrics.json` (`uf1`, `uar` and `per_dataset`) wit
 - LTR3O, DeRe-GRL, MIACNet: no composite figure in what this project has of them (the
   abstracts); compare with the paper's own table if it has one.
 
-The leak-free protocol it runs (evaluation.md): every fold trains on the other 67
+The leak-free protocol it runs (docs/evaluation.md): every fold trains on the other 67
 subjects only, for a fixed number of steps chosen beforehand; its last-step model
 predicts its test subject once; UF1, UAR and accuracy are computed once on the 442
 pooled predictions of each seed (5 seeds, mean +- std, subject-bootstrap intervals);
 nothing is tuned. The published figures were not all obtained so (per-fold averages or
-epochs picked on the test subject inflate them; evaluation.md).
+epochs picked on the test subject inflate them; docs/evaluation.md).
 """
 
 import ml_collections

@@ -13,7 +13,7 @@ publish no SAMM 5-class figure (FR's SAMM .7372 is the composite's 3-class part)
 STSTNet runs its released variant and schedule (Adam 5e-5, 800 epochs) at batch 64
 **[our reading]**: its batch of 256 exceeds every fold's training side here.
 
-The leak-free protocol it runs (evaluation.md): every fold trains on the other subjects
+The leak-free protocol it runs (docs/evaluation.md): every fold trains on the other subjects
 only, for a fixed number of steps chosen beforehand; its last-step model predicts its
 test subject once; UF1, UAR and accuracy are computed once on the 136 pooled predictions
 of each seed (5 seeds, mean +- std, subject-bootstrap intervals); nothing is tuned.

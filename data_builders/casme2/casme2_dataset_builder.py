@@ -13,15 +13,16 @@ CASME II layout, as shipped by the CASME II authors:
     <root>/landmarks/sub01/EP02_01f.csv       optional landmarks sidecar
 """
 
+import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from data_builders.clip_builder import ReleaseBuilder, ReleaseVariantConfig
 from data_builders.errata import Erratum
-from data_builders.reading import ClipSource, read_sheet_release
+from data_builders.reading import Frames, SheetReader
 from data_builders.records import ClipRecord, ReleaseLog, ReleaseRecords
-from data_builders.sheets import find_annotation, whole_number
+from data_builders.sheets import whole_number
 from mer_jax.errors import UserError
 
 # Frame folders of a CASME II release by release variant: "raw" frames are aligned by
@@ -51,6 +52,25 @@ def casme2_subject_folder(subject: str) -> str:
     return f"sub{number if number is not None else int(match.group(1)):02d}"
 
 
+def casme2_frames(root: Path, layout: str, log: ReleaseLog, *, release: str | None) -> Frames:
+    """The frame folder of a CASME II release: of `release` ("raw" or "cropped"), or the
+    first present, raw first.
+
+    Raises:
+        UserError: an unknown release, or no frame folder (the message shows `layout`).
+    """
+    del log
+    variants = [release] if release is not None else list(CASME2_FRAME_FOLDERS)
+    if release is not None and release not in CASME2_FRAME_FOLDERS:
+        raise UserError(f"CASME II release {release!r} is not one of {list(CASME2_FRAME_FOLDERS)}")
+    for variant in variants:
+        for name in CASME2_FRAME_FOLDERS[variant]:
+            if (root / name).is_dir():
+                return Frames(root / name, face_cropped=variant == "cropped")
+    wanted = " or ".join(name for variant in variants for name in CASME2_FRAME_FOLDERS[variant])
+    raise UserError(f"{root} has no frame folder {wanted}; {layout}")
+
+
 def read_casme2_release(
     root: str | Path,
     *,
@@ -75,38 +95,16 @@ def read_casme2_release(
         UserError: no coding sheet, several, or no frame folder (the message shows the
             expected layout). Problems of single rows are notes of the release.
     """
-    root = Path(root)
-    log = ReleaseLog()
-    sheet = find_annotation(
-        root,
-        pattern="CASME2-coding-*.xlsx",
+    reader = SheetReader(
+        dataset=dataset,
+        fps=fps,
+        sheet="CASME2-coding-*.xlsx",
+        sheet_depth=0,
         layout=CASME2_LAYOUT,
-        depth=0,
-        log=log,
-        chosen=annotation,
-    )
-    variants = [release] if release is not None else list(CASME2_FRAME_FOLDERS)
-    if release is not None and release not in CASME2_FRAME_FOLDERS:
-        raise UserError(f"CASME II release {release!r} is not one of {list(CASME2_FRAME_FOLDERS)}")
-    frame_root, cropped = next(
-        (
-            (root / name, variant == "cropped")
-            for variant in variants
-            for name in CASME2_FRAME_FOLDERS[variant]
-            if (root / name).is_dir()
-        ),
-        (None, False),
-    )
-    if frame_root is None:
-        wanted = " or ".join(name for variant in variants for name in CASME2_FRAME_FOLDERS[variant])
-        raise UserError(f"{root} has no frame folder {wanted}; {CASME2_LAYOUT}")
-    return read_sheet_release(
-        sheet,
-        source=ClipSource(dataset, fps, cropped, frame_root, root / "landmarks"),
         subject_folder=casme2_subject_folder,
-        errata=errata,
-        log=log,
+        frames=functools.partial(casme2_frames, release=release),
     )
+    return reader(root, errata=errata, annotation=annotation)
 
 
 def read_casme2(

@@ -12,27 +12,32 @@ differ from the folder's ("A" / "a"): records keep it in lower case, like the fo
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
-from data_builders.errata import Erratum
-from data_builders.reading import ClipSource, child_dir, read_sheet_release
-from data_builders.records import ReleaseLog, ReleaseRecords
-from data_builders.sheets import SheetRow, find_annotation, whole_number
+from data_builders.clip_builder import ClipBuilderConfig, SheetReleaseBuilder
+from data_builders.reading import Frames, SheetReader, child_dir
+from data_builders.sheets import SheetRow, whole_number
 from mer_jax.errors import UserError
 
 DATASET = "casme3"
 FPS = 30.0
+# What the micro- and macro-expression builders read of a release: its Part A frames.
+PART_A_FRAMES = (
+    "the Part A frames <root>/part_A/.../spNO.1/a/color/1.jpg, one folder of frames per "
+    "task recording"
+)
 CASME3_LAYOUT = (
     "expected layout: <root>/.../cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (at most 3 "
-    "folders down) and the Part A frames <root>/part_A/.../spNO.1/a/color/1.jpg, one "
-    "folder of frames per task recording"
+    f"folders down) and {PART_A_FRAMES}"
 )
-MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+# Where the release is requested, for both builders.
+CASME3_LICENCE = """\
 CAS(ME)^3 is licence-gated. Request it from the Institute of Psychology, Chinese Academy
 of Sciences (CAS(ME)^3 page of http://casme.psych.ac.cn; see also
-https://github.com/jingtingEmmaLi/CAS-ME-3), unpack Part A and its annotation into one
+https://github.com/jingtingEmmaLi/CAS-ME-3)"""
+MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+{CASME3_LICENCE}, unpack Part A and its annotation into one
 folder and pass that folder as manual_dir. Only the micro-expression rows of Part A
 (RGB "color" frames) are read.
 {CASME3_LAYOUT}.
@@ -108,55 +113,25 @@ def part_a_task_frames(root: Path, layout: str) -> tuple[Path, Callable[[SheetRo
     return frame_root, clip_dir_of
 
 
-def read_casme3(
-    root: str | Path,
-    *,
-    errata: Sequence[Erratum] | None = None,
-    annotation: Path | None = None,
-) -> ReleaseRecords:
-    """The micro-expression clips of a CAS(ME)^3 Part A release, in sheet order.
-
-    Args:
-        root, errata, annotation: the release folder, the corrections to apply and the
-            sheet chosen, as for `data_builders.casme2.read_casme2_release`.
-
-    Raises:
-        UserError: no annotation, several, or no subject folders (the message shows the
-            layout). Problems of single rows are notes of the release.
-    """
-    root = Path(root)
-    log = ReleaseLog()
-    sheet = find_annotation(
-        root,
-        pattern=f"*{ME_SHEET}*.xlsx",
-        layout=CASME3_LAYOUT,
-        depth=3,
-        log=log,
-        chosen=annotation,
-        other_sheets="*part_A_MaE_*",  # the macro-expression sheet, if it uses our columns
-    )
-    frame_root, clip_dir_of = part_a_task_frames(root, CASME3_LAYOUT)
-    return read_sheet_release(
-        sheet,
-        source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
-        subject_folder=casme3_subject_folder,
-        clip_dir_of=clip_dir_of,
-        errata=errata,
-        log=log,
-        filename_of=str.lower,
-    )
+# The micro-expression clips of a CAS(ME)^3 Part A release, in sheet order (raises
+# UserError for no annotation, several, or no subject folders).
+read_casme3 = SheetReader(
+    dataset=DATASET,
+    fps=FPS,
+    sheet=f"*{ME_SHEET}*.xlsx",
+    sheet_depth=3,
+    layout=CASME3_LAYOUT,
+    subject_folder=casme3_subject_folder,
+    frames=lambda root, layout, log: Frames(*part_a_task_frames(root, layout)),
+    other_sheets="*part_A_MaE_*",  # the macro-expression sheet, if it uses our columns
+    filename_of=str.lower,
+)
 
 
-class Builder(ReleaseBuilder):
+class Builder(SheetReleaseBuilder):
     """casme3: one "train" split, labels of the casme3_4class protocol."""
 
     BUILDER_CONFIGS = [ClipBuilderConfig(name="default", description="Part A color, dlib faces")]
     PROTOCOL = "casme3_4class"
-    DATASETS = (DATASET,)
+    READER = read_casme3
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-
-    def read_release(self, manual_dir: Path) -> ReleaseRecords:
-        """The CAS(ME)^3 Part A release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_casme3(
-            manual_dir, errata=self.errata_for(DATASET), annotation=self.chosen_annotation()
-        )

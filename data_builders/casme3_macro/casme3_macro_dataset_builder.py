@@ -29,8 +29,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from data_builders.casme3.casme3_dataset_builder import (
+    CASME3_LICENCE,
     FPS,
     ME_SHEET,
+    PART_A_FRAMES,
     casme3_subject_folder,
     part_a_task_frames,
 )
@@ -59,15 +61,12 @@ def casme3_macro_layout(annotation_contains: str) -> str:
     return (
         f"expected layout: <root>/.../*{annotation_contains}*.xlsx (e.g. "
         "cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx, at most 3 folders down) and "
-        "the Part A frames <root>/part_A/.../spNO.1/a/color/1.jpg, one folder of frames "
-        "per task recording"
+        f"{PART_A_FRAMES}"
     )
 
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-CAS(ME)^3 is licence-gated. Request it from the Institute of Psychology, Chinese Academy
-of Sciences (CAS(ME)^3 page of http://casme.psych.ac.cn; see also
-https://github.com/jingtingEmmaLi/CAS-ME-3), unpack Part A and its annotation folder
+{CASME3_LICENCE}, unpack Part A and its annotation folder
 into one folder and pass that folder as manual_dir. Only the macro-expression rows of
 Part A (RGB "color" frames) are read; the sheet name is our assumption: if yours
 differs, set --overrides.annotation_contains=<part of its name> (in a config:

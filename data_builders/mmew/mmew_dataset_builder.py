@@ -6,14 +6,12 @@ clip filed under another emotion than its row says keeps the row's label, and th
 difference is reported.
 """
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
-from data_builders.errata import Erratum
-from data_builders.reading import ClipSource, child_dir, read_sheet_release
-from data_builders.records import ReleaseLog, ReleaseRecords
-from data_builders.sheets import SheetRow, find_annotation, whole_number
+from data_builders.clip_builder import ClipBuilderConfig, SheetReleaseBuilder
+from data_builders.reading import Frames, SheetReader, child_dir
+from data_builders.records import ReleaseLog
+from data_builders.sheets import SheetRow, whole_number
 from mer_jax.data.protocols import normalize_emotion
 from mer_jax.errors import UserError
 
@@ -44,35 +42,13 @@ def mmew_subject_folder(subject: str) -> str:
     return subject.strip() if number is None else f"{number:02d}"
 
 
-def read_mmew(
-    root: str | Path,
-    *,
-    errata: Sequence[Erratum] | None = None,
-    annotation: Path | None = None,
-) -> ReleaseRecords:
-    """The micro-expression clips of an MMEW release, in sheet order.
-
-    Args:
-        root, errata, annotation: the release folder, the corrections to apply and the
-            sheet chosen, as for `data_builders.casme2.read_casme2_release`.
-
-    Raises:
-        UserError: no sheet, several, or no Micro_Expression/ folder (the message shows
-            the layout). Problems of single rows are notes of the release.
-    """
-    root = Path(root)
-    log = ReleaseLog()
-    sheet = find_annotation(
-        root,
-        pattern="MMEW_Micro_Exp*.xlsx",
-        layout=MMEW_LAYOUT,
-        depth=1,
-        log=log,
-        chosen=annotation,
-    )
+def mmew_frames(root: Path, layout: str, log: ReleaseLog) -> Frames:
+    """MMEW's clip folders, filed by emotion: every one indexed once by its name, and a
+    row's found by its Filename (one filed under another emotion than its row says keeps
+    the row's, noted)."""
     frame_root = child_dir(root, "Micro_Expression")
     if frame_root is None:
-        raise UserError(f"{root} has no Micro_Expression/ folder; {MMEW_LAYOUT}")
+        raise UserError(f"{root} has no Micro_Expression/ folder; {layout}")
     clip_dirs: dict[str, list[Path]] = {}
     for emotion_dir in sorted(path for path in frame_root.iterdir() if path.is_dir()):
         for clip_dir in sorted(path for path in emotion_dir.iterdir() if path.is_dir()):
@@ -95,26 +71,26 @@ def read_mmew(
             )
         return chosen
 
-    return read_sheet_release(
-        sheet,
-        source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
-        subject_folder=mmew_subject_folder,
-        clip_dir_of=clip_dir_of,
-        errata=errata,
-        log=log,
-    )
+    return Frames(frame_root, clip_dir_of)
 
 
-class Builder(ReleaseBuilder):
+# The micro-expression clips of an MMEW release, in sheet order (raises UserError for no
+# sheet, several, or no Micro_Expression/ folder).
+read_mmew = SheetReader(
+    dataset=DATASET,
+    fps=FPS,
+    sheet="MMEW_Micro_Exp*.xlsx",
+    sheet_depth=1,
+    layout=MMEW_LAYOUT,
+    subject_folder=mmew_subject_folder,
+    frames=mmew_frames,
+)
+
+
+class Builder(SheetReleaseBuilder):
     """mmew: one "train" split, labels of the mmew_4class protocol."""
 
     BUILDER_CONFIGS = [ClipBuilderConfig(name="default", description="MMEW frames, dlib faces")]
     PROTOCOL = "mmew_4class"
-    DATASETS = (DATASET,)
+    READER = read_mmew
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-
-    def read_release(self, manual_dir: Path) -> ReleaseRecords:
-        """The MMEW release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_mmew(
-            manual_dir, errata=self.errata_for(DATASET), annotation=self.chosen_annotation()
-        )

@@ -7,14 +7,9 @@ to 3 channels by the face stage); apex frames outside onset..offset in a few row
 the circulated sheet (treated as not annotated, reported).
 """
 
-from collections.abc import Sequence
-from pathlib import Path
-
-from data_builders.clip_builder import ClipBuilderConfig, ReleaseBuilder
-from data_builders.errata import Erratum
-from data_builders.reading import ClipSource, child_dir, read_sheet_release
-from data_builders.records import ReleaseLog, ReleaseRecords
-from data_builders.sheets import find_annotation, whole_number
+from data_builders.clip_builder import ClipBuilderConfig, SheetReleaseBuilder
+from data_builders.reading import SheetReader, frame_folder
+from data_builders.sheets import whole_number
 from mer_jax.errors import UserError
 
 DATASET = "samm"
@@ -44,54 +39,23 @@ def samm_subject_folder(subject: str) -> str:
     return f"{number:03d}"
 
 
-def read_samm(
-    root: str | Path,
-    *,
-    errata: Sequence[Erratum] | None = None,
-    annotation: Path | None = None,
-) -> ReleaseRecords:
-    """The clips of a SAMM release, in coding-sheet order.
-
-    Args:
-        root, errata, annotation: the release folder, the corrections to apply and the
-            sheet chosen, as for `data_builders.casme2.read_casme2_release`.
-
-    Raises:
-        UserError: no coding sheet, several, or no SAMM/ frame folder (the message shows
-            the layout). Problems of single rows are notes of the release.
-    """
-    root = Path(root)
-    log = ReleaseLog()
-    sheet = find_annotation(
-        root,
-        pattern="SAMM_Micro_FACS_Codes*.xlsx",
-        layout=SAMM_LAYOUT,
-        depth=1,
-        log=log,
-        chosen=annotation,
-    )
-    frame_root = child_dir(root, "SAMM")
-    if frame_root is None:
-        raise UserError(f"{root} has no SAMM/ frame folder; {SAMM_LAYOUT}")
-    return read_sheet_release(
-        sheet,
-        source=ClipSource(DATASET, FPS, False, frame_root, root / "landmarks"),
-        subject_folder=samm_subject_folder,
-        errata=errata,
-        log=log,
-    )
+# The clips of a SAMM release, in coding-sheet order (raises UserError for no coding
+# sheet, several, or no SAMM/ frame folder).
+read_samm = SheetReader(
+    dataset=DATASET,
+    fps=FPS,
+    sheet="SAMM_Micro_FACS_Codes*.xlsx",
+    sheet_depth=1,
+    layout=SAMM_LAYOUT,
+    subject_folder=samm_subject_folder,
+    frames=frame_folder("SAMM"),
+)
 
 
-class Builder(ReleaseBuilder):
+class Builder(SheetReleaseBuilder):
     """samm: one "train" split, labels of the samm_5class protocol."""
 
     BUILDER_CONFIGS = [ClipBuilderConfig(name="default", description="SAMM frames, dlib faces")]
     PROTOCOL = "samm_5class"
-    DATASETS = (DATASET,)
+    READER = read_samm
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-
-    def read_release(self, manual_dir: Path) -> ReleaseRecords:
-        """The SAMM release in manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS)."""
-        return read_samm(
-            manual_dir, errata=self.errata_for(DATASET), annotation=self.chosen_annotation()
-        )

@@ -25,15 +25,11 @@ import dataclasses
 import re
 from pathlib import Path
 
-from data_builders.macro_pairs import (
-    VIDEO_EXTENSIONS,
-    MacroPairsConfig,
-    MacroReleaseBuilder,
-    probe_video,
-)
+from data_builders.macro_pairs import MacroPairsConfig, MacroReleaseBuilder
 from data_builders.reading import list_frames
 from data_builders.records import MacroClip, MacroRelease, ReleaseLog
 from mer_jax.errors import UserError
+from mer_jax.preprocess.video import VIDEO_EXTENSIONS, is_video, probe_video
 
 LANDMARKS_DIR = "landmarks"
 VIDEO_FOLDER_LAYOUT = (
@@ -103,10 +99,10 @@ def read_video_folder(
         seen: dict[str, Path] = {}
         found = len(clips) + len(unreadable)
         for path in sorted(subject_dir.iterdir()):
-            is_video = path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS
-            if not (is_video or path.is_dir()):
+            video = is_video(path)
+            if not (video or path.is_dir()):
                 continue  # stray files: thumbnails, notes
-            name = path.stem if is_video else path.name
+            name = path.stem if video else path.name
             if name in seen:
                 raise UserError(
                     f"two clips named {name!r} for subject {subject_dir.name}: {seen[name]} "
@@ -122,7 +118,7 @@ def read_video_folder(
                 "where": str(path),
                 "landmarks_location": sidecar,
             }
-            if is_video:
+            if video:
                 try:
                     clip_fps, count = probe_video(path, fps)
                 except UserError as error:

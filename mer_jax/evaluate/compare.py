@@ -19,15 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from mer_jax import workdir
 from mer_jax.errors import UserError
 from mer_jax.evaluate import bootstrap, report
 
 
 def _read(run: Path) -> tuple[report.Predictions, list[str]]:
-    metrics_path, predictions_path = run / report.METRICS_JSON, run / report.PREDICTIONS_CSV
+    metrics_path, predictions_path = run / workdir.METRICS_JSON, run / workdir.PREDICTIONS_CSV
     if not metrics_path.is_file() or not predictions_path.is_file():
         raise UserError(
-            f"{run} holds no finished run ({report.METRICS_JSON} and {report.PREDICTIONS_CSV} "
+            f"{run} holds no finished run ({workdir.METRICS_JSON} and {workdir.PREDICTIONS_CSV} "
             "are written when a run ends); give the workdir of a finished run."
         )
     class_names = json.loads(metrics_path.read_text())["class_names"]

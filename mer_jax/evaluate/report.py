@@ -32,9 +32,8 @@ import numpy.typing as npt
 
 from mer_jax.evaluate import bootstrap, figures
 from mer_jax.evaluate.metrics import classification_metrics
+from mer_jax.workdir import METRICS_JSON, PREDICTIONS_CSV
 
-METRICS_JSON = "metrics.json"
-PREDICTIONS_CSV = "predictions.csv"
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 CURVES_PNG = "curves.png"
 
@@ -504,3 +503,22 @@ def write_all(
         figures.plot_curves(temporary, history)
     write_metrics_json(workdir / METRICS_JSON, metrics)
     return metrics
+
+
+def merge_histories(histories: list[dict[str, list]]) -> dict[str, np.ndarray]:
+    """Joins the chunks' curves side by side: (steps, all replicas) per metric, over the
+    union of their steps (NaN where a chunk has no value: grid points may train for
+    different numbers of steps)."""
+    steps = np.asarray(sorted({s for h in histories for s in h["step"]}))
+    merged = {"step": steps}
+    for name in histories[0]:
+        if name == "step":
+            continue
+        columns = []
+        for history in histories:
+            values = np.asarray(history[name], np.float64)
+            full = np.full((len(steps), values.shape[1]), np.nan)
+            full[np.searchsorted(steps, history["step"])] = values
+            columns.append(full)
+        merged[name] = np.concatenate(columns, axis=1)
+    return merged

@@ -7,7 +7,9 @@ refuses an unknown name, a key the class does not accept and a model of the othe
 
 import dataclasses
 import inspect
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -29,6 +31,7 @@ __all__ = [
     "Model",
     "accepted_keys",
     "branch_settings",
+    "config_fields",
     "create_model",
     "model_class",
     "with_build_settings",
@@ -69,16 +72,42 @@ def model_class(model_config: Mapping[str, Any], task: str | None = None) -> typ
 def accepted_keys(cls: type[Model]) -> list[str]:
     """The model config keys a class accepts: its constructor's keyword arguments, and
     the fields of its `BRANCH_SETTINGS` where it takes those as `**branch_settings`."""
+    return list(config_fields(cls))
+
+
+def _override_type(annotation: Any) -> type:
+    """The type a command-line value of an argument annotated `annotation` is read as:
+    `int | None` -> int, `Sequence[int]` -> tuple, anything unknown -> object."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (tuple, list) or origin is Sequence:
+        return tuple
+    return origin if isinstance(origin, type) else object
+
+
+def config_fields(cls: type[Model]) -> dict[str, tuple[Any, type]]:
+    """Every model config key of `cls` -> (the value the model uses when a config leaves
+    the key out, the type a command-line value of it is read as).
+
+    The keys are the constructor's keyword arguments and, where it takes them as
+    `**branch_settings`, the fields of its `BRANCH_SETTINGS`; the values their defaults,
+    except None for the settings read from the build (`BUILD_SETTINGS`, which a config
+    leaves None) and where the default is None.
+    """
     parameters = inspect.signature(cls.__init__).parameters.values()
-    keys = {
-        p.name
+    fields = {
+        p.name: (p.default, _override_type(p.annotation))
         for p in parameters
         if p.kind is not inspect.Parameter.VAR_KEYWORD and p.name not in _CALLER_ARGS
     }
     branches = getattr(cls, "BRANCH_SETTINGS", None)
     if branches is not None:
-        keys |= {field.name for field in dataclasses.fields(branches)}
-    return sorted(keys)
+        for field in dataclasses.fields(branches):
+            fields[field.name] = (field.default, _override_type(field.type))
+    for name in cls.BUILD_SETTINGS:
+        fields[name] = (None, fields[name][1])
+    return dict(sorted(fields.items()))
 
 
 def branch_settings(model_config: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ LOSO by `mer_jax.train.engine`) and the pre-training models (MA2MI, trained by
 `mer_jax.train.pretraining` on frame pairs, without labels).
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -29,12 +29,15 @@ class Model(nnx.Module):
     TASK: ClassVar[str]
     fields: ClassVar[tuple[str, ...]] = ()
 
+    # Constructor arguments that must equal the build's own settings (e.g. the crop size
+    # landmarks are measured in): name -> how it is read from the build's metadata. A
+    # config leaves them None. Default: none.
+    BUILD_SETTINGS: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {}
+
     @classmethod
     def settings_from_build(cls, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """Constructor arguments that must equal the build's own settings (e.g. the crop
-        size landmarks are measured in), read from the build's metadata. Default: none."""
-        del metadata
-        return {}
+        """The `BUILD_SETTINGS` of the build whose metadata is `metadata`."""
+        return {name: read(metadata) for name, read in cls.BUILD_SETTINGS.items()}
 
     def prepare(
         self, batch: dict[str, jax.Array], key: jax.Array, *, train: bool

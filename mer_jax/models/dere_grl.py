@@ -56,7 +56,7 @@ Only that outline is published fact; the layer-level design is **[our reading]**
   Without ADM the k-th group of actions reconstructs the k-th component.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -154,13 +154,11 @@ class DeReGRL(MERModel):
         "action_units_known",
     )
 
-    @classmethod
-    def settings_from_build(cls, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """The crop size the landmarks and flow are measured in, and the AU vector length."""
-        return {
-            "crop_size": int(metadata["crop_size"]),
-            "num_action_units": len(metadata["action_units"]),
-        }
+    # The crop size the landmarks and flow are measured in, and the AU vector length.
+    BUILD_SETTINGS: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], Any]]] = {
+        "crop_size": lambda metadata: int(metadata["crop_size"]),
+        "num_action_units": lambda metadata: len(metadata["action_units"]),
+    }
 
     def __init__(
         self,

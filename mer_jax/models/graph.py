@@ -17,19 +17,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-NUM_LANDMARKS = 68
-
-# iBUG index ranges (end exclusive).
-JAW = range(0, 17)
-RIGHT_BROW = range(17, 22)
-LEFT_BROW = range(22, 27)
-NOSE = range(27, 36)
-RIGHT_EYE = range(36, 42)
-LEFT_EYE = range(42, 48)
-MOUTH = range(48, 68)
+from mer_jax.landmarks import (
+    JAW,
+    LEFT_BROW,
+    LEFT_EYE,
+    MIRROR,
+    MOUTH,
+    NOSE,
+    NUM_LANDMARKS,
+    RIGHT_BROW,
+    RIGHT_EYE,
+)
 
 # The facial components of DeRe-GRL's action decomposition module, in the order the
-# paper's description lists them (methods.md: brows, nose, eyes, mouth; jaw optional).
+# paper's description lists them (docs/methods.md: brows, nose, eyes, mouth; jaw optional).
 # The paper's "left/right" wording is ambiguous; the names here are the subject's side.
 COMPONENTS: dict[str, range] = {
     "right brow": RIGHT_BROW,
@@ -40,16 +41,6 @@ COMPONENTS: dict[str, range] = {
     "mouth": MOUTH,
 }
 JAW_COMPONENT: dict[str, range] = {"jaw": JAW}
-
-# The landmark each landmark becomes when the face is mirrored left-right.
-MIRROR = np.array(
-    [16 - i for i in range(17)]
-    + [26, 25, 24, 23, 22, 21, 20, 19, 18, 17]
-    + [27, 28, 29, 30, 35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
-    + [64, 63, 62, 61, 60, 67, 66, 65]
-)
 
 # Motion features are in percent of the inter-ocular distance: micro-expression
 # displacements are 1-5 % of it, so the features land near unit scale without any

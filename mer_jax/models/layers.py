@@ -21,7 +21,8 @@ from jax.typing import DTypeLike
 
 # Patch width (kernel rows x columns x input channels) up to which a CPU convolution
 # runs as patches + matmul (see `conv_general_dilated`): at this bound FR's whole
-# training step was fastest, against every conv as patches or none (README, "The engine").
+# training step was fastest, against every conv as patches or none (docs/engine.md,
+# "Convolutions on a CPU").
 _MAX_PATCH_FEATURES = 32
 
 # Guards the min-max division for a flat map (e.g. a sample with no measured motion),

@@ -34,8 +34,8 @@ branch shapes after MMNet (IJCAI 2022, same first author, the closest public cod
   per-sample bias of the logits: the nonlinearity is what lets position gate action),
   then global average pooling (`head="pool"`) or flattening (`head="flatten"`: each
   location keeps its own classifier weights, so *where* on the face the motion is counts
-  directly; methods.md allows either), dropout, a dense classifier. Loss: cross-entropy.
-  (The README compares the two heads.)
+  directly; docs/methods.md allows either), dropout, a dense classifier. Loss: cross-entropy.
+  (RESULTS.md compares the two heads: the pooled-head row of the results table.)
 
 Sizes: the defaults are CPU-sized for the 2-core LOSO runs: grey input 28, grid 7, action
 blocks of 16 and 32 channels, width 32. The grid is the cost: the ViT attends over grid^2

@@ -8,7 +8,7 @@ The project's baseline, in two variants (`variant`):
   concatenated into 16 maps of 5 x 5, flattened and classified by one dense layer:
   1,651 parameters for 3 classes, 2,453 for 5.
 - "released", as the authors' released PyTorch code builds it (the code behind the
-  published numbers; methods.md lists the differences): each branch is conv 3x3 with
+  published numbers; docs/methods.md lists the differences): each branch is conv 3x3 with
   padding 2 (28 -> 30), ReLU, BatchNorm, max-pool 3x3 stride 3 padding 1 (-> 10),
   dropout 0.5; the 16 maps are average-pooled 2x2 (-> 5), flattened and classified by
   one dense layer, with PyTorch's default initialisation: 1,683 parameters for 3
@@ -19,11 +19,12 @@ pools the last epoch's predictions; published composite result (MEGC2019, LOSO, 
 samples, arXiv 1902.03634): UF1 .7353, UAR .7605 (configs/protocols/).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.typing import DTypeLike
 
@@ -41,6 +42,9 @@ _AVG_POOL = 2
 _RELEASED_CONV_PADDING = 2
 _RELEASED_POOL_PADDING = 1
 _RELEASED_DROPOUT = 0.5
+# The released code's three streams are separate layers, conv1/bn1 (3 filters), conv2/bn2
+# (5) and conv3/bn3 (8), concatenated in that order before the average pool.
+_OFFICIAL_STREAMS = ("1", "2", "3")
 
 
 def _torch_uniform(fan_in: int) -> nnx.Initializer:
@@ -165,3 +169,67 @@ class STSTNet(MERModel):
         """Cross-entropy; terms {"ce"}."""
         ce = cross_entropy(outputs["logits"], labels, label_smoothing=self.label_smoothing)
         return ce, {"ce": ce}
+
+
+def load_official_weights(model: STSTNet, state_dict: Mapping[str, np.ndarray]) -> None:
+    """Sets a released-variant STSTNet to the weights of the authors' PyTorch code.
+
+    `state_dict` is their `STSTNet.state_dict()` (christy1206/STSTNet, main.py; read
+    with `mer_jax.models.torch_weights.read_state_dict`): conv1..3 and bn1..3 become the
+    three stream groups of our one conv and BatchNorm, in order, and fc becomes the
+    classifier with its inputs reordered from PyTorch's (channel, row, column) flattening
+    to our (row, column, channel) one. The network then computes their forward pass on
+    the same input; the official code feeds `cv2.imread` images as they are: float
+    0..255 in the file's BGR order.
+
+    Raises:
+        UserError: not the released variant at the authors' sizes, or a state dict whose
+            names or shapes are not theirs for this number of classes.
+    """
+    features = (3, 5, 8)
+    size = model.streams.kernel.value.shape[-1]
+    if model.variant != "released" or model.input_size != 28 or size != sum(features):
+        raise UserError(
+            "the authors' STSTNet weights fit variant='released' with input_size 28 and "
+            "branch_features (3, 5, 8)"
+        )
+    expected = {"fc.weight": (model.num_classes, 16 * 5 * 5), "fc.bias": (model.num_classes,)}
+    for stream, width in zip(_OFFICIAL_STREAMS, features, strict=True):
+        expected[f"conv{stream}.weight"] = (width, _IN_CHANNELS, _KERNEL, _KERNEL)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            expected[f"bn{stream}.{name}"] = (width,)
+        expected[f"conv{stream}.bias"] = (width,)
+    problems = [
+        f"{name}: {'missing' if name not in state_dict else tuple(state_dict[name].shape)}"
+        f" (expected {shape})"
+        for name, shape in expected.items()
+        if name not in state_dict or tuple(state_dict[name].shape) != shape
+    ]
+    unknown = sorted(
+        name for name in state_dict if name not in expected and not name.endswith("batches_tracked")
+    )
+    problems += [f"{name}: unexpected" for name in unknown]
+    if problems:
+        raise UserError(
+            f"not the authors' STSTNet state dict for {model.num_classes} classes: "
+            + "; ".join(problems)
+        )
+
+    def streams(template: str, transpose: tuple[int, ...] | None = None) -> jax.Array:
+        parts = [np.asarray(state_dict[template.format(s)], np.float32) for s in _OFFICIAL_STREAMS]
+        if transpose is not None:
+            parts = [part.transpose(transpose) for part in parts]
+        return jnp.asarray(np.concatenate(parts, axis=-1))
+
+    # PyTorch conv weights are (out, in, rows, columns); ours (rows, columns, in, out).
+    model.streams.kernel.value = streams("conv{}.weight", (2, 3, 1, 0))
+    model.streams.bias.value = streams("conv{}.bias")
+    model.norm.scale.value = streams("bn{}.weight")
+    model.norm.bias.value = streams("bn{}.bias")
+    model.norm.mean.value = streams("bn{}.running_mean")
+    model.norm.var.value = streams("bn{}.running_var")
+    weight = np.asarray(state_dict["fc.weight"], np.float32)
+    pooled = int(round((weight.shape[1] // size) ** 0.5))
+    kernel = weight.reshape(model.num_classes, size, pooled, pooled).transpose(2, 3, 1, 0)
+    model.classifier.kernel.value = jnp.asarray(kernel.reshape(-1, model.num_classes))
+    model.classifier.bias.value = jnp.asarray(np.asarray(state_dict["fc.bias"], np.float32))

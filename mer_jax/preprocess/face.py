@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-NUM_LANDMARKS = 68
+from mer_jax.landmarks import NUM_LANDMARKS
+
 _IMAGE_LEFT_EYE = slice(36, 42)
 _IMAGE_RIGHT_EYE = slice(42, 48)
 EYE_LINE = 0.4  # eye line height, as a fraction of the crop side

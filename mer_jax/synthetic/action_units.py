@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
+from mer_jax.landmarks import MIRROR
 from mer_jax.synthetic.faces import (
     LEFT_LOWER_LID,
     LEFT_UPPER_LID,
-    MIRROR,
     RIGHT_LOWER_LID,
     RIGHT_UPPER_LID,
     eye_centres,

@@ -57,16 +57,6 @@ RIGHT_LOWER_LID = np.array([36, 41, 40, 39])
 LEFT_UPPER_LID = np.array([42, 43, 44, 45])
 LEFT_LOWER_LID = np.array([42, 47, 46, 45])
 
-# The point each landmark becomes when the face is mirrored left-right.
-MIRROR = np.array(
-    [16 - i for i in range(17)]
-    + [26, 25, 24, 23, 22, 21, 20, 19, 18, 17]
-    + [27, 28, 29, 30, 35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
-    + [64, 63, 62, 61, 60, 67, 66, 65]
-)
-
 # The layout the builder expects: eye centres ~50 px apart in a 224 frame.
 REFERENCE_FRAME_SIZE = 224
 REFERENCE_IOD = 50.0

@@ -28,19 +28,16 @@ depend on the spec only, never on the number of worker processes or the order th
 finish in.
 """
 
-import concurrent.futures
-import contextlib
 import dataclasses
 import datetime
 import io
 import json
-import multiprocessing
 import os
 import pathlib
 import shutil
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from statistics import NormalDist
 
 import cv2
@@ -49,7 +46,7 @@ import openpyxl
 from openpyxl.writer.excel import ExcelWriter
 from tqdm.auto import tqdm
 
-from mer_jax.guards import die_with_parent, pid_alive
+from mer_jax.guards import pid_alive
 from mer_jax.preprocess.clip import write_landmarks_csv
 from mer_jax.synthetic.action_units import (
     AU_ANCHORS,
@@ -65,6 +62,7 @@ from mer_jax.synthetic.action_units import (
     parse_au_code,
 )
 from mer_jax.synthetic.faces import REFERENCE_FRAME_SIZE, Identity, face_axes, make_identity
+from mer_jax.workers import available_cores, worker_pool
 
 GENERATOR_VERSION = 2
 
@@ -973,13 +971,6 @@ def _clip_task(spec: SyntheticSpec, plan: ClipPlan, identity: Identity, root: st
     return plan.num_frames
 
 
-def _init_worker() -> None:
-    # A killed generator takes its workers with it.
-    die_with_parent()
-    # One process per core already: OpenCV's own threads would only oversubscribe.
-    cv2.setNumThreads(1)
-
-
 def generate_database(
     out_dir: str | os.PathLike,
     spec: SyntheticSpec = SyntheticSpec(),
@@ -1004,7 +995,7 @@ def generate_database(
     out = pathlib.Path(out_dir).absolute()
     _check_target(out)
     if workers is None:
-        workers = _available_cores()
+        workers = available_cores()
     if workers < 1:
         raise ValueError(f"workers must be at least 1 (or None for all cores), got {workers}.")
     plans = plan_database(spec)
@@ -1064,7 +1055,7 @@ def _render_database(
         unit="task",
         disable=not progress,
     )
-    with bar, _executor(min(workers, len(plans))) as pool:
+    with bar, worker_pool(min(workers, len(plans))) as pool:
         identities = []
         for identity in pool.map(subject_identity, [spec] * len(subjects), subjects):
             identities.append(identity)
@@ -1080,36 +1071,6 @@ def _render_database(
             total += frames
             bar.update()
         return total
-
-
-class _InProcess:
-    """The part of the executor interface `_render_database` uses, run in this process."""
-
-    map = staticmethod(map)
-
-
-@contextlib.contextmanager
-def _executor(workers: int) -> Iterator[concurrent.futures.Executor | _InProcess]:
-    if workers == 1:
-        yield _InProcess()
-        return
-    # Spawned, not forked: the caller has usually imported JAX, which is multithreaded.
-    pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-    )
-    try:
-        yield pool
-    finally:
-        # On an error, drop the clips not yet started instead of rendering them for nothing.
-        pool.shutdown(cancel_futures=True)
-
-
-def _available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 # Fixed timestamps for the coding sheet's document properties and zip entries: openpyxl

@@ -38,11 +38,11 @@ import tqdm
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mer_jax import guards, hosts, models
+from mer_jax import checkpoint, guards, hosts, models
 from mer_jax.data.dataset import PairCorpus
 from mer_jax.errors import UserError
 from mer_jax.evaluate import figures
-from mer_jax.train import checkpoint, init_from, optim, run
+from mer_jax.train import init_from, optim, run
 
 FIGURE_PNG = "reconstructions.png"
 METRICS_JSON = "pretrain_metrics.json"

@@ -39,15 +39,19 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh
 from tensorboardX import SummaryWriter
 
-from mer_jax import guards, hosts
+from mer_jax import checkpoint, guards, hosts
 from mer_jax.errors import DivergedError, UserError
-from mer_jax.train import checkpoint, validation
+from mer_jax.train import validation
+from mer_jax.workdir import (
+    CHECKPOINTS,
+    CONFIG_JSON,
+    DAMAGED,
+    LOCK_FILE,
+    TENSORBOARD,
+    has_checkpoints,
+    read_json,
+)
 
-CONFIG_JSON = "config.json"
-CHECKPOINTS = "checkpoints"
-# Damaged checkpoint steps are moved here (never deleted) before training falls back.
-DAMAGED = "checkpoints_damaged"
-LOCK_FILE = ".lock"
 # Config sections whose change makes an existing workdir's checkpoints meaningless.
 RUN_DEFINING_SECTIONS = ("task", "data", "model", "train", "seeds", "init_from", "tune")
 
@@ -127,6 +131,21 @@ class RunStats:
         return {**dataclasses.asdict(self), "samples_per_s": self.samples_per_s}
 
 
+def _model_fields(model: Any) -> Any:
+    """A config.json model section with every field of its model, at the constructor's
+    default where the section leaves it out (`models.config_fields`): a config that
+    spells a default out and one that leaves it to the constructor train the same model,
+    so neither refuses the other's workdir."""
+    from mer_jax import models
+
+    cls = models.MODELS.get(model.get("name")) if isinstance(model, dict) else None
+    if cls is None:
+        return model
+    defaults = {name: default for name, (default, _) in models.config_fields(cls).items()}
+    # As config.json holds them: tuples as lists.
+    return {**json.loads(json.dumps(defaults)), **model}
+
+
 def diff_keys(before: Any, now: Any, prefix: str) -> list[str]:
     """The dotted keys under `prefix` whose values differ between two config JSONs."""
     if isinstance(before, dict) and isinstance(now, dict):
@@ -136,24 +155,6 @@ def diff_keys(before: Any, now: Any, prefix: str) -> list[str]:
             for key in diff_keys(before.get(name), now.get(name), f"{prefix}.{name}")
         ]
     return [] if before == now else [prefix]
-
-
-def _load_config_json(workdir: pathlib.Path) -> dict[str, Any]:
-    path = workdir / CONFIG_JSON
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UserError(
-            f"{path} is unreadable ({type(error).__name__}: {error}); it describes the "
-            f"checkpoints in {workdir / CHECKPOINTS}. Restore it, or use another --workdir."
-        ) from None
-
-
-def _has_checkpoints(workdir: pathlib.Path) -> bool:
-    root = workdir / CHECKPOINTS
-    return root.is_dir() and any(
-        folder.is_dir() and any(folder.iterdir()) for folder in root.iterdir()
-    )
 
 
 class TrainingRun(abc.ABC):
@@ -190,20 +191,25 @@ class TrainingRun(abc.ABC):
     ) -> None:
         """Refuses a workdir whose checkpoints come from a different experiment or engine
         layout, and an evaluation without checkpoints; reads nothing but the workdir."""
-        if mode == "eval" and not _has_checkpoints(workdir):
+        if mode == "eval" and not has_checkpoints(workdir):
             raise UserError(
                 f"No checkpoints in {workdir / CHECKPOINTS}: --mode=eval needs a finished "
                 "training run in this workdir (run with --mode=train first)."
             )
-        if not _has_checkpoints(workdir):
+        if not has_checkpoints(workdir):
             return
         if not (workdir / CONFIG_JSON).exists():
             raise UserError(
                 f"{workdir} holds checkpoints but no {CONFIG_JSON} saying what they are; use "
                 "another --workdir (or delete its checkpoints to train from scratch)."
             )
-        before = _load_config_json(workdir)
+        before = read_json(
+            workdir / CONFIG_JSON, f"it describes the checkpoints in {workdir / CHECKPOINTS}"
+        )
         now = json.loads(config.to_json_best_effort())
+        for side in (before, now):
+            if "model" in side:
+                side["model"] = _model_fields(side["model"])
         task_before = before.get("task", "loso")
         if task_before != cls.TASK:
             raise UserError(
@@ -273,7 +279,7 @@ class TrainingRun(abc.ABC):
         Other processes than 0 get one that writes nothing."""
         if not self.primary:
             return _NoWriter()
-        return SummaryWriter(str(self.workdir / "tensorboard" / subfolder), purge_step=purge_step)
+        return SummaryWriter(str(self.workdir / TENSORBOARD / subfolder), purge_step=purge_step)
 
     # -- training -----------------------------------------------------------------------
 

@@ -241,11 +241,12 @@ def _grid_problems(config: Any, task: str) -> list[str]:
                 found.append(f"tune.grid.train.{name}: train has no field {name!r}.")
     if found:
         return found
-    from mer_jax.train import tuning  # the grid's points, as the engine expands them
+    from mer_jax import workdir  # the grid's points, as the engine expands them
+    from mer_jax.train import tuning
 
-    for point in tuning.grid_points(config):
-        point_problems = problems(tuning.apply_point(config, point))
-        found += [f"tune.grid point {tuning.describe(point)}: {p}" for p in point_problems]
+    for point in workdir.grid_points(config):
+        point_problems = problems(workdir.apply_point(config, point))
+        found += [f"tune.grid point {workdir.describe(point)}: {p}" for p in point_problems]
     if config.tune.choices_from and not found:
         try:  # the source run's files and grid (its folds are checked with the data)
             tuning.read_choices(config.tune.choices_from, config)

@@ -1,0 +1,143 @@
+"""Spotting scores, implemented from the definition of the MEGC spotting task.
+
+An interval is an inclusive range of frame numbers (onset, offset). A predicted interval
+X and a ground-truth interval Y match when their frame sets overlap by
+|X & Y| / |X | Y| >= 0.5. Matching is one-to-one: each ground truth is found at most
+once and each prediction finds at most one; among all one-to-one matchings the largest
+is taken (maximum bipartite matching), so the count does not depend on the order in
+which intervals are listed. TP, FP and FN are pooled over every video of the evaluation,
+videos without any expression included (all their predictions are false positives).
+
+Micro and macro expressions are scored apart: a ground truth has its annotated type, a
+prediction the type of its length (micro when it lasts at most `micro_max_frames`, the
+database's 0.5 s), and each type's predictions match only that type's ground truths.
+"Overall" adds the two types' counts. Precision, recall and F1 of a count with no
+positive (TP + FP or TP + FN zero) are 0.
+
+Where this differs from the public reference scripts, on purpose: those let one
+prediction match several ground truths (counting it as several hits), compute a "UAR"
+from precision, and score only videos that contain an expression (missing the false
+positives of the others). Spot-then-recognise (`strs`) is the spotting F1 times the
+recognition F1 (macro over classes) on the truly spotted intervals.
+"""
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mer_jax.evaluate.metrics import classification_metrics
+
+MATCH_IOU = 0.5
+TYPES = ("micro", "macro")
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """An inclusive frame range; `kind` "micro" or "macro" (a ground truth's annotation;
+    a prediction's is set from its length by `typed`)."""
+
+    onset: int
+    offset: int
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if self.offset < self.onset:
+            raise ValueError(f"interval onset {self.onset} is after its offset {self.offset}")
+
+    @property
+    def length(self) -> int:
+        return self.offset - self.onset + 1
+
+
+def iou(a: Interval, b: Interval) -> float:
+    """|A & B| / |A | B| of two inclusive frame ranges."""
+    overlap = min(a.offset, b.offset) - max(a.onset, b.onset) + 1
+    if overlap <= 0:
+        return 0.0
+    return overlap / (a.length + b.length - overlap)
+
+
+def match(predicted: Sequence[Interval], truth: Sequence[Interval]) -> list[tuple[int, int]]:
+    """The largest one-to-one set of (prediction, ground truth) index pairs whose IoU is
+    at least 0.5 (augmenting paths; the intervals of one video are few)."""
+    candidates = [
+        [t for t, y in enumerate(truth) if iou(x, y) >= MATCH_IOU] for x in predicted
+    ]
+    owner: dict[int, int] = {}  # ground truth -> prediction
+
+    def augment(p: int, seen: set[int]) -> bool:
+        for t in candidates[p]:
+            if t in seen:
+                continue
+            seen.add(t)
+            if t not in owner or augment(owner[t], seen):
+                owner[t] = p
+                return True
+        return False
+
+    for p in range(len(predicted)):
+        augment(p, set())
+    return sorted((p, t) for t, p in owner.items())
+
+
+def typed(predicted: Iterable[Interval], micro_max_frames: int) -> list[Interval]:
+    """Predictions typed by their length: micro when at most `micro_max_frames` long."""
+    return [
+        dataclasses.replace(x, kind="micro" if x.length <= micro_max_frames else "macro")
+        for x in predicted
+    ]
+
+
+def _scores(tp: int, fp: int, fn: int) -> dict[str, float | int]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def spotting_scores(
+    videos: Mapping[str, tuple[Sequence[Interval], Sequence[Interval]]],
+    micro_max_frames: int,
+) -> dict[str, Any]:
+    """Pooled spotting scores of `videos`: name -> (predicted intervals, ground truths).
+
+    Returns {"micro", "macro", "overall"} each with tp, fp, fn, precision, recall, f1,
+    and "matches": name -> the matched (prediction, ground truth) pairs of each video.
+
+    Raises:
+        ValueError: a ground truth whose kind is neither "micro" nor "macro".
+    """
+    counts = {kind: np.zeros(3, int) for kind in TYPES}
+    matches: dict[str, list[tuple[Interval, Interval]]] = {}
+    for name, (predicted, truth) in videos.items():
+        unknown = {y.kind for y in truth} - set(TYPES)
+        if unknown:
+            raise ValueError(f"video {name}: ground-truth kinds {sorted(unknown)}; use {TYPES}")
+        predicted = typed(predicted, micro_max_frames)
+        matches[name] = []
+        for kind in TYPES:
+            xs = [x for x in predicted if x.kind == kind]
+            ys = [y for y in truth if y.kind == kind]
+            pairs = match(xs, ys)
+            matches[name] += [(xs[p], ys[t]) for p, t in pairs]
+            counts[kind] += (len(pairs), len(xs) - len(pairs), len(ys) - len(pairs))
+    result: dict[str, Any] = {kind: _scores(*map(int, counts[kind])) for kind in TYPES}
+    result["overall"] = _scores(*map(int, sum(counts.values())))
+    result["matches"] = matches
+    return result
+
+
+def strs(
+    spotting_f1: float, true_labels: Sequence[int], predicted_labels: Sequence[int], classes: int
+) -> dict[str, float]:
+    """Spot-then-recognise: the spotting F1 times the recognition F1 (macro over
+    classes) on the truly spotted intervals (`true_labels`, `predicted_labels`: one per
+    matched interval). No truly spotted interval: an analysis F1 of 0."""
+    analysis = 0.0
+    if len(true_labels):
+        analysis = classification_metrics(
+            np.asarray(true_labels), np.asarray(predicted_labels), classes
+        )["uf1"]
+    return {"spotting_f1": spotting_f1, "analysis_f1": analysis, "strs": spotting_f1 * analysis}

@@ -1,0 +1,45 @@
+"""Every command-line entry point answers --help with its usage and exit status 0."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Each entry point as a user starts it, and a flag its help must name.
+COMMANDS = {
+    "launch.py": (["launch.py"], "--config"),
+    "data_builders.cli": (["-m", "data_builders.cli"], "--manual_dir"),
+    "benchmarks.results_table": (["-m", "benchmarks.results_table"], "--rows"),
+    "benchmarks.device_suite": (["-m", "benchmarks.device_suite"], "--"),
+    "benchmarks.loso_folds": (["-m", "benchmarks.loso_folds"], "--modes"),
+    "benchmarks.linear_probe": (["-m", "benchmarks.linear_probe"], "--config"),
+    "mer_jax.evaluate.compare": (["-m", "mer_jax.evaluate.compare"], "--"),
+    "mer_jax.synthetic.demo": (["-m", "mer_jax.synthetic.demo"], "--"),
+    "mer_jax.doctor": (["-m", "mer_jax.doctor"], "--"),
+    "data_builders.export": (["-m", "data_builders.export"], "--format"),
+    "benchmarks.official_ststnet": (["-m", "benchmarks.official_ststnet"], "--weights"),
+}
+
+
+def test_every_entry_point_with_a_main_is_listed():
+    """A new `if __name__ == "__main__":` module gets a row above."""
+    mains = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for folder in ("mer_jax", "data_builders", "benchmarks")
+        for path in (ROOT / folder).rglob("*.py")
+        if '\nif __name__ == "__main__":' in path.read_text()
+    }
+    assert mains == {name for name in COMMANDS if name != "launch.py"}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_exits_0_and_shows_the_usage(name):
+    args, flag = COMMANDS[name]
+    result = subprocess.run(
+        [sys.executable, *args, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, (name, result.stderr[-3000:])
+    assert flag in result.stdout, (name, result.stdout[-3000:])
+    assert "Traceback" not in result.stderr

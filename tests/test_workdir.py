@@ -1,0 +1,83 @@
+"""The workdir module: the layout's names, chunk records, and that using a trained workdir
+(predict, export) needs none of the training code."""
+
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+from mer_jax import checkpoint, workdir
+from mer_jax.errors import UserError
+from mer_jax.workdir import Chunk, Replica
+
+
+def test_predict_and_export_import_no_training_code():
+    code = (
+        "import sys, mer_jax.predict, mer_jax.export; "
+        "print(sorted(m for m in sys.modules if m.startswith('mer_jax.train')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_chunk_round_trips_through_its_checkpoint_meta():
+    chunk = Chunk(3, (Replica(0, 1), Replica(5, 1)), padded_size=4)
+    meta = {"model": "ststnet", "replicas": chunk.replica_list, "padded_size": 4}
+    assert Chunk.from_meta(3, meta) == chunk
+    assert chunk.name == "chunk_003"
+    assert chunk.rows == [Replica(0, 1), Replica(5, 1), Replica(5, 1), Replica(5, 1)]
+    config = ml_collections.ConfigDict({"model": {"name": "ststnet"}})
+    workdir.check_chunk_meta(meta, chunk, config, "here")
+    with pytest.raises(UserError, match="model 'fr'"):
+        workdir.check_chunk_meta({**meta, "model": "fr"}, chunk, config, "here")
+    with pytest.raises(UserError, match="another layout"):
+        workdir.check_chunk_meta({**meta, "replicas": [[0, 1]]}, chunk, config, "here")
+
+
+def test_an_unfinished_chunk_is_named_with_what_finishes_it(tmp_path):
+    directory = tmp_path / workdir.CHECKPOINTS / "chunk_000"
+    ckpt = checkpoint.Checkpointer(directory, async_save=False)
+    meta = {"model": "ststnet", "replicas": [[0, 0]], "padded_size": 1}
+    ckpt.save(5, {"w": np.zeros(3, np.float32)}, meta)
+    ckpt.close()
+    assert workdir.finished_chunk(directory, 0, 5, tmp_path) == (Chunk(0, (Replica(0, 0),), 1), 5)
+    with pytest.raises(UserError, match=r"no finished training \(step 5 of 10\).*--workdir"):
+        workdir.finished_chunk(directory, 0, 10, tmp_path)
+
+
+def test_stage_folders_follow_the_grid():
+    config = ml_collections.ConfigDict(
+        {
+            "train": {"learning_rate": 1e-3},
+            "tune": {"grid": {"train": {"learning_rate": (1e-3, 3e-3)}}, "choices_from": None},
+        }
+    )
+    points = workdir.grid_points(config)
+    assert points == [{"train.learning_rate": 1e-3}, {"train.learning_rate": 3e-3}]
+    assert workdir.apply_point(config, points[1]).train.learning_rate == 3e-3
+    assert (workdir.inner_folder(1), workdir.outer_folder(12)) == ("inner_g01", "outer_g12")
+
+
+def test_a_workdir_recorded_without_default_fields_resumes(tmp_path):
+    """config.json written before every model field was recorded (or by a config built
+    without launch's fill) describes the same run as the filled config."""
+    import json
+
+    import launch
+    from configs import ststnet
+    from mer_jax.train.engine import LosoRun
+
+    bare = ststnet.get_config()
+    (tmp_path / workdir.CHECKPOINTS / "chunk_000").mkdir(parents=True)
+    (tmp_path / workdir.CHECKPOINTS / "chunk_000" / "1").mkdir()
+    (tmp_path / workdir.CONFIG_JSON).write_text(bare.to_json_best_effort())
+    filled = ststnet.get_config()
+    launch.with_model_defaults(filled)
+    assert "variant" in filled.model and "variant" not in json.loads(bare.to_json())["model"]
+    LosoRun.check_workdir(filled, tmp_path, "train")
+    filled.model.variant = "released"
+    with pytest.raises(UserError, match="model.variant"):
+        LosoRun.check_workdir(filled, tmp_path, "train")
