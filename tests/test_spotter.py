@@ -4,8 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
+from mer_jax.errors import UserError
 from mer_jax.models import MODELS, create_model, with_build_settings
 from mer_jax.train import run
 
@@ -52,3 +54,14 @@ def test_one_training_step_lowers_the_loss():
         state, metrics = update(state, batch, labels, keys[0], keys[1])
         losses.append(float(metrics["loss"]))
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_class_weights_weigh_each_window_by_its_class():
+    model = _model(class_weights=(1.0, 3.0, 1.0))
+    logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    labels = jnp.array([0, 1])
+    per_window = -jax.nn.log_softmax(logits)[jnp.arange(2), labels]
+    loss, _ = model.loss({"logits": logits}, labels)
+    np.testing.assert_allclose(loss, (per_window[0] + 3 * per_window[1]) / 4, rtol=1e-6)
+    with pytest.raises(UserError, match="model.class_weights"):
+        _model(class_weights=(1.0, 2.0))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import data_builders
+import launch
 from data_builders.synthetic_lv.synthetic_lv_dataset_builder import recordings_of
 from mer_jax.data.dataset import Video, VideoCorpus
 from mer_jax.data.spotting import (
@@ -17,7 +18,9 @@ from mer_jax.data.spotting import (
     positions,
     window_dataset,
 )
+from mer_jax.errors import UserError
 from mer_jax.evaluate.spotting import Spotted, micro_max_frames, smooth, spot
+from mer_jax.train import validation
 from tests import fixtures
 
 # Two subjects (two LOSO folds), 64 px frames, a 4 x 4 grid: built in seconds.
@@ -184,3 +187,20 @@ def test_a_clip_dataset_is_refused_for_spotting(tmp_path):
     done = fixtures.launch("--config", str(config), "--workdir", str(tmp_path / "w"))
     assert done.returncode == 2
     assert "'clips' dataset; this task needs 'videos'" in done.stderr
+
+
+def test_spotting_settings_are_validated_one_line_each():
+    config = launch.parse(
+        [
+            "--config",
+            "configs/spotting.py",
+            "--config.spotting.smooth_width=4",
+            "--config.spotting.relative_threshold=1.5",
+        ]
+    ).config
+    with pytest.raises(UserError) as raised:
+        validation.check_config(config)
+    message = str(raised.value)
+    assert "spotting.smooth_width=4: expected an odd integer >= 1" in message
+    assert "spotting.relative_threshold=1.5: expected a number in [0, 1]" in message
+    validation.check_config(launch.parse(["--config", "configs/spotting_baseline.py"]).config)

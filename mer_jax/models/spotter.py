@@ -10,16 +10,17 @@ class logits. Trained under LOSO by the stacked engine like the MER classifiers
 score `mer_jax.evaluate.spotting.spot` turns into intervals.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 from jax.typing import DTypeLike
 
+from mer_jax.errors import UserError
 from mer_jax.models.base import MERModel
-from mer_jax.models.layers import cross_entropy
 
 
 class Spotter(MERModel):
@@ -41,6 +42,7 @@ class Spotter(MERModel):
         frame_features: int = 16,
         hidden_features: int = 64,
         dropout: float = 0.1,
+        class_weights: Sequence[float] = (1.0, 1.0, 1.0),
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ) -> None:
@@ -53,7 +55,16 @@ class Spotter(MERModel):
             frame_features: width of each frame's embedding.
             hidden_features: width of the hidden layer over the whole window.
             dropout: dropout rate before the classifier, in training.
+            class_weights: the loss weight of a window of each class (none, micro,
+                macro): micro-expressions are rare and faint, and a spotter that never
+                says "micro" loses little cross-entropy.
         """
+        if len(class_weights) != num_classes or min(class_weights) <= 0:
+            raise UserError(
+                f"model.class_weights={tuple(class_weights)}: give {num_classes} positive "
+                "weights, one per window class (none, micro, macro)."
+            )
+        self.class_weights = tuple(float(w) for w in class_weights)
         self.grid = grid
         self.window = window
         self.embed = nnx.Linear(grid * grid * 2, frame_features, dtype=dtype, rngs=rngs)
@@ -83,6 +94,10 @@ class Spotter(MERModel):
     def loss(
         self, outputs: dict[str, jax.Array], labels: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Cross-entropy; terms {"ce"}."""
-        ce = cross_entropy(outputs["logits"], labels)
+        """Cross-entropy, each window weighted by its class's weight (the weighted mean);
+        terms {"ce"}."""
+        logits = outputs["logits"]
+        per_window = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        weights = jnp.asarray(self.class_weights, jnp.float32)[labels]
+        ce = jnp.sum(weights * per_window) / jnp.sum(weights)
         return ce, {"ce": ce}
