@@ -19,7 +19,14 @@ from mer_jax.data.spotting import (
     window_dataset,
 )
 from mer_jax.errors import UserError
-from mer_jax.evaluate.spotting import Spotted, micro_max_frames, smooth, spot
+from mer_jax.evaluate.spotting import (
+    Interval,
+    Spotted,
+    micro_max_frames,
+    smooth,
+    spot,
+    spotting_report,
+)
 from mer_jax.train import validation
 from tests import fixtures
 
@@ -140,7 +147,9 @@ def _check_outputs(workdir, data_dir):
     metrics = json.loads((workdir / "metrics.json").read_text())
     spotting = metrics["spotting"]
     for kind in ("micro", "macro", "overall"):
-        assert set(spotting[kind]) == {"tp", "fp", "fn", "precision", "recall", "f1"}
+        assert set(spotting[kind]) == {"tp", "fp", "fn", "precision", "recall", "f1", "f1_ci"}
+        low, high = spotting[kind]["f1_ci"]
+        assert 0.0 <= low <= high <= 1.0
     overall = spotting["overall"]
     assert overall["tp"] + overall["fn"] == sum(len(r.expressions) for r in _recordings(data_dir))
     assert set(spotting["subjects"]) == {"synthetic_lv/sub01", "synthetic_lv/sub02"}
@@ -204,3 +213,21 @@ def test_spotting_settings_are_validated_one_line_each():
     assert "spotting.smooth_width=4: expected an odd integer >= 1" in message
     assert "spotting.relative_threshold=1.5: expected a number in [0, 1]" in message
     validation.check_config(launch.parse(["--config", "configs/spotting_baseline.py"]).config)
+
+
+def test_the_report_pools_subjects_and_bounds_f1_by_a_subject_bootstrap():
+    truth = [Interval(10, 40, "micro")]
+    videos = {
+        "a": ([Spotted(12, 20, 40, 1.0)], truth),  # a hit
+        "b": ([Spotted(100, 110, 130, 1.0)], truth),  # a false positive and a miss
+        "c": ([], []),  # no expression, nothing spotted
+    }
+    subjects = {"a": "s1", "b": "s2", "c": "s2"}
+    found = spotting_report(videos, subjects, micro_max_frames=100)
+    assert (found["micro"]["tp"], found["micro"]["fp"], found["micro"]["fn"]) == (1, 1, 1)
+    assert found["overall"]["f1"] == pytest.approx(0.5)
+    assert found["subjects"]["s1"]["micro"] == {"tp": 1, "fp": 0, "fn": 0}
+    assert found["subjects"]["s2"]["overall"] == {"tp": 0, "fp": 1, "fn": 1}
+    # Two subjects: a resample holds s1 twice (F1 1), s2 twice (F1 0) or both (F1 0.5).
+    assert found["overall"]["f1_ci"] == [0.0, 1.0]
+    assert found["macro"]["f1_ci"] == [0.0, 0.0]

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from mer_jax.evaluate import bootstrap
 from mer_jax.evaluate.metrics import classification_metrics
 
 MATCH_IOU = 0.5
@@ -215,9 +216,10 @@ def spotting_report(
     micro_max_frames: int,
 ) -> dict[str, Any]:
     """metrics.json's `spotting` entry: the pooled scores of every video
-    (`spotting_scores`, without the matches), the micro_max_frames used, and per subject
-    the pooled tp, fp, fn of its own videos (`subjects`: video name -> subject), overall
-    and by type.
+    (`spotting_scores`, without the matches), the micro_max_frames used, per subject the
+    pooled tp, fp, fn of its own videos (`subjects`: video name -> subject), overall and
+    by type, and each type's `f1_ci`: the 95% subject-bootstrap interval of its F1
+    (subjects drawn with replacement, their counts pooled, as `bootstrap` does for UF1).
 
     Args:
         videos: name -> (spotted intervals, ground truths).
@@ -239,6 +241,15 @@ def spotting_report(
             kind: {key: own[kind][key] for key in ("tp", "fp", "fn")}
             for kind in (*TYPES, "overall")
         }
+    weights = bootstrap.resample_weights(len(report["subjects"]), bootstrap.RESAMPLES, seed=0)
+    tail = 100 * (1 - bootstrap.LEVEL) / 2
+    for kind in (*TYPES, "overall"):
+        counts = np.array(
+            [[own[kind][key] for key in ("tp", "fp", "fn")] for own in report["subjects"].values()]
+        )
+        tp, fp, fn = (weights @ counts).T.astype(np.float64)
+        f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0)
+        report[kind]["f1_ci"] = [float(np.percentile(f1, q)) for q in (tail, 100 - tail)]
     return report
 
 

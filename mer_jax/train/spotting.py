@@ -93,13 +93,18 @@ def write_spotting(
 
 def spotting_lines(found: Mapping[str, Any]) -> str:
     """The launcher's lines of a `spotting` entry."""
-    rows = [
-        f"spotting {kind:7s} F1 {found[kind]['f1']:.3f}  precision {found[kind]['precision']:.3f}"
-        f"  recall {found[kind]['recall']:.3f}  (TP {found[kind]['tp']}, FP {found[kind]['fp']},"
-        f" FN {found[kind]['fn']})"
-        for kind in ("overall", "micro", "macro")
-    ]
-    return "\n".join(rows) + f"\n({found['videos']} videos, IoU >= 0.5, one-to-one)"
+    rows = []
+    for kind in ("overall", "micro", "macro"):
+        scores = found[kind]
+        low, high = scores["f1_ci"]
+        rows.append(
+            f"spotting {kind:7s} F1 {scores['f1']:.3f} [{low:.3f}, {high:.3f}]  precision "
+            f"{scores['precision']:.3f}  recall {scores['recall']:.3f}  (TP {scores['tp']}, "
+            f"FP {scores['fp']}, FN {scores['fn']})"
+        )
+    return "\n".join(rows) + (
+        f"\n({found['videos']} videos, IoU >= 0.5, one-to-one; [95% subject-bootstrap interval])"
+    )
 
 
 class BaselineRun(run.TrainingRun):
