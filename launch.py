@@ -266,8 +266,8 @@ def run(config: object, workdir: pathlib.Path, mode: str) -> None:
 
     tic = time.perf_counter()
     validation.check_config(config)
-    data_builders.check(config.data, "pairs" if config.task == "pretrain" else "clips")
     run_class = RUNS[config.task]
+    data_builders.check(config.data, run_class.DATA_KIND)
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"--workdir {workdir} is a file, not a folder; give a folder.")
     run_class.check_workdir(config, workdir, mode)  # before the lock creates the folder

@@ -2,7 +2,8 @@
 
 `load(config.data)` is what a run calls: it builds the configured dataset unless a
 complete build is cached, reads it and returns the `mer_jax.data.dataset` type of its
-kind (`MERDataset` for clips, `PairCorpus` for pairs); `check(config.data, kind)`
+kind (`MERDataset` for clips, `PairCorpus` for pairs, `VideoCorpus` for long
+videos); `check(config.data, kind)`
 validates the same settings first, building nothing. The functions below them serve
 scripts and tests: `build`, `dataset_from_build` (what `load` returns, from a build in
 hand), `read_release` (the dry run), `load_examples`, `pair_source` and
@@ -14,6 +15,7 @@ build is never read (TFDS renames a finished one into place), and what a killed 
 left behind (TFDS's `incomplete.*` folders) is removed by the next.
 """
 
+import dataclasses
 import functools
 import shutil
 import tempfile
@@ -39,7 +41,7 @@ from data_builders.registry import (
     default_data_dir,
     get_builder,
 )
-from mer_jax.data.dataset import MERDataset, PairCorpus
+from mer_jax.data.dataset import MERDataset, PairCorpus, Video, VideoCorpus
 from mer_jax.data.protocols import get_protocol
 from mer_jax.errors import UserError
 from mer_jax.guards import FileLock, check_writable
@@ -290,7 +292,9 @@ def load_examples(
 ) -> dict[str, np.ndarray]:
     """Reads a whole built split into stacked numpy arrays, in a fixed order.
 
-    Clip datasets are sorted by sample_id; macro pair corpora by (subject, clip, t).
+    Clip datasets are sorted by sample_id; macro pair corpora by (subject, clip, t); long
+    videos by name (their arrays differ in length from video to video: one object array
+    per ragged feature).
 
     Args:
         builder_or_name: a builder (from `build`) or a registered name; with a name,
@@ -310,6 +314,8 @@ def load_examples(
         raise UserError(f"{builder.name} split {split!r} in {builder.data_dir} is empty")
     if isinstance(builder, MacroPairsBuilder):
         examples.sort(key=lambda e: (e["subject"], e["clip"], int(e["t"])))
+    elif builder.KIND == "videos":
+        examples.sort(key=lambda example: example["video"])
     else:
         examples.sort(key=lambda example: example["sample_id"])
     arrays = {}
@@ -317,10 +323,21 @@ def load_examples(
         values = [example[key] for example in examples]
         if isinstance(feature, tfds.features.Text):
             arrays[key] = np.array([value.decode() for value in values])
+        elif builder.KIND == "videos" and not isinstance(feature, tfds.features.Scalar):
+            ragged = np.empty(len(values), object)
+            ragged[:] = [_decoded(value, feature) for value in values]
+            arrays[key] = ragged
         else:
             # Scalars come back as Python numbers: restore the declared dtype.
             arrays[key] = np.asarray(np.stack(values), dtype=feature.np_dtype)
     return arrays
+
+
+def _decoded(value: Any, feature: tfds.features.FeatureConnector) -> np.ndarray:
+    """One video's ragged feature: text sequences as str arrays, tensors in their dtype."""
+    if isinstance(feature, tfds.features.Sequence):
+        return np.array([item.decode() for item in value], dtype=str)
+    return np.asarray(value, dtype=feature.np_dtype)
 
 
 def _data_dir(data_config: ml_collections.ConfigDict) -> Path:
@@ -350,9 +367,9 @@ def _reading(data_config: ml_collections.ConfigDict) -> ReadOptions:
 
 def check(data_config: ml_collections.ConfigDict, kind: str) -> None:
     """Checks `config.data` without building or reading anything: a known builder of the
-    run's `kind` ("clips" for LOSO, "pairs" for pre-training), its builder config and
-    overrides, the data_dir, and, when the build is not cached yet, a writable data_dir
-    and the release folder it would be built from.
+    run's `kind` ("clips" for LOSO, "pairs" for pre-training, "videos" for spotting), its
+    builder config and overrides, the data_dir, and, when the build is not cached yet, a
+    writable data_dir and the release folder it would be built from.
 
     Raises:
         UserError: the first problem, naming the field and what is accepted.
@@ -363,10 +380,11 @@ def check(data_config: ml_collections.ConfigDict, kind: str) -> None:
             f"data.name={name!r} is a {builder_class(name).KIND!r} dataset; this task needs "
             f"{kind!r}: {', '.join(builder_names(kind))}."
         )
-    if kind == "pairs" and data_config.get("protocol"):
+    if kind in ("pairs", "videos") and data_config.get("protocol"):
+        what = "a macro-expression pair corpus" if kind == "pairs" else "a long-video database"
         raise UserError(
-            f"data.protocol={data_config.protocol!r} is set, but {name!r} is a "
-            "macro-expression pair corpus, which has no labels; unset data.protocol."
+            f"data.protocol={data_config.protocol!r} is set, but {name!r} is {what}, "
+            "which has no clip labels; unset data.protocol."
         )
     data_dir = _data_dir(data_config)
     builder = get_builder(
@@ -382,7 +400,7 @@ def check(data_config: ml_collections.ConfigDict, kind: str) -> None:
             check_manual_dir(builder, data_config.get("manual_dir"))
 
 
-def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
+def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus | VideoCorpus:
     """Builds the configured dataset on first use (cached in data_dir) and reads it.
 
     Reads `name`, `data_dir` (None or absent: `default_data_dir()`), `manual_dir`,
@@ -393,7 +411,8 @@ def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
     the protocol excludes (label -1, e.g. CASME II fear/sadness in the 5-class protocol)
     are dropped, and with `data.protocol` set the labels are first re-derived from the
     raw emotion strings with that protocol's label map. A pair corpus comes back as a
-    `PairCorpus`, its pairs read on demand. Both carry the build's metadata.
+    `PairCorpus`, its pairs read on demand; long videos as a `VideoCorpus`. All carry the
+    build's metadata.
 
     Raises:
         UserError: an empty data_dir or one that is a file, what `build` raises, a
@@ -416,10 +435,10 @@ def load(data_config: ml_collections.ConfigDict) -> MERDataset | PairCorpus:
 
 def dataset_from_build(
     builder: AnyBuilder, protocol_name: str | None = None
-) -> MERDataset | PairCorpus:
+) -> MERDataset | PairCorpus | VideoCorpus:
     """The dataset `load` returns, from a finished build: a `MERDataset` of the clips
-    with a label under `protocol_name` (None: the build's own labels), or a
-    `PairCorpus`.
+    with a label under `protocol_name` (None: the build's own labels), a `PairCorpus`
+    or a `VideoCorpus`.
 
     Raises:
         UserError: an unknown protocol, or no labelled sample at all.
@@ -435,6 +454,13 @@ def dataset_from_build(
             load_all=functools.partial(load_examples, builder),
         )
     examples = load_examples(builder)
+    if builder.KIND == "videos":
+        fields = [field.name for field in dataclasses.fields(Video) if field.name != "name"]
+        videos = tuple(
+            Video(name=str(name), **{field: examples[field][i] for field in fields})
+            for i, name in enumerate(examples["video"])
+        )
+        return VideoCorpus(name=name, videos=videos, metadata=metadata)
     class_names = tuple(metadata["class_names"])
     if protocol_name:
         protocol = get_protocol(protocol_name)

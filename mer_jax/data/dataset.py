@@ -8,6 +8,8 @@ TFDS files itself, so the arrows between the packages point one way.
   arrays, small enough to be resident on the device for a whole LOSO run.
 - `PairCorpus`: a macro-expression frame-pair corpus for MA2MI pre-training; its pairs
   are read on demand (`source`, for grain) or all at once (`load_all`, when resident).
+- `VideoCorpus`: a spotting database's long recordings (`Video`: sampled frame numbers,
+  pooled motion features, ground-truth intervals), small enough to hold on the host.
 """
 
 import dataclasses
@@ -117,3 +119,58 @@ class PairCorpus:
     @property
     def subjects(self) -> tuple[str, ...]:
         return tuple(self.metadata["subjects"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    """One long recording of a spotting database, with its ground truth.
+
+    Attributes:
+        name: the recording's name, unique in its database.
+        subject: its namespaced subject, e.g. "synthetic_lv/sub01".
+        frame_numbers: (N,) int32, the sampled frames (1-based frame numbers).
+        motion: (N - span, G, G, 2) float16: the flow from frame_numbers[i] to
+            frame_numbers[i + span], area-pooled to a G x G grid on the aligned face.
+        onset, apex, offset: (K,) int32 frame numbers of its K expression intervals.
+        interval_type: (K,) "micro" or "macro".
+        emotion, action_units: (K,) the intervals' annotations.
+    """
+
+    name: str
+    subject: str
+    frame_numbers: np.ndarray
+    motion: np.ndarray
+    onset: np.ndarray
+    apex: np.ndarray
+    offset: np.ndarray
+    interval_type: np.ndarray
+    emotion: np.ndarray
+    action_units: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoCorpus:
+    """A built spotting database: every long recording, sorted by name, on the host.
+
+    Attributes:
+        name: the builder's name, e.g. "synthetic_lv".
+        videos: the recordings.
+        metadata: the build's settings: fps, step_frames (frames between two sampled
+            frames), span (sampled frames a flow spans), grid, crop_size, ...
+    """
+
+    name: str
+    videos: tuple[Video, ...]
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return float(self.metadata["fps"])
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return tuple(sorted({video.subject for video in self.videos}))
+
+    def flow_frames(self) -> int:
+        """Frames one stored flow spans: span x step_frames."""
+        return int(self.metadata["span"]) * int(self.metadata["step_frames"])

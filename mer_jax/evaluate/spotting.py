@@ -19,6 +19,12 @@ prediction match several ground truths (counting it as several hits), compute a 
 from precision, and score only videos that contain an expression (missing the false
 positives of the others). Spot-then-recognise (`strs`) is the spotting F1 times the
 recognition F1 (macro over classes) on the truly spotted intervals.
+
+Scores to intervals (`spot`, the one way every spotter turns a score per position into
+intervals): the score is smoothed by a moving average, a threshold is set per video from
+its own statistics, mean + p x (max - mean) (the MEGC baselines' rule; a learned
+spotter's probability adds a floor), and each maximal run of positions above it becomes
+one interval: onset and offset its first and last position, apex its highest score.
 """
 
 import dataclasses
@@ -27,10 +33,85 @@ from typing import Any
 
 import numpy as np
 
+from mer_jax.evaluate import bootstrap
 from mer_jax.evaluate.metrics import classification_metrics
 
 MATCH_IOU = 0.5
 TYPES = ("micro", "macro")
+# A prediction lasting at most this long is a micro-expression: the 0.5 s bound of the
+# micro-expression definition used by CAS(ME)^2, SAMM and the MEGC spotting task.
+MICRO_MAX_S = 0.5
+
+
+def micro_max_frames(fps: float) -> int:
+    """The longest micro-expression in frames at `fps` (`MICRO_MAX_S`)."""
+    return round(MICRO_MAX_S * fps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spotted:
+    """One spotted interval in frame numbers, with its peak score."""
+
+    onset: int
+    apex: int
+    offset: int
+    score: float
+
+    @property
+    def interval(self) -> "Interval":
+        return Interval(self.onset, self.offset)
+
+
+def smooth(scores: np.ndarray, width: int) -> np.ndarray:
+    """The moving average of `scores` over `width` positions (odd; the ends average over
+    the positions that exist)."""
+    if width <= 1 or not len(scores):
+        return np.asarray(scores, np.float64)
+    kernel = np.ones(width)
+    half = width // 2
+    total = np.convolve(np.pad(scores, half), kernel, mode="valid")
+    count = np.convolve(np.pad(np.ones(len(scores)), half), kernel, mode="valid")
+    return total / count
+
+
+def spot(
+    scores: np.ndarray,
+    positions: np.ndarray,
+    *,
+    smooth_width: int,
+    relative_threshold: float,
+    min_score: float = 0.0,
+) -> list[Spotted]:
+    """The intervals of one video from a score per position (module docstring).
+
+    Args:
+        scores: (P,) the spotter's score of each position.
+        positions: (P,) increasing frame numbers of the positions.
+        smooth_width: the moving average's width in positions (1: none).
+        relative_threshold: p of the threshold mean + p x (max - mean), in [0, 1].
+        min_score: a floor under that threshold (a probability's 0.5; 0: none).
+
+    Returns:
+        The intervals in time order (none when no position exceeds the threshold).
+    """
+    curve = smooth(np.asarray(scores, np.float64), smooth_width)
+    if not len(curve):
+        return []
+    mean = curve.mean()
+    threshold = max(mean + relative_threshold * (curve.max() - mean), min_score)
+    above = np.concatenate([[False], curve > threshold, [False]])
+    starts = np.flatnonzero(~above[:-1] & above[1:])
+    ends = np.flatnonzero(above[:-1] & ~above[1:])  # one past each run
+    spotted = []
+    for start, end in zip(starts, ends, strict=True):
+        peak = start + int(np.argmax(curve[start:end]))
+        spotted.append(
+            Spotted(
+                int(positions[start]), int(positions[peak]), int(positions[end - 1]),
+                float(curve[peak]),
+            )
+        )
+    return spotted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +208,49 @@ def spotting_scores(
     result["overall"] = _scores(*map(int, sum(counts.values())))
     result["matches"] = matches
     return result
+
+
+def spotting_report(
+    videos: Mapping[str, tuple[Sequence[Spotted], Sequence[Interval]]],
+    subjects: Mapping[str, str],
+    micro_max_frames: int,
+) -> dict[str, Any]:
+    """metrics.json's `spotting` entry: the pooled scores of every video
+    (`spotting_scores`, without the matches), the micro_max_frames used, per subject the
+    pooled tp, fp, fn of its own videos (`subjects`: video name -> subject), overall and
+    by type, and each type's `f1_ci`: the 95% subject-bootstrap interval of its F1
+    (subjects drawn with replacement, their counts pooled, as `bootstrap` does for UF1).
+
+    Args:
+        videos: name -> (spotted intervals, ground truths).
+    """
+
+    def scored(names: Iterable[str]) -> dict[str, Any]:
+        chosen = {name: ([s.interval for s in videos[name][0]], videos[name][1]) for name in names}
+        found = spotting_scores(chosen, micro_max_frames)
+        del found["matches"]
+        return found
+
+    report: dict[str, Any] = scored(videos)
+    report["micro_max_frames"] = micro_max_frames
+    report["videos"] = len(videos)
+    report["subjects"] = {}
+    for subject in sorted(set(subjects.values())):
+        own = scored(name for name in videos if subjects[name] == subject)
+        report["subjects"][subject] = {
+            kind: {key: own[kind][key] for key in ("tp", "fp", "fn")}
+            for kind in (*TYPES, "overall")
+        }
+    weights = bootstrap.resample_weights(len(report["subjects"]), bootstrap.RESAMPLES, seed=0)
+    tail = 100 * (1 - bootstrap.LEVEL) / 2
+    for kind in (*TYPES, "overall"):
+        counts = np.array(
+            [[own[kind][key] for key in ("tp", "fp", "fn")] for own in report["subjects"].values()]
+        )
+        tp, fp, fn = (weights @ counts).T.astype(np.float64)
+        f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0)
+        report[kind]["f1_ci"] = [float(np.percentile(f1, q)) for q in (tail, 100 - tail)]
+    return report
 
 
 def strs(

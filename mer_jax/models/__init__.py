@@ -1,7 +1,8 @@
 """The models and their registry: a config's `name` picks the class, other keys configure it.
 
 The MER classifiers (`task="loso"`: STSTNet, FR, LTR3O, DeRe-GRL, MIACNet) and the
-pre-training model (`task="pretrain"`: MA2MI) are registered alike; `create_model`
+pre-training model (`task="pretrain"`: MA2MI) and the learned spotter (`task="spotting"`)
+are registered alike; `create_model`
 refuses an unknown name, a key the class does not accept and a model of the other task.
 """
 
@@ -23,6 +24,7 @@ from mer_jax.models.fr import FR
 from mer_jax.models.ltr3o import LTR3O
 from mer_jax.models.ma2mi import MA2MI
 from mer_jax.models.miacnet import MIACNet
+from mer_jax.models.spotter import Spotter
 from mer_jax.models.ststnet import STSTNet
 
 __all__ = [
@@ -44,6 +46,7 @@ MODELS: dict[str, type[Model]] = {
     "dere_grl": DeReGRL,
     "miacnet": MIACNet,
     "ma2mi": MA2MI,
+    "spotter": Spotter,
 }
 
 # Constructor arguments the caller supplies itself rather than the model config.

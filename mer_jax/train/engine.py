@@ -544,17 +544,24 @@ class LosoRun(run.TrainingRun):
         selection = tuning.selection_record(
             self.config, self.folds, choices, self.seeds, self.stats.num_replicas
         )
+        extra = {**selection, **self.extra_metrics(predictions)}
         if not self.primary:  # every process has the predictions; process 0 writes
-            return {**report.summarize(predictions, self.dataset.class_names), **selection}
+            return {**report.summarize(predictions, self.dataset.class_names), **extra}
         metrics = report.write_all(
             self.workdir,
             predictions,
             self.dataset.class_names,
             report.merge_histories(histories),
-            extra=selection,
+            extra=extra,
         )
         self._write_figures(outer[0][0].abstract_model)
         return metrics
+
+    def extra_metrics(self, predictions: report.Predictions) -> dict[str, Any]:
+        """More entries of metrics.json, from the pooled out-of-fold predictions: none
+        here; the spotting run adds its intervals' scores (`mer_jax.train.spotting`)."""
+        del predictions
+        return {}
 
     def _write_figures(self, abstract_model: models.MERModel) -> None:
         """Draws the method's figure from every reported replica's summaries, once."""

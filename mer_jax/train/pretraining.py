@@ -92,6 +92,7 @@ class PretrainingRun(run.TrainingRun):
     """One configured MA2MI pre-training run, in one workdir."""
 
     TASK = "pretrain"
+    DATA_KIND = "pairs"
     # How the corpus is read does not change what is trained.
     LOCATION_KEYS = (*run.TrainingRun.LOCATION_KEYS, "data.streaming", "data.resident_max_mb")
 

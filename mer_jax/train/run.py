@@ -162,6 +162,8 @@ class TrainingRun(abc.ABC):
     `pretraining.PretrainingRun` are its two specialisations."""
 
     TASK: ClassVar[str]
+    # The kind of dataset the run reads (`data_builders.check`): "clips", "pairs", "videos".
+    DATA_KIND: ClassVar[str] = "clips"
     # Keys of the run-defining sections that may change between a run and its resume:
     # where the data lives (a moved cache holds the same build) and how it is read.
     LOCATION_KEYS: ClassVar[tuple[str, ...]] = ("data.data_dir", "data.manual_dir")

@@ -21,7 +21,9 @@ from mer_jax.errors import UserError
 from mer_jax.models import ststnet
 from mer_jax.train import optim
 
-TASKS = ("loso", "pretrain")
+TASKS = ("loso", "pretrain", "spotting", "spot_baseline")
+# Tasks without a trained model: their config's model section is not read.
+MODEL_FREE_TASKS = ("spot_baseline",)
 # The values jax.transfer_guard accepts.
 TRANSFER_GUARDS = ("allow", "log", "disallow", "log_explicit", "disallow_explicit")
 
@@ -67,6 +69,14 @@ def one_of(*choices: Any) -> Rule:
 
 def optional(rule: Rule) -> Rule:
     return lambda value: None if value is None else rule(value)
+
+
+def fraction(value: Any) -> str | None:
+    return None if _is_number(value) and 0 <= value <= 1 else "a number in [0, 1]"
+
+
+def odd_width(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 1 and value % 2 else "an odd integer >= 1"
 
 
 def device_count(value: Any) -> str | None:
@@ -144,8 +154,16 @@ COMMON_RULES: dict[str, Rule] = {
     "engine.compute_dtype": one_of("float32", "bfloat16"),
     "engine.transfer_guard": one_of(*TRANSFER_GUARDS),
 }
+# How spotted scores become intervals (`mer_jax.evaluate.spotting.spot`).
+_SPOT_RULES: dict[str, Rule] = {
+    "spotting.smooth_width": odd_width,
+    "spotting.relative_threshold": fraction,
+    "spotting.min_score": fraction,
+}
 TASK_RULES: dict[str, dict[str, Rule]] = {
     "loso": {},
+    "spot_baseline": _SPOT_RULES,
+    "spotting": {**_SPOT_RULES, "spotting.radius": non_negative_int},
     "pretrain": {
         "data.exclude_subjects": subject_names,
         "data.streaming": one_of("auto", "resident", "grain"),
@@ -160,7 +178,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
     "dere_grl": {"weight_au": non_negative_number, "weight_rec": non_negative_number},
 }
 # Sections whose keys are all in the schema (model keys are checked against the model).
-_SECTIONS = ("data", "train", "engine", "tune")
+_SECTIONS = ("data", "train", "engine", "tune", "spotting")
 # Sections a tuning grid may vary (the data and the engine layout stay one).
 _TUNABLE = ("train", "model")
 
@@ -284,6 +302,8 @@ def _cross_field_problems(config: Any, task: str) -> list[str]:
             )
         if config.init_from is not None:
             found.append("init_from is for LOSO runs (fine-tuning), not for pre-training.")
+    if task in MODEL_FREE_TASKS:
+        return found
     try:
         cls = models.model_class(config.model, task)
         unknown = sorted(set(config.model) - {"name"} - set(models.accepted_keys(cls)))

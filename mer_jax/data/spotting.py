@@ -1,0 +1,92 @@
+"""What spotting reads of a long video: the positions of its stored motion, a training-
+free motion score per position, and the windows a learned spotter classifies.
+
+A video's motion is stored per sampled frame i as the flow from frame_numbers[i] to
+frame_numbers[i + span] (`mer_jax.data.dataset.Video`): it describes the frames between,
+so its *position* is the middle of that span, frame_numbers[i] + span x step / 2. Scores,
+windows and spotted intervals all live at these positions.
+"""
+
+import numpy as np
+
+from mer_jax.data.dataset import MERDataset, Video, VideoCorpus
+from mer_jax.preprocess.face import EYE_LINE
+
+# The window classes of the learned spotter, in label order.
+WINDOW_CLASSES = ("none", "micro", "macro")
+
+
+def positions(video: Video, flow_frames: int) -> np.ndarray:
+    """(N - span,) int: the frame each stored flow describes, the middle of its span."""
+    return video.frame_numbers[: len(video.motion)].astype(np.int64) + flow_frames // 2
+
+
+def without_head_motion(motion: np.ndarray) -> np.ndarray:
+    """The flow of each grid cell less the median flow of its frame's grid, float32.
+
+    The face was aligned once per video, so a head that drifts or turns moves every cell
+    alike; the median over the cells is that common motion (facial movements cover a
+    minority of the cells), as the MEGC spotting baselines remove it.
+    """
+    flow = motion.astype(np.float32)
+    return flow - np.median(flow, axis=(-3, -2), keepdims=True)
+
+
+def motion_score(motion: np.ndarray) -> np.ndarray:
+    """(P,) the training-free score of each position: the mean flow magnitude over the grid
+    cells, after removing the head's own motion, with the eyes' row of cells left out
+    (blinks move the eyelids far more than any micro-expression does).
+
+    Args:
+        motion: (P, G, G, 2) pooled flows on the aligned face (eye line at `EYE_LINE`).
+    """
+    grid = motion.shape[-3]
+    magnitude = np.linalg.norm(without_head_motion(motion), axis=-1)
+    rows = np.ones(grid, bool)
+    rows[min(int(EYE_LINE * grid), grid - 1)] = False
+    return magnitude[..., rows, :].mean(axis=(-2, -1))
+
+
+def position_labels(video: Video, flow_frames: int) -> np.ndarray:
+    """(P,) the class of each position (`WINDOW_CLASSES`): the type of the interval it lies
+    in, "none" outside every interval."""
+    at = positions(video, flow_frames)
+    labels = np.zeros(len(at), np.int64)
+    for onset, offset, kind in zip(video.onset, video.offset, video.interval_type, strict=True):
+        inside = (at >= onset) & (at <= offset)
+        labels[inside] = WINDOW_CLASSES.index(str(kind))
+    return labels
+
+
+def motion_windows(motion: np.ndarray, radius: int) -> np.ndarray:
+    """(P, 2 radius + 1, G, G, 2) float16: each position's motion with its `radius`
+    neighbours on either side (zeros beyond the video's ends)."""
+    padded = np.pad(motion, [(radius, radius)] + [(0, 0)] * (motion.ndim - 1))
+    offsets = np.arange(2 * radius + 1)
+    return padded[np.arange(len(motion))[:, None] + offsets].astype(np.float16)
+
+
+def window_dataset(corpus: VideoCorpus, radius: int) -> MERDataset:
+    """Every position of every video as a clip of the LOSO engine: its motion window
+    ("motion"), its class ("label", `WINDOW_CLASSES`), its video's subject; "video" and
+    "position" say where it came from. Sample ids are "<video>/<position index>",
+    zero-padded so that sorting them keeps each video's positions in time order. The
+    metadata is the build's with "window", the sampled frames of a window."""
+    flow_frames = corpus.flow_frames()
+    parts: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("sample_id", "subject", "video", "position", "motion", "label")
+    }
+    for video in corpus.videos:
+        count = len(video.motion)
+        parts["sample_id"].append(np.array([f"{video.name}/{i:07d}" for i in range(count)]))
+        parts["subject"].append(np.full(count, video.subject))
+        parts["video"].append(np.full(count, video.name))
+        parts["position"].append(positions(video, flow_frames))
+        parts["motion"].append(motion_windows(video.motion, radius))
+        parts["label"].append(position_labels(video, flow_frames))
+    examples = {key: np.concatenate(values) for key, values in parts.items()}
+    examples["dataset"] = np.full(len(examples["label"]), corpus.name)
+    order = np.argsort(examples["sample_id"], kind="stable")
+    examples = {key: values[order] for key, values in examples.items()}
+    metadata = {**corpus.metadata, "window": 2 * radius + 1}
+    return MERDataset(corpus.name, WINDOW_CLASSES, examples, metadata)
