@@ -25,6 +25,7 @@ order (and their databases, for the per-database rows), so the whole path runs w
 licensed data; its figures mean nothing. `--record` writes the table into RESULTS.md.
 """
 
+import functools
 import sys
 from pathlib import Path
 
@@ -43,15 +44,6 @@ from mer_jax.errors import UserError
 from mer_jax.evaluate.metrics import classification_metrics
 from mer_jax.models.ststnet import STSTNet, load_official_weights
 from mer_jax.models.torch_weights import read_state_dict
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/protocols/megc2019_composite.py:ststnet", "The composite's STSTNet config."
-)
-_WEIGHTS = flags.DEFINE_string("weights", None, "Folder of the authors' <subject>.pth files.")
-_STAND_IN = flags.DEFINE_bool(
-    "composite_stand_in", False, "The data stands in for the composite (synthetic, 68 subjects)."
-)
-_RECORD = flags.DEFINE_bool("record", False, "Also write the table into RESULTS.md.")
 
 # The authors' labels (main.py, recognition_evaluation): negative 0, positive 1, surprise 2.
 CLASS_NAMES = ("negative", "positive", "surprise")
@@ -188,14 +180,35 @@ def run(config: ml_collections.ConfigDict, weights: str | None, stand_in: bool) 
     return table
 
 
-def main(argv: list[str]) -> None:
+def _define_flags() -> dict[str, flags.FlagHolder]:
+    """The command's flags, defined when it runs, not on import: `--config` is also the
+    flag of other benchmarks that a test process may import beside this module."""
+    return {
+        "config": config_flags.DEFINE_config_file(
+            "config",
+            "configs/protocols/megc2019_composite.py:ststnet",
+            "The composite's STSTNet config.",
+        ),
+        "weights": flags.DEFINE_string(
+            "weights", None, "Folder of the authors' <subject>.pth files."
+        ),
+        "stand_in": flags.DEFINE_bool(
+            "composite_stand_in",
+            False,
+            "The data stands in for the composite (synthetic, 68 subjects).",
+        ),
+        "record": flags.DEFINE_bool("record", False, "Also write the table into RESULTS.md."),
+    }
+
+
+def main(argv: list[str], defined: dict[str, flags.FlagHolder]) -> None:
     del argv
     try:
-        table = run(_CONFIG.value, _WEIGHTS.value, _STAND_IN.value)
+        table = run(defined["config"].value, defined["weights"].value, defined["stand_in"].value)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    if _RECORD.value:
+    if defined["record"].value:
         write_section(
             "official_ststnet",
             "The STSTNet authors' weights on our preprocessing of the MEGC 2019 composite",
@@ -205,4 +218,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_app(main)
+    run_app(functools.partial(main, defined=_define_flags()))

@@ -5,7 +5,8 @@ import pytest
 
 from mer_jax.data import loso
 from mer_jax.errors import UserError
-from mer_jax.train.engine import Chunk, Replica, plan_chunks
+from mer_jax.train.stacking import plan_chunks
+from mer_jax.workdir import Chunk, Replica
 
 # Samples in no particular order: 3 subjects of casme2, 2 of samm, one bare name ("sub01")
 # shared by both datasets.
