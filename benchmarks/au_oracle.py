@@ -77,7 +77,7 @@ def main(argv: list[str]) -> None:
     print(f"({size}; chance UF1 about 1/{num_classes})")
     write_results(flags.FLAGS.out, rows)
     if _WRITE.value:
-        build = f"{config.data.name}/{config.data.get('builder_config') or 'default'}"
+        build = f"`{dataset.metadata['build']}`"
         table = ["| row | UF1 | UAR | accuracy |", "|---|---|---|---|"] + [
             f"| {r['row']} | {r['uf1']:.3f} | {r['uar']:.3f} | {r['accuracy']:.3f} |"
             for r in rows

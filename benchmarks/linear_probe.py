@@ -168,7 +168,8 @@ def main(argv: list[str]) -> None:
     write_section(
         f"linear_probe_{config.model.name}",
         f"What a linear model finds in {config.model.name}'s input",
-        f"Ridge regression on each input under the config's LOSO ({len(labels)} samples, "
+        f"Ridge regression on each input of build `{dataset.metadata['build']}` under the "
+        f"config's LOSO ({len(labels)} samples, "
         f"{folds.num_folds} folds); `nested`: the penalty chosen per outer fold by LOSO over "
         "its training subjects.\n\n" + "\n".join(table),
         command_line("benchmarks.linear_probe"),

@@ -236,6 +236,8 @@ def run_row(row: Row, root: Path) -> dict[str, Any]:
     # A row trained before rows recorded their machine says so rather than guessing.
     unknown = {"machine": "not recorded", "date": "not recorded"}
     provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else unknown
+    record = json.loads((workdir / layout.DATASET_JSON).read_text())
+    provenance["build"] = record["metadata"].get("build", f"{record['name']} (not recorded)")
     return {
         "row": row.name,
         "workdir": str(workdir),
@@ -268,8 +270,8 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
 
     lines = [
         "| method | UF1 | UAR | accuracy | selection | vs its base row: UF1 difference | "
-        "command | seeds | training | machine | date |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "command | seeds | build | training | machine | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.name not in results:
@@ -293,7 +295,8 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
         lines.append(
             f"| {row.name} | {_cell(metrics, 'uf1')} | {_cell(metrics, 'uar')} | "
             f"{metrics['accuracy']:.3f} +- {metrics['accuracy_std']:.3f} | {selection} | "
-            f"{versus} | {row.command} | {seeds} | {training} | {result['machine']} | "
+            f"{versus} | {row.command} | {seeds} | `{result['build']}` | {training} | "
+            f"{result['machine']} | "
             f"{result['date']} |"
         )
     pending = [row for row in rows if row.name not in results]

@@ -444,7 +444,11 @@ def dataset_from_build(
         UserError: an unknown protocol, or no labelled sample at all.
     """
     name = builder.name
-    metadata = dict(builder.info.metadata)
+    # Which build this is (its config and the builder's version), so that a workdir's
+    # dataset.json says what its figures were measured on.
+    config = builder.builder_config.name if builder.builder_config else "default"
+    build = f"{name}/{config}:{builder.info.version}"
+    metadata = {**builder.info.metadata, "build": build}
     if isinstance(builder, MacroPairsBuilder):
         return PairCorpus(
             name=name,

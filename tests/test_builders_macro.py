@@ -294,7 +294,9 @@ def test_load_gives_a_pair_corpus(built):
     config = ml_collections.ConfigDict({**fields, "overrides": OVERRIDES, "protocol": None})
     corpus = data_builders.load(config)  # found, not rebuilt
     assert isinstance(corpus, PairCorpus) and corpus.name == "ckplus"
-    assert type(corpus.metadata) is dict and corpus.metadata == dict(builder.info.metadata)
+    build = f"ckplus/{builder.builder_config.name}:{builder.info.version}"
+    assert type(corpus.metadata) is dict
+    assert corpus.metadata == {**builder.info.metadata, "build": build}
     assert corpus.subjects == ("ckplus/S005", "ckplus/S010")
     assert corpus.frame_bytes == data_builders.macro_corpus_bytes(builder) == 8 * 2 * PAIR**2 * 3
     assert len(corpus.source) == 8 and set(corpus.source[0]) == set(FEATURES)

@@ -242,7 +242,8 @@ def test_configs_name_a_real_dataset(built, no_rebuild):
         np.testing.assert_array_equal(values, examples[key][keep], err_msg=key)
     # The build's settings travel with the samples, as a plain dict.
     assert type(dataset.metadata) is dict
-    assert dataset.metadata == dict(builder.info.metadata)
+    build = f"casme2/{builder.builder_config.name}:{builder.info.version}"
+    assert dataset.metadata == {**builder.info.metadata, "build": build}
     assert (dataset.metadata["crop_size"], dataset.metadata["flow_size"]) == (CROP, FLOW)
     assert dataset.metadata["num_frames"] == 16
     assert dataset.metadata["action_units"] == list(AU_LIST)
@@ -265,14 +266,15 @@ def test_load_applies_the_configured_errata_in_a_build_of_their_own(built, tmp_p
     # A build of its own, next to the build without errata.
     _, builder, _, _ = built["casme2"]
     digest = errata_digest(read_errata(errata))
-    assert dataset.metadata == dict(
-        data_builders.get_builder(
-            "casme2",
-            data_dir=builder.data_dir_root,
-            overrides=OVERRIDES,
-            reading=data_builders.ReadOptions(errata=read_errata(errata)),
-        ).info.metadata
+    with_errata = data_builders.get_builder(
+        "casme2",
+        data_dir=builder.data_dir_root,
+        overrides=OVERRIDES,
+        reading=data_builders.ReadOptions(errata=read_errata(errata)),
     )
+    build = f"casme2/{with_errata.builder_config.name}:{with_errata.info.version}"
+    assert dataset.metadata == {**with_errata.info.metadata, "build": build}
+    assert build.endswith(f"-errata_{digest}:{with_errata.info.version}")
     variants = {path.name for path in (Path(builder.data_dir_root) / "casme2").iterdir()}
     assert {builder.builder_config.name, f"{builder.builder_config.name}-errata_{digest}"} <= (
         variants
