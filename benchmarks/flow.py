@@ -61,7 +61,7 @@ class Pairs:
 def face_pairs(count: int) -> Pairs:
     """The onset and apex frames of the first `count` clips of the default synthetic
     micro database without blinks, with their true flows."""
-    from mer_jax.synthetic.generator import SyntheticSpec, plan_database
+    from mer_jax.synthetic.recordings import SyntheticSpec, plan_database
     from mer_jax.synthetic.truth import onset_apex_truth
 
     spec = SyntheticSpec(blinks_per_minute=0.0)

@@ -418,7 +418,7 @@ def test_megc2019_shaped_config_is_442_clips_of_68_subjects_in_3_classes(tmp_pat
     from collections import Counter
 
     from mer_jax.data.protocols import get_protocol
-    from mer_jax.synthetic.generator import plan_database
+    from mer_jax.synthetic.recordings import plan_database
 
     builder = data_builders.get_builder(
         "synthetic_me", data_dir=tmp_path, config="megc2019_shaped"

@@ -6,7 +6,7 @@ import numpy as np
 
 import data_builders
 from data_builders.synthetic_lv import SyntheticLVConfig, recording_motion
-from mer_jax.synthetic.generator import all_recordings, plan_database
+from mer_jax.synthetic.recordings import all_recordings, plan_database
 
 # One subject, one clip on average, 64 px frames: a recording in about a second.
 TINY = {"num_subjects": 1, "clips_per_subject": 1, "frame_size": 64, "crop_size": 32, "grid": 4}

@@ -26,7 +26,7 @@ from mer_jax.evaluate.spotting import (
     spot,
     spotting_report,
 )
-from mer_jax.synthetic.generator import all_recordings
+from mer_jax.synthetic.recordings import all_recordings
 from mer_jax.train import validation
 from tests import fixtures
 

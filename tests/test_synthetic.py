@@ -23,15 +23,15 @@ from mer_jax.synthetic import (
     generator,
 )
 from mer_jax.synthetic.action_units import parse_au_code
-from mer_jax.synthetic.generator import (
+from mer_jax.synthetic.recordings import (
     MICRO_TIMINGS,
     database_summary,
     expression_profile,
     plan_database,
     plan_recordings,
-    render_frames,
     subject_identity,
 )
+from mer_jax.synthetic.render import render_frames
 from mer_jax.synthetic.truth import onset_apex_truth
 
 # Two subjects with two clips each (at 60 fps, so 12-32 frames): the whole pipeline in
@@ -228,7 +228,7 @@ def test_true_flow_carries_the_onset_onto_the_apex_and_the_landmarks():
         assert np.abs(back - onset)[inner].mean() < 0.3 * np.abs(apex - onset)[inner].mean()
         # The landmarks the generator writes move as the truth says.
         identity = subject_identity(spec, plan.subject)
-        frames = generator.render_frames(plan.recording, identity, spec, [plan.onset, plan.apex])
+        frames = render_frames(plan.recording, identity, spec, [plan.onset, plan.apex])
         start, peak = frames.true_landmarks
         at_start = cv2.remap(
             truth.flow, start[:, None, 0].astype(np.float32), start[:, None, 1].astype(np.float32),

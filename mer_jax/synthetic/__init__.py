@@ -8,22 +8,24 @@ switches, docs/instrument.md).
 """
 
 from mer_jax.synthetic.generator import (
-    CASME2_EMOTION_COUNTS,
     CODING_COLUMNS,
     CODING_SHEET,
     FRAMES_DIR,
-    GENERATOR_VERSION,
     LANDMARKS_DIR,
     MANIFEST,
+    generate_database,
+)
+from mer_jax.synthetic.recordings import (
+    CASME2_EMOTION_COUNTS,
+    GENERATOR_VERSION,
     Recording,
     SyntheticSpec,
     all_recordings,
     database_summary,
-    generate_database,
     plan_recordings,
-    render_frames,
     subject_identity,
 )
+from mer_jax.synthetic.render import render_frames
 
 __all__ = [
     "CASME2_EMOTION_COUNTS",

@@ -19,12 +19,8 @@ import cv2
 import numpy as np
 
 from mer_jax.preprocess.clip import sidecar_path, write_landmarks_csv
-from mer_jax.synthetic.generator import (
-    SyntheticSpec,
-    plan_database,
-    render_clip,
-    subject_identity,
-)
+from mer_jax.synthetic.recordings import SyntheticSpec, plan_database, subject_identity
+from mer_jax.synthetic.render import render_clip
 
 DEMO_SEED = 7
 FRAMES_PER_SECOND = 30.0

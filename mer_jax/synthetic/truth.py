@@ -1,6 +1,6 @@
 """The true motion of a synthetic clip: where each onset pixel's skin is at the apex.
 
-The generator renders every frame by backward warping (see `generator.render_frames`): a
+The generator renders every frame by backward warping (see `render.render_frames`): a
 frame pixel p shows the neutral face at q - intensity * field(q), with q the pixel taken
 back through the frame's head pose (a homography: the face plane's small yaw and pitch
 are seen in perspective). The truth inverts the apex frame's warp for the skin each
@@ -17,16 +17,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mer_jax.synthetic.generator import (
-    ClipPlan,
-    SyntheticSpec,
-    clip_motion,
-    render_clip,
-    subject_identity,
-)
+from mer_jax.synthetic.recordings import ClipPlan, SyntheticSpec, subject_identity
+from mer_jax.synthetic.render import clip_motion, render_clip
 
 # Fixed-point iterations of the forward warp: each contracts by the field's strain
-# (at most 0.6, see generator._MAX_STRAIN), so 60 bring the error far below 1e-6 px.
+# (at most 0.6, see recordings._MAX_STRAIN), so 60 bring the error far below 1e-6 px.
 _INVERSE_ITERATIONS = 60
 
 
