@@ -165,6 +165,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_as_asked(args: argparse.Namespace, variant: dict[str, Any]) -> AnyBuilder:
+    """Builds (or finds already built) the dataset the parsed arguments name, and says
+    where it is (`print_built`)."""
+    builder = build(args.name, manual_dir=args.manual_dir, workers=args.workers, **variant)
+    print_built(builder)
+    return builder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status (2 for a problem with the input)."""
     try:
@@ -189,10 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.summary_json:
                 args.summary_json.parent.mkdir(parents=True, exist_ok=True)
                 args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
-        if args.dry_run:
-            return 0
-        builder = build(args.name, manual_dir=args.manual_dir, workers=args.workers, **variant)
-        print_built(builder)
+        if not args.dry_run:
+            build_as_asked(args, variant)
         return 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -56,8 +56,8 @@ import cv2
 import jax
 import numpy as np
 
-from data_builders.cli import add_build_arguments, parse_build_args, print_built
-from data_builders.loading import build, dataset_from_build
+from data_builders.cli import add_build_arguments, build_as_asked, parse_build_args
+from data_builders.loading import dataset_from_build
 from mer_jax.data.dataset import MERDataset
 from mer_jax.errors import UserError
 from mer_jax.models.layers import motion_input
@@ -290,8 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, variant = parse_build_args(_parser(), argv)
         _check_new_folder(args.out)  # before a build that may take long
-        builder = build(args.name, manual_dir=args.manual_dir, workers=args.workers, **variant)
-        print_built(builder)
+        builder = build_as_asked(args, variant)
         dataset = dataset_from_build(builder, args.protocol)
         if not isinstance(dataset, MERDataset):
             raise UserError(f"{args.name} is a macro-expression pair corpus; export writes clips")

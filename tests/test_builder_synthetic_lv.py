@@ -1,6 +1,5 @@
 """synthetic_lv: synthetic_me's long recordings whole, as pooled motion at a stride."""
 
-import dataclasses
 
 import numpy as np
 
@@ -42,18 +41,7 @@ def test_build_holds_every_recording_with_its_intervals(tmp_path):
 def test_motion_shows_the_expressions_not_the_neutral_stretches():
     config = SyntheticLVConfig(name="still", **TINY)
     # No nuisance at all: what moves is the expressions.
-    spec = dataclasses.replace(
-        config.spec(),
-        head_drift_px=0.0,
-        head_rotation_deg=0.0,
-        head_out_of_plane_deg=0.0,
-        head_scale=0.0,
-        blinks_per_minute=0.0,
-        noise_std=0.0,
-        flicker_std=0.0,
-        illumination_drift=0.0,
-        alignment_jitter_iod=(0.0, 0.0),
-    )
+    spec = config.spec().without_nuisance()
     recording = all_recordings(spec)[0]
     found = recording_motion(recording, spec, config)
     numbers = found["frame_numbers"][: len(found["motion"])]

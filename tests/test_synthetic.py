@@ -37,17 +37,13 @@ from mer_jax.synthetic.truth import onset_apex_truth
 # Two subjects with two clips each (at 60 fps, so 12-32 frames): the whole pipeline in
 # about a second.
 TINY = SyntheticSpec(num_subjects=2, clips_per_subject=2, clip_count_shape=0.0, fps=60)
-# No nuisance that moves landmarks, so landmark motion is the expression alone.
+# No nuisance that moves landmarks, so landmark motion is the expression alone (noise,
+# flicker and illumination are restored: they move no landmark).
 STILL = dataclasses.replace(
-    TINY,
-    num_subjects=3,
-    head_drift_px=0.0,
-    head_rotation_deg=0.0,
-    head_out_of_plane_deg=0.0,
-    head_scale=0.0,
-    head_offset_px=0.0,
-    blinks_per_minute=0.0,
-    alignment_jitter_iod=(0.0, 0.0),
+    dataclasses.replace(TINY, num_subjects=3).without_nuisance(),
+    noise_std=TINY.noise_std,
+    flicker_std=TINY.flicker_std,
+    illumination_drift=TINY.illumination_drift,
 )
 
 

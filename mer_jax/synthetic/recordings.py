@@ -325,6 +325,24 @@ class SyntheticSpec:
         """Frame pixels per reference (224-frame) pixel."""
         return self.frame_size / REFERENCE_FRAME_SIZE
 
+    def without_nuisance(self) -> "SyntheticSpec":
+        """This spec with every nuisance switched off: no head motion, blinks,
+        illumination change, flicker, sensor noise or alignment jitter. What moves is the
+        expressions alone (JPEG compression stays: `jpeg_quality`)."""
+        return dataclasses.replace(
+            self,
+            head_drift_px=0.0,
+            head_rotation_deg=0.0,
+            head_out_of_plane_deg=0.0,
+            head_scale=0.0,
+            head_offset_px=0.0,
+            blinks_per_minute=0.0,
+            noise_std=0.0,
+            flicker_std=0.0,
+            illumination_drift=0.0,
+            alignment_jitter_iod=(0.0, 0.0),
+        )
+
 
 @dataclasses.dataclass(frozen=True, eq=False)  # array fields: compare by identity
 class Expression:
