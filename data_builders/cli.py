@@ -34,7 +34,7 @@ several candidates.
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,36 +173,45 @@ def build_as_asked(args: argparse.Namespace, variant: dict[str, Any]) -> AnyBuil
     return builder
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command; returns the exit status (2 for a problem with the input)."""
+def exit_status(command: Callable[[], None]) -> int:
+    """Runs a command: 0 when done, 2 with one `error:` line for a problem with the input."""
     try:
-        args, variant = parse_build_args(_parser(), argv)
-        builder = get_builder(args.name, **variant)
-        if isinstance(builder, ManualDirBuilder):
-            release = read_release(args.name, args.manual_dir, **variant)
-            summary, text = dry_run_summary(builder, release, args.manual_dir)
-            print(text)
-            if args.summary_json:
-                args.summary_json.parent.mkdir(parents=True, exist_ok=True)
-                args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
-            # After the summary, so the rows behind an error are on the screen.
-            if isinstance(release, ReleaseRecords):
-                check_usable(release)
-            if args.strict:
-                check_strict(release)
-        elif args.dry_run or args.summary_json:
-            # A generated dataset: its plan, from the generator alone.
-            summary = builder.generated_summary()
-            print(json.dumps(summary, indent=2))
-            if args.summary_json:
-                args.summary_json.parent.mkdir(parents=True, exist_ok=True)
-                args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
-        if not args.dry_run:
-            build_as_asked(args, variant)
-        return 0
+        command()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; returns the exit status (2 for a problem with the input)."""
+    return exit_status(lambda: _build_command(argv))
+
+
+def _build_command(argv: Sequence[str] | None) -> None:
+    """Checks a release (its summary, optionally written as JSON) and builds it, or the
+    plan of a generated dataset; `--dry_run` builds nothing."""
+    args, variant = parse_build_args(_parser(), argv)
+    builder = get_builder(args.name, **variant)
+    release = summary = None
+    if isinstance(builder, ManualDirBuilder):
+        release = read_release(args.name, args.manual_dir, **variant)
+        summary, text = dry_run_summary(builder, release, args.manual_dir)
+        print(text)
+    elif args.dry_run or args.summary_json:
+        # A generated dataset: its plan, from the generator alone.
+        summary = builder.generated_summary()
+        print(json.dumps(summary, indent=2))
+    if args.summary_json and summary is not None:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+    # After the summary, so the rows behind an error are on the screen.
+    if isinstance(release, ReleaseRecords):
+        check_usable(release)
+    if release is not None and args.strict:
+        check_strict(release)
+    if not args.dry_run:
+        build_as_asked(args, variant)
 
 
 if __name__ == "__main__":

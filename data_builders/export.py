@@ -44,8 +44,6 @@ this channel mapping.
 import argparse
 import csv
 import json
-import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -56,10 +54,11 @@ import cv2
 import jax
 import numpy as np
 
-from data_builders.cli import add_build_arguments, build_as_asked, parse_build_args
+from data_builders.cli import add_build_arguments, build_as_asked, exit_status, parse_build_args
 from data_builders.loading import dataset_from_build
 from mer_jax.data.dataset import MERDataset
 from mer_jax.errors import UserError
+from mer_jax.guards import staged_folder
 from mer_jax.models.layers import motion_input
 
 FORMATS = ("ststnet", "htnet", "npz")
@@ -234,11 +233,7 @@ def export(dataset: MERDataset, export_format: str, out: str | Path, source: str
     if export_format not in _WRITERS:
         raise UserError(f"unknown export format {export_format!r}; choose one of {FORMATS}")
     out = _check_new_folder(Path(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    try:
+    with staged_folder(out) as partial:
         _WRITERS[export_format](partial, dataset)
         info = {
             "source": source,
@@ -249,12 +244,6 @@ def export(dataset: MERDataset, export_format: str, out: str | Path, source: str
             "image_values": "per clip and channel min-max to 0..255, truncated",
         }
         (partial / "export.json").write_text(json.dumps(info, indent=2) + "\n")
-        if out.exists():
-            out.rmdir()
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return out
 
 
@@ -287,28 +276,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit status (2 for a problem with the input)."""
-    try:
-        args, variant = parse_build_args(_parser(), argv)
-        _check_new_folder(args.out)  # before a build that may take long
-        builder = build_as_asked(args, variant)
-        dataset = dataset_from_build(builder, args.protocol)
-        if not isinstance(dataset, MERDataset):
-            raise UserError(f"{args.name} is a macro-expression pair corpus; export writes clips")
-        start = time.perf_counter()
-        out = export(
-            dataset, args.format, args.out, f"{builder.name}/{builder.builder_config.name}"
-        )
-        files, size = folder_bytes(out)
-        print(
-            f"exported {dataset.num_samples} clips ({', '.join(dataset.class_names)}) as "
-            f"{args.format} to {out}: {files} files, {size / 2**20:.1f} MiB in "
-            f"{time.perf_counter() - start:.2f} s"
-        )
-        return 0
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: _export_command(argv))
 
+
+def _export_command(argv: Sequence[str] | None) -> None:
+    args, variant = parse_build_args(_parser(), argv)
+    _check_new_folder(args.out)  # before a build that may take long
+    builder = build_as_asked(args, variant)
+    dataset = dataset_from_build(builder, args.protocol)
+    if not isinstance(dataset, MERDataset):
+        raise UserError(f"{args.name} is a macro-expression pair corpus; export writes clips")
+    start = time.perf_counter()
+    out = export(dataset, args.format, args.out, f"{builder.name}/{builder.builder_config.name}")
+    files, size = folder_bytes(out)
+    print(
+        f"exported {dataset.num_samples} clips ({', '.join(dataset.class_names)}) as "
+        f"{args.format} to {out}: {files} files, {size / 2**20:.1f} MiB in "
+        f"{time.perf_counter() - start:.2f} s"
+    )
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,6 +13,7 @@ previous intact step (the last two are kept), after moving the damaged one aside
 (`restore_latest`). An asynchronous save that failed stops the run with its reason.
 """
 
+import copy
 import datetime
 import hashlib
 import pathlib
@@ -87,7 +88,9 @@ class Checkpointer:
         Raises:
             CheckpointSaveError: this or an earlier asynchronous save failed.
         """
-        meta = {**meta, "state_sha256": state_checksum(state)}
+        # A deep copy: the save is asynchronous and the caller goes on updating its meta
+        # (the curves, the timing), which must not leak into this step's record.
+        meta = copy.deepcopy({**meta, "state_sha256": state_checksum(state)})
         try:
             self._manager.check_for_errors()
             self._manager.save(

@@ -181,6 +181,33 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+@contextlib.contextmanager
+def staged_folder(out: Path, before_rename: Any = None) -> Iterator[Path]:
+    """A folder to fill in place of `out` (a sibling `.<name>.partial-<pid>`), renamed to
+    `out` when the block ends without error (an empty `out` is replaced), removed if it
+    raises: `out` is whole or absent, never half-written. `before_rename()` runs just
+    before the rename (e.g. to check `out` did not appear meanwhile). What killed writers
+    left (their pid gone) is removed first, never read."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for left in out.parent.glob(f".{out.name}.partial-*"):
+        pid = left.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+        yield staging
+        if before_rename is not None:
+            before_rename()
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _existing_ancestor(path: Path) -> Path:
     """`path` or its nearest existing parent folder."""
     path = Path(path).absolute()

@@ -8,21 +8,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Each entry point as a user starts it, and a flag its help must name.
-COMMANDS = {
-    "launch.py": (["launch.py"], "--config"),
-    "data_builders.cli": (["-m", "data_builders.cli"], "--manual_dir"),
-    "benchmarks.results_table": (["-m", "benchmarks.results_table"], "--rows"),
-    "benchmarks.device_suite": (["-m", "benchmarks.device_suite"], "--"),
-    "benchmarks.loso_folds": (["-m", "benchmarks.loso_folds"], "--modes"),
-    "benchmarks.linear_probe": (["-m", "benchmarks.linear_probe"], "--config"),
-    "mer_jax.evaluate.compare": (["-m", "mer_jax.evaluate.compare"], "--"),
-    "mer_jax.synthetic.demo": (["-m", "mer_jax.synthetic.demo"], "--"),
-    "mer_jax.doctor": (["-m", "mer_jax.doctor"], "--"),
-    "data_builders.export": (["-m", "data_builders.export"], "--format"),
-    "benchmarks.official_ststnet": (["-m", "benchmarks.official_ststnet"], "--weights"),
-    "benchmarks.flow": (["-m", "benchmarks.flow"], "--sizes"),
-    "benchmarks.au_oracle": (["-m", "benchmarks.au_oracle"], "--config"),
-    "benchmarks.alignment_jitter": (["-m", "benchmarks.alignment_jitter"], "--video"),
+_MODULES = {  # `python -m MODULE --help` and a flag it must name
+    "data_builders.cli": "--manual_dir",
+    "data_builders.export": "--format",
+    "benchmarks.results_table": "--rows",
+    "benchmarks.device_suite": "--",
+    "benchmarks.loso_folds": "--modes",
+    "benchmarks.linear_probe": "--config",
+    "benchmarks.official_ststnet": "--weights",
+    "benchmarks.flow": "--sizes",
+    "benchmarks.au_oracle": "--config",
+    "benchmarks.alignment_jitter": "--video",
+    "mer_jax.evaluate.compare": "--",
+    "mer_jax.synthetic.demo": "--",
+    "mer_jax.doctor": "--",
+}
+COMMANDS = {"launch.py": (["launch.py"], "--config")} | {
+    name: (["-m", name], flag) for name, flag in _MODULES.items()
 }
 
 

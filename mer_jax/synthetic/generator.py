@@ -34,7 +34,6 @@ import io
 import json
 import os
 import pathlib
-import shutil
 import zipfile
 from collections.abc import Sequence
 
@@ -43,7 +42,7 @@ import openpyxl
 from openpyxl.writer.excel import ExcelWriter
 from tqdm.auto import tqdm
 
-from mer_jax.guards import pid_alive
+from mer_jax.guards import staged_folder
 from mer_jax.preprocess.clip import write_landmarks_csv
 from mer_jax.synthetic.faces import Identity
 from mer_jax.synthetic.recordings import (
@@ -125,26 +124,11 @@ def generate_database(
     if workers < 1:
         raise ValueError(f"workers must be at least 1 (or None for all cores), got {workers}.")
     plans = plan_database(spec)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # What a killed generator left behind (its pid is gone) is removed, never read.
-    for left in out.parent.glob(f".{out.name}.partial-*"):
-        pid = left.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(left, ignore_errors=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        staging.mkdir()
+    # The target may appear while we render: checked again before the rename.
+    with staged_folder(out, before_rename=lambda: _check_target(out)) as staging:
         total_frames = _render_database(spec, plans, staging, workers, progress)
         _write_coding_sheet(staging / CODING_SHEET, plans)
         _write_manifest(staging / MANIFEST, spec, plans, total_frames)
-        _check_target(out)  # it may have appeared while we were rendering
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

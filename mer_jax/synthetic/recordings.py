@@ -141,6 +141,20 @@ _FOCAL_FRAMES = 4.0
 _MOTION_HZ = (0.05, 0.5)
 
 
+# The spec's nuisance fields (each off at 0): motion and light that are no expression.
+_NUISANCE = (
+    "head_drift_px",
+    "head_rotation_deg",
+    "head_out_of_plane_deg",
+    "head_scale",
+    "head_offset_px",
+    "blinks_per_minute",
+    "noise_std",
+    "flicker_std",
+    "illumination_drift",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
     """Everything that determines a synthetic database; equal specs give identical bytes.
@@ -306,15 +320,7 @@ class SyntheticSpec:
             "macro_per_micro",
             "neutral_gap_s",
             "au_morphology_spread",
-            "head_drift_px",
-            "head_rotation_deg",
-            "head_out_of_plane_deg",
-            "head_scale",
-            "head_offset_px",
-            "blinks_per_minute",
-            "noise_std",
-            "flicker_std",
-            "illumination_drift",
+            *_NUISANCE,
         ):
             require(getattr(self, name) >= 0.0, f"{name} must be >= 0.")
         require(min(self.alignment_jitter_iod) >= 0.0, "alignment_jitter_iod must be >= 0.")
@@ -329,19 +335,8 @@ class SyntheticSpec:
         """This spec with every nuisance switched off: no head motion, blinks,
         illumination change, flicker, sensor noise or alignment jitter. What moves is the
         expressions alone (JPEG compression stays: `jpeg_quality`)."""
-        return dataclasses.replace(
-            self,
-            head_drift_px=0.0,
-            head_rotation_deg=0.0,
-            head_out_of_plane_deg=0.0,
-            head_scale=0.0,
-            head_offset_px=0.0,
-            blinks_per_minute=0.0,
-            noise_std=0.0,
-            flicker_std=0.0,
-            illumination_drift=0.0,
-            alignment_jitter_iod=(0.0, 0.0),
-        )
+        off = dict.fromkeys(_NUISANCE, 0.0)
+        return dataclasses.replace(self, **off, alignment_jitter_iod=(0.0, 0.0))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # array fields: compare by identity
