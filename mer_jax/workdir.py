@@ -259,25 +259,23 @@ def check_stage_checkpoints(
 
 
 def finished_chunk(
-    directory: pathlib.Path, index: int, steps: int, workdir: pathlib.Path
-) -> tuple[Chunk, int]:
-    """The chunk a checkpoint folder of `workdir` holds, and its final step, which must be
-    `steps`.
+    ckpt: checkpoint.Checkpointer, index: int, steps: int, workdir: pathlib.Path
+) -> tuple[Chunk, int, dict[str, Any]]:
+    """The chunk an open checkpoint folder of `workdir` holds, its final step (which must
+    be `steps`) and that step's meta.
 
     Raises:
         UserError: the folder's training is not finished (named, with what to do).
+        CheckpointDamaged: the final step's meta cannot be read.
     """
-    ckpt = checkpoint.Checkpointer(directory, async_save=False)
-    try:
-        step = ckpt.latest_step()
-        if step != steps:
-            raise UserError(
-                f"{directory} holds no finished training (step {step} of {steps}); resume it "
-                f"with {finish_command(workdir)}."
-            )
-        return Chunk.from_meta(index, ckpt.restore_meta(step)), step
-    finally:
-        ckpt.close()
+    step = ckpt.latest_step()
+    if step != steps:
+        raise UserError(
+            f"{ckpt.directory} holds no finished training (step {step} of {steps}); resume "
+            f"it with {finish_command(workdir)}."
+        )
+    meta = ckpt.restore_meta(step)
+    return Chunk.from_meta(index, meta), step, meta
 
 
 # ---------------------------------------------------------------------------
@@ -482,10 +480,10 @@ class Ensemble:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         replicas, states = [], []
         for index, directory in enumerate(directories):
-            chunk, step = finished_chunk(directory, index, config.train.steps, self.workdir)
-            shapes = jax.eval_shape(jax.vmap(model_state), replica_keys(chunk.rows))
             ckpt = checkpoint.Checkpointer(directory, async_save=False)
             try:
+                chunk, step, _ = finished_chunk(ckpt, index, config.train.steps, self.workdir)
+                shapes = jax.eval_shape(jax.vmap(model_state), replica_keys(chunk.rows))
                 state = ckpt.restore_model(step, checkpoint.abstract_like(shapes, device))
             finally:
                 ckpt.close()

@@ -43,9 +43,13 @@ def test_an_unfinished_chunk_is_named_with_what_finishes_it(tmp_path):
     meta = {"model": "ststnet", "replicas": [[0, 0]], "padded_size": 1}
     ckpt.save(5, {"w": np.zeros(3, np.float32)}, meta)
     ckpt.close()
-    assert workdir.finished_chunk(directory, 0, 5, tmp_path) == (Chunk(0, (Replica(0, 0),), 1), 5)
+    ckpt = checkpoint.Checkpointer(directory, async_save=False)
+    chunk, step, found = workdir.finished_chunk(ckpt, 0, 5, tmp_path)
+    assert (chunk, step) == (Chunk(0, (Replica(0, 0),), 1), 5)
+    assert found["replicas"] == [[0, 0]]
     with pytest.raises(UserError, match=r"no finished training \(step 5 of 10\).*--workdir"):
-        workdir.finished_chunk(directory, 0, 10, tmp_path)
+        workdir.finished_chunk(ckpt, 0, 10, tmp_path)
+    ckpt.close()
 
 
 def test_stage_folders_follow_the_grid():

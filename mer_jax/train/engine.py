@@ -478,10 +478,9 @@ class LosoRun(run.TrainingRun):
         for index, directory in enumerate(layout.chunk_directories(root)):
             ckpt = checkpoint.Checkpointer(directory, async_save=False)
             try:
-                chunk, step = layout.finished_chunk(
-                    directory, index, stage.config.train.steps, self.workdir
+                chunk, step, meta = layout.finished_chunk(
+                    ckpt, index, stage.config.train.steps, self.workdir
                 )
-                meta = ckpt.restore_meta(step)
                 layout.check_chunk_meta(meta, chunk, stage.config, directory)
                 arrays = self._chunk_arrays(chunk)
                 state, meta = ckpt.restore(step, self._abstract_state(stage, arrays))
