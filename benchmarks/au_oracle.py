@@ -20,25 +20,12 @@ RESULTS.md (`benchmarks.write_section`, key `au_oracle_<builder>_<model>`).
 import numpy as np
 from absl import flags
 
+# Defines --config, --penalties and --out, shared with the linear probe.
+import benchmarks.linear_probe  # noqa: F401
 from benchmarks import command_line, run_app, write_results, write_section
-from benchmarks.linear_probe import nested_ridge_loso, probe_features
+from benchmarks.probes import au_oracle, nested_ridge_loso, probe_features
 
-# --config, --penalties and --out are the linear probe's flags (defined by its import).
 _WRITE = flags.DEFINE_bool("write", True, "Write the table into RESULTS.md.")
-
-
-def au_oracle(
-    action_units: np.ndarray,
-    labels: np.ndarray,
-    subjects: np.ndarray,
-    folds,
-    num_classes: int,
-    penalties: list[float],
-) -> tuple[np.ndarray, list[float]]:
-    """Out-of-fold predictions of the nested ridge classifier on the true AU sets
-    (n, num_AUs) multi-hot, and each outer fold's chosen penalty."""
-    features = np.asarray(action_units, np.float64).reshape(len(labels), -1)
-    return nested_ridge_loso(features, labels, subjects, folds, num_classes, penalties)
 
 
 def main(argv: list[str]) -> None:

@@ -2,6 +2,7 @@ r"""RESULTS.md's recognition table, regenerated from one command (resumable).
 
   python -m benchmarks.results_table --root runs/results
   python -m benchmarks.results_table --root runs/results --rows ststnet,fr --seeds 0,1,2
+  python -m benchmarks.results_table --root runs/results_casme2 --builder_config casme2_shaped
 
 Every row is a LOSO run of a config in configs/ (plus its ablation flags), trained in
 its own workdir below `--root` by launch.py's own `run` (validation, locking, resume:
@@ -40,6 +41,13 @@ _ROOT = flags.DEFINE_string("root", "runs/results", "Folder of the rows' workdir
 _ROWS = flags.DEFINE_list("rows", None, "Rows to run (their names); default all.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data cache (default: the configs').")
+_BUILDER_CONFIG = flags.DEFINE_string(
+    "builder_config",
+    None,
+    "synthetic_me's builder config for every row (e.g. casme2_shaped: 26 subjects, "
+    "narrower intervals); default: the configs' default build. Its table is its own "
+    "RESULTS.md section; give it its own --root.",
+)
 _INNER_FOLDS = flags.DEFINE_integer(
     "inner_folds", 3, "Inner folds of nested selection (0: leave one subject out)."
 )
@@ -163,6 +171,8 @@ ROWS = (
 
 # In a row's workdir: the machine and date it was trained on.
 ROW_JSON = "row.json"
+# In a row's workdir: the ceiling and floor of its build (`benchmarks.probes.bounds`).
+BOUNDS_JSON = "bounds.json"
 
 
 def slug(name: str) -> str:
@@ -181,6 +191,8 @@ def _config(name: str, changes: Changes) -> Any:
             config[section][field] = value
         if _DATA_DIR.value:
             config.data.data_dir = _DATA_DIR.value
+        if _BUILDER_CONFIG.value:
+            config.data.builder_config = _BUILDER_CONFIG.value
     return config
 
 
@@ -239,6 +251,7 @@ def run_row(row: Row, root: Path) -> dict[str, Any]:
     record = json.loads((workdir / layout.DATASET_JSON).read_text())
     provenance["build"] = record["metadata"].get("build", f"{record['name']} (not recorded)")
     return {
+        "bounds": row_bounds(row, root, provenance["build"]),
         "row": row.name,
         "workdir": str(workdir),
         "metrics": metrics,
@@ -247,6 +260,28 @@ def run_row(row: Row, root: Path) -> dict[str, Any]:
         "wall_s_this_call": round(time.perf_counter() - tic, 1),
         **provenance,
     }
+
+
+def row_bounds(row: Row, root: Path, build: str) -> dict[str, float]:
+    """The AU-oracle ceiling and the probe floor on the row's own input and build
+    (`benchmarks.probes.bounds`), computed once and kept in the row's workdir."""
+    import data_builders
+    from benchmarks import probes
+    from mer_jax import guards
+
+    path = root / slug(row.name) / BOUNDS_JSON
+    if path.exists() and (found := json.loads(path.read_text())).get("build") == build:
+        return found
+    config = row_config(row, root)
+    dataset = data_builders.load(config.data)
+    if dataset.metadata["build"] != build:
+        raise RuntimeError(
+            f"row {row.name!r} was trained on {build}, but its config now loads "
+            f"{dataset.metadata['build']}; rerun the row (delete {path.parent})"
+        )
+    found = {"build": build} | probes.bounds(dataset, config)
+    guards.atomic_write_text(path, json.dumps(found, indent=2))
+    return found
 
 
 def _cell(metrics: dict[str, Any], key: str) -> str:
@@ -258,7 +293,11 @@ _DESCRIPTION = (
     "Selection `fixed`: the config's settings; `nested`: chosen per outer fold by nested "
     "LOSO over its training subjects (docs/evaluation.md). An ablation's difference is "
     "paired with its base row (`python -m mer_jax.evaluate.compare`), over the same "
-    "samples and seeds. The machine and date are each row's training."
+    "samples and seeds. Ceiling: the AU oracle, a nested ridge classifier given each "
+    "clip's true AU set; floor: the nested linear probe on the row's own network input "
+    "(`benchmarks/probes.py`), both under the same LOSO on the row's build; `between` "
+    "places the UF1 from the floor (0) to the ceiling (1), below 0 when the network finds "
+    "less than a linear map on its own input. The machine and date are each row's training."
 )
 
 
@@ -269,9 +308,10 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
     from mer_jax.evaluate import compare
 
     lines = [
-        "| method | UF1 | UAR | accuracy | selection | vs its base row: UF1 difference | "
-        "command | seeds | build | training | machine | date |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | UF1 | ceiling UF1 | floor UF1 | between | UAR | accuracy | selection | "
+        "vs its base row: UF1 difference | command | seeds | build | training | machine | "
+        "date |",
+        "|---" * 15 + "|",
     ]
     for row in rows:
         if row.name not in results:
@@ -292,8 +332,11 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
         train_s, replicas = result["train_s"], result["replicas"]
         training = "" if train_s is None else f"{train_s:,.0f} s ({replicas} replicas)"
         seeds = ", ".join(str(s) for s in metrics.get("seeds", []))
+        ceiling, floor = result["bounds"]["ceiling"], result["bounds"]["floor"]
+        between = (metrics["uf1"] - floor) / (ceiling - floor)
         lines.append(
-            f"| {row.name} | {_cell(metrics, 'uf1')} | {_cell(metrics, 'uar')} | "
+            f"| {row.name} | {_cell(metrics, 'uf1')} | {ceiling:.3f} | {floor:.3f} | "
+            f"{between:+.2f} | {_cell(metrics, 'uar')} | "
             f"{metrics['accuracy']:.3f} +- {metrics['accuracy_std']:.3f} | {selection} | "
             f"{versus} | {row.command} | {seeds} | `{result['build']}` | {training} | "
             f"{result['machine']} | "
@@ -337,12 +380,15 @@ def main(argv: list[str]) -> None:
     (root / "results_table.md").write_text(table)
     (root / "results_table.json").write_text(json.dumps(results, indent=2) + "\n")
     seeds = "" if _SEEDS.value == _SEEDS.default else f" --seeds {','.join(_SEEDS.value)}"
+    shaped = _BUILDER_CONFIG.value
     write_section(
-        "results_table",
-        "Recognition on the synthetic database (CASME II 5-class, LOSO)",
+        f"results_table_{shaped}" if shaped else "results_table",
+        "Recognition on the synthetic database (CASME II 5-class, LOSO)"
+        + (f", the `{shaped}` build" if shaped else ""),
         f"UF1 and UAR: mean +- std over the seeds [95% subject-bootstrap interval]. "
         f"{_DESCRIPTION}\n\n{table}",
-        f"python -m benchmarks.results_table{seeds}",
+        f"python -m benchmarks.results_table{seeds}"
+        + (f" --builder_config {shaped}" if shaped else ""),
     )
     print(table)
 

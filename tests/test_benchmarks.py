@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.linear_probe import nested_ridge_loso, ridge_loso
+from benchmarks.probes import nested_ridge_loso, ridge_loso
 from mer_jax.data import loso
 
 

@@ -1,5 +1,6 @@
 """Records reader, clip features and the synthetic_me TFDS builder (data_builders)."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -439,3 +440,23 @@ def test_megc2019_shaped_config_is_442_clips_of_68_subjects_in_3_classes(tmp_pat
     default = data_builders.get_builder("synthetic_me", data_dir=tmp_path)
     assert default.info.metadata["protocol"] == "casme2_5class"
     assert default.builder_config.spec().num_clips == 0
+
+
+def test_casme2_shaped_config_shares_255_clips_among_26_subjects_as_drawn(tmp_path):
+    from collections import Counter
+
+    from mer_jax.synthetic.recordings import plan_database
+
+    builder = data_builders.get_builder("synthetic_me", data_dir=tmp_path, config="casme2_shaped")
+    assert builder.info.metadata["protocol"] == "casme2_5class"
+    spec = builder.builder_config.spec()
+    per_subject = Counter(plan.subject for plan in plan_database(spec))
+    assert sum(per_subject.values()) == 255 and len(per_subject) == 26
+    # In proportion to the drawn counts: they vary from subject to subject, in the same
+    # order as the draw of the same spec without a fixed total.
+    drawn = Counter(
+        plan.subject for plan in plan_database(dataclasses.replace(spec, num_clips=0))
+    )
+    assert max(per_subject.values()) - min(per_subject.values()) >= 8
+    most, fewest = max(drawn, key=drawn.get), min(drawn, key=drawn.get)
+    assert per_subject[most] > per_subject[fewest]

@@ -181,8 +181,9 @@ class SyntheticSpec:
         clip_count_shape: shape of the Gamma distribution of a subject's clip count
             (mean `clips_per_subject`; CASME II's median 9 and mean 9.8 give 4); 0: every
             subject has exactly `clips_per_subject`.
-        num_clips: the exact total of clips, dealt to the subjects as evenly as possible
-            (the first subjects get one more); 0: each subject's own draw above decides.
+        num_clips: the exact total of clips, shared among the subjects in proportion to
+            their drawn counts (evenly, the first subjects getting one more, when
+            `clip_count_shape` is 0); 0: each subject's own draw above decides.
         emotion_mix: the emotion frequencies clips are drawn with, a key of
             `EMOTION_MIXES`: "casme2" (CASME II's, the default) or "megc2019_composite"
             (the MEGC 2019 composite's three classes).
@@ -511,10 +512,22 @@ def _clip_counts(spec: SyntheticSpec) -> list[int]:
             drawn = round(rng.gamma(spec.clip_count_shape, scale))
         counts.append(max(1, drawn))
     if spec.num_clips:
-        # Dealt instead of drawn: a total fixed by the spec.
-        dealt, extra = divmod(spec.num_clips, spec.num_subjects)
-        counts = [dealt + (subject <= extra) for subject in range(1, spec.num_subjects + 1)]
+        counts = _apportion(spec.num_clips, counts)
     return counts
+
+
+def _apportion(total: int, weights: list[int]) -> list[int]:
+    """`total` shared in proportion to `weights`, at least 1 each (total >= len(weights)):
+    the floors of the shares, then one more to the largest remainders (the first subjects
+    on a tie, so equal weights deal evenly with the first subjects getting one more)."""
+    shares = np.asarray(weights, np.float64) * total / sum(weights)
+    dealt = np.maximum(1, np.floor(shares).astype(np.int64))
+    remainders = shares - np.floor(shares)
+    for index in np.argsort(-remainders, kind="stable")[: max(0, total - int(dealt.sum()))]:
+        dealt[index] += 1
+    while dealt.sum() > total:  # the raises to 1 overshot: take from the largest
+        dealt[int(np.argmax(dealt))] -= 1
+    return [int(d) for d in dealt]
 
 
 def expression_profile(
