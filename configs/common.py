@@ -62,6 +62,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.train.schedule = "constant"
     config.train.warmup_steps = 0
     config.train.grad_clip = 0.0
+    # How a batch is drawn from the fold's training clips: "uniform" (every clip alike) or
+    # "balanced" (**[ours]**: each class equally often, a clip with probability inversely
+    # proportional to its class's count among the fold's training clips).
+    config.train.sampling = "uniform"
     # Learning-rate multiplier of the branches loaded by `init_from` (0 freezes them);
     # without init_from there are none and it has no effect.
     config.train.pretrained_lr_scale = 1.0

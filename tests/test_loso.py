@@ -1,11 +1,13 @@
 """Leave-one-group-out folds and the engine's chunk plan: pure numpy, no training."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mer_jax.data import loso
 from mer_jax.errors import UserError
-from mer_jax.train.stacking import plan_chunks
+from mer_jax.train.stacking import draw_batch, plan_chunks
 from mer_jax.workdir import Chunk, Replica
 
 # Samples in no particular order: 3 subjects of casme2, 2 of samm, one bare name ("sub01")
@@ -150,3 +152,22 @@ def test_padded_rows_repeat_the_last_replica():
     assert chunk.rows == [Replica(0, 0), Replica(1, 0)] + [Replica(2, 0)] * 6
     (last,) = plan_chunks(replicas(3), replicas_per_chunk=4, fold_devices=4)
     assert last.rows == replicas(3) + [Replica(2, 0)]
+
+
+def test_balanced_sampling_draws_each_class_alike_and_only_training_clips():
+    # 40 clips of class 0 and 4 of class 1 are training; the padding after n_train and the
+    # test clip (class 2) must never be drawn.
+    labels = jnp.asarray([0] * 40 + [1] * 4 + [2])
+    train_idx = jnp.asarray(list(range(44)) + [0] * 6, jnp.int32)
+    key = jax.random.key(0)
+
+    def drawn(sampling: str) -> np.ndarray:
+        idx = draw_batch(
+            key, labels, train_idx, 44, batch_size=4000, num_classes=3, sampling=sampling
+        )
+        return np.asarray(labels[idx])
+
+    balanced, uniform = drawn("balanced"), drawn("uniform")
+    assert set(balanced) == {0, 1} and set(uniform) <= {0, 1}
+    assert abs((balanced == 1).mean() - 0.5) < 0.05
+    assert abs((uniform == 1).mean() - 4 / 44) < 0.03

@@ -11,6 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
+from mer_jax.errors import UserError
 from mer_jax.models import create_model
 from mer_jax.models.ltr3o import candidate_positions, ranking_loss
 
@@ -94,6 +95,34 @@ def test_shapes_parameter_count_and_outputs():
     assert (
         strain_model.prepare(fake_batch(), jax.random.key(0), train=False)["motion"].shape[-1] == 6
     )
+
+
+def test_same_pooling_keeps_every_row_and_flatten_keeps_where():
+    # The config's three stages, 14 -> 7 -> 3 -> 1 with VALID pooling: the bottom rows
+    # (mouth, chin) reach the feature only through the convolutions' edges.
+    stages = {"encoder_features": (8, 16, 32)}
+    batch = model_with().prepare(fake_batch(), jax.random.key(0), train=False)
+    motion = batch["motion"][:, 0]
+
+    def row_sensitivity(model: nnx.Module) -> np.ndarray:
+        def total(x):
+            return model.encoder(x, train=False).sum()
+
+        rows = np.abs(np.asarray(jax.grad(total)(motion))).sum(axis=(0, 2, 3))
+        return rows / rows.max()
+
+    assert row_sensitivity(model_with(**stages))[-2:].max() < 0.4
+    assert row_sensitivity(model_with(**stages, pool_padding="SAME"))[-2:].min() > 0.5
+    flat = model_with(pool_padding="SAME", readout="flatten")
+    # 14 -> 7 -> 4: the classifier reads 4 x 4 x 8 features.
+    assert flat.classifier.in_features == 4 * 4 * 8
+    assert flat(flat.prepare(fake_batch(), jax.random.key(0), train=False), train=False)[
+        "logits"
+    ].shape == (BATCH, NUM_CLASSES)
+    with pytest.raises(UserError, match="pool_padding"):
+        model_with(pool_padding="FULL")
+    with pytest.raises(UserError, match="too small"):
+        model_with(input_size=2, encoder_features=(4, 8))
 
 
 def test_each_weight_at_zero_removes_its_term():

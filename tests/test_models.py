@@ -194,6 +194,25 @@ def test_minmax_normalize_per_sample_and_channel():
     np.testing.assert_allclose(np.delete(maxima.ravel(), 1 * 3 + 2), 1.0, atol=1e-6)
 
 
+def test_scale_normalize_keeps_direction_sign_and_the_still_parts():
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((3, 6, 6, 3)) * [1.0, 3.0, 1.0]
+    maps[..., 2] = np.abs(maps[..., 2])  # strain is a magnitude
+    maps[0, :2, :2, :2] = 0.0  # a still patch stays still
+    maps[2] = 0.0  # no motion at all: zeros, not NaN
+    out = np.asarray(layers.scale_normalize(maps))
+    magnitude = np.linalg.norm(out[..., :2], axis=-1)
+    np.testing.assert_allclose(magnitude[:2].max(axis=(1, 2)), 1.0, rtol=1e-6)
+    # One scale for u and v: every vector keeps its direction (and u:v ratio).
+    np.testing.assert_allclose(
+        out[:2, ..., 0] * maps[:2, ..., 1], out[:2, ..., 1] * maps[:2, ..., 0], atol=1e-6
+    )
+    assert (out[0, :2, :2, :2] == 0.0).all() and (out[2] == 0.0).all()
+    np.testing.assert_allclose(out[:2, ..., 2].max(axis=(1, 2)), 1.0, rtol=1e-6)
+    with pytest.raises(UserError, match="motion_norm"):
+        STSTNet(5, motion_norm="zscore", rngs=nnx.Rngs(0))
+
+
 def test_resize_flow_rescales_displacements():
     flow = jnp.ones((2, 14, 14, 2)).at[..., 1].set(-0.5)
     resized = resize_flow(flow, 28)

@@ -36,7 +36,14 @@ from flax import nnx
 from jax.typing import DTypeLike
 
 from mer_jax.models.base import MERModel
-from mer_jax.models.layers import batch_norm, conv, cross_entropy, max_pool, motion_input
+from mer_jax.models.layers import (
+    batch_norm,
+    check_motion_norm,
+    conv,
+    cross_entropy,
+    max_pool,
+    motion_input,
+)
 
 
 class InceptionBlock(nnx.Module):
@@ -124,6 +131,7 @@ class FR(MERModel):
         weight_prop: float = 1.0,
         hflip: bool = False,
         label_smoothing: float = 0.0,
+        motion_norm: str = "minmax",
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ) -> None:
@@ -144,6 +152,8 @@ class FR(MERModel):
             weight_prop: weight of the proposal loss; 0 is the no-proposal-loss ablation.
             hflip: random horizontal-flip augmentation in training.
             label_smoothing: label smoothing of the classification cross-entropy.
+            motion_norm: "minmax" (each map of each sample to [0, 1], as STSTNet's
+                input) or "scale" (**[ours]**, `layers.scale_normalize`).
             dtype: compute dtype; parameters stay float32, logits are float32.
             rngs: initialisation randomness.
         """
@@ -153,6 +163,7 @@ class FR(MERModel):
         self.weight_prop = weight_prop
         self.hflip = hflip
         self.label_smoothing = label_smoothing
+        self.motion_norm = check_motion_norm(motion_norm)
         self.dtype = dtype
         num_streams = 3 if use_strain else 2
         self.streams = nnx.List(
@@ -186,13 +197,14 @@ class FR(MERModel):
     def prepare(
         self, batch: dict[str, jax.Array], key: jax.Array, *, train: bool
     ) -> dict[str, jax.Array]:
-        """Returns {"motion": (batch, size, size, 2 or 3)} per-channel min-max [u, v(, strain)]."""
+        """Returns {"motion": (batch, size, size, 2 or 3)} [u, v(, strain)], per sample scaled."""
         motion = motion_input(
             batch,
             key,
             size=self.input_size,
             use_strain=self.use_strain,
             hflip=self.hflip and train,
+            motion_norm=self.motion_norm,
         )
         return {"motion": motion}
 

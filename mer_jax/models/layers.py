@@ -19,6 +19,8 @@ import optax
 from flax import nnx
 from jax.typing import DTypeLike
 
+from mer_jax.errors import UserError
+
 # Patch width (kernel rows x columns x input channels) up to which a CPU convolution
 # runs as patches + matmul (see `conv_general_dilated`): at this bound FR's whole
 # training step was fastest, against every conv as patches or none (docs/engine.md,
@@ -53,6 +55,41 @@ def minmax_normalize(maps: jax.Array) -> jax.Array:
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
     return (maps - low) / jnp.maximum(high - low, _MINMAX_EPS)
+
+
+# How `motion_input` scales a sample's motion maps (`motion_norm` of the models that read
+# them): the authors' per-channel min-max, or one scale per sample for u and v together.
+MOTION_NORMS = ("minmax", "scale")
+
+
+def scale_normalize(maps: jax.Array) -> jax.Array:
+    """**[ours]** Divides u and v of each sample by its largest flow magnitude (one scale for
+    both, so the direction of every vector and the u:v ratio survive, as do the signs and
+    where nothing moved), and any further channel (strain) by its own largest value.
+
+    Min-max per channel moves each channel's zero to its minimum and stretches u and v
+    apart: a linear probe on the min-max maps found 0.11 UF1 less than on the flow itself
+    (RESULTS.md, `linear_probe`). A flat sample maps to zeros.
+
+    Args:
+        maps: (batch, height, width, channels) with u, v in channels 0 and 1.
+
+    Returns:
+        float32 maps of the same shape: u, v in [-1, 1], the rest in [0, 1] when >= 0.
+    """
+    maps = maps.astype(jnp.float32)
+    magnitude = jnp.sqrt(jnp.sum(maps[..., :2] ** 2, axis=-1, keepdims=True))
+    flow = maps[..., :2] / jnp.maximum(magnitude.max(axis=(1, 2), keepdims=True), _MINMAX_EPS)
+    rest = maps[..., 2:]
+    rest = rest / jnp.maximum(jnp.abs(rest).max(axis=(1, 2), keepdims=True), _MINMAX_EPS)
+    return jnp.concatenate([flow, rest], axis=-1)
+
+
+def check_motion_norm(motion_norm: str) -> str:
+    """`motion_norm`, or a UserError naming the choices."""
+    if motion_norm not in MOTION_NORMS:
+        raise UserError(f"model.motion_norm={motion_norm!r}; use one of {MOTION_NORMS}")
+    return motion_norm
 
 
 def resize_maps(maps: jax.Array, size: int) -> jax.Array:
@@ -104,11 +141,13 @@ def motion_input(
     size: int,
     use_strain: bool,
     hflip: bool,
+    motion_norm: str = "minmax",
 ) -> jax.Array:
     """Builds the network input [u, v(, strain)] from the gathered built-dataset fields.
 
     Order matters: resize first (so augmentation and normalisation act on the model's
-    grid), flip before min-max (negating u changes its min and max), min-max last.
+    grid), flip before min-max (negating u changes its min and max), normalisation last
+    (`motion_norm`: "minmax" per channel, the authors'; "scale", `scale_normalize`).
 
     Args:
         batch: holds "flow" (batch, S, S, 2) and, when `use_strain`, "strain"
@@ -119,7 +158,8 @@ def motion_input(
         hflip: flip each sample with probability 1/2 (pass `hflip and train`).
 
     Returns:
-        float32 (batch, size, size, 2 or 3) maps, each channel in [0, 1].
+        float32 (batch, size, size, 2 or 3) maps: each channel in [0, 1] ("minmax"), or
+        u, v in [-1, 1] and strain in [0, 1] ("scale").
     """
     maps = resize_flow(batch["flow"].astype(jnp.float32), size)
     if use_strain:
@@ -127,7 +167,7 @@ def motion_input(
         maps = jnp.concatenate([maps, strain], axis=-1)
     if hflip:
         maps = hflip_flow(maps, jax.random.bernoulli(key, 0.5, (maps.shape[0],)))
-    return minmax_normalize(maps)
+    return minmax_normalize(maps) if motion_norm == "minmax" else scale_normalize(maps)
 
 
 def cross_entropy(

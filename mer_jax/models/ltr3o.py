@@ -43,11 +43,15 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
+from mer_jax.errors import UserError
 from mer_jax.models.base import MERModel
 from mer_jax.models.layers import batch_norm, conv, cross_entropy, max_pool, resize_maps
 
 # Guards divisions by a sample's largest motion (a clip without measured motion).
 _EPS = 1e-6
+# The encoder's pooling padding and readout (`LTR3O`'s pool_padding and readout).
+POOL_PADDINGS = ("VALID", "SAME")
+READOUTS = ("mean", "flatten")
 
 
 def ranking_loss(
@@ -141,12 +145,27 @@ def candidate_positions(
 
 
 class CandidateEncoder(nnx.Module):
-    """conv 3x3 - BatchNorm - ReLU - 2x2 max-pool stages, then global average pooling."""
+    """conv 3x3 - BatchNorm - ReLU - 2x2 max-pool stages, then a readout: global average
+    pooling (the paper's reading) or **[ours]** the flattened last maps, which keep where
+    on the face each feature fired."""
 
     def __init__(
-        self, in_features: int, features: Sequence[int], *, dtype: DTypeLike, rngs: nnx.Rngs
+        self,
+        in_features: int,
+        features: Sequence[int],
+        *,
+        input_size: int,
+        pool_padding: str,
+        readout: str,
+        dtype: DTypeLike,
+        rngs: nnx.Rngs,
     ) -> None:
-        """Builds one stage per entry of `features` (its output channels)."""
+        """Builds one stage per entry of `features` (its output channels); `pool_padding`
+        and `readout` as `LTR3O`'s."""
+        if pool_padding not in POOL_PADDINGS:
+            raise UserError(f"model.pool_padding={pool_padding!r}; use one of {POOL_PADDINGS}")
+        if readout not in READOUTS:
+            raise UserError(f"model.readout={readout!r}; use one of {READOUTS}")
         widths = [in_features, *features]
         self.convs = nnx.List(
             [
@@ -155,12 +174,25 @@ class CandidateEncoder(nnx.Module):
             ]
         )
         self.norms = nnx.List([batch_norm(n_out, dtype=dtype, rngs=rngs) for n_out in features])
+        self.pool_padding = pool_padding
+        self.readout = readout
+        size = input_size
+        for _ in features:
+            size = -(-size // 2) if pool_padding == "SAME" else size // 2
+        if size < 1:
+            raise UserError(
+                f"model.input_size={input_size} is too small for {len(features)} pooling "
+                "stages; give a larger input_size or fewer encoder_features"
+            )
+        self.out_features = features[-1] * (size * size if readout == "flatten" else 1)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        """(N, H, W, in_features) -> (N, features[-1])."""
+        """(N, H, W, in_features) -> (N, out_features)."""
         for conv_layer, norm in zip(self.convs, self.norms, strict=True):
             x = nnx.relu(norm(conv_layer(x), use_running_average=not train))
-            x = max_pool(x, 2)
+            x = max_pool(x, 2, padding=self.pool_padding)
+        if self.readout == "flatten":
+            return x.reshape(x.shape[0], -1)
         return x.mean(axis=(1, 2))
 
 
@@ -193,6 +225,8 @@ class LTR3O(MERModel):
         cal_margin: float = 2.0,
         profile_width: float = 0.25,
         dropout: float = 0.0,
+        pool_padding: str = "VALID",
+        readout: str = "mean",
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ) -> None:
@@ -215,6 +249,10 @@ class LTR3O(MERModel):
             cal_margin: score range (max - min) the calibration hinge asks for.
             profile_width: width (clip-time std) of the rise-peak-fall target profile.
             dropout: dropout rate on the pooled feature before the classifier.
+            pool_padding: the encoder's 2x2 max-pooling: "VALID" drops an odd last row and
+                column at each stage (14 -> 7 -> 3 -> 1 keeps 12 of 14 rows); "SAME"
+                (**[ours]**) pads instead, so every row of the face reaches the feature.
+            readout: "mean" (global average pooling) or "flatten" (**[ours]**).
             dtype: compute dtype; parameters stay float32, outputs are float32.
             rngs: initialisation randomness.
         """
@@ -234,13 +272,20 @@ class LTR3O(MERModel):
         self.profile_width = profile_width
         self.dtype = dtype
         in_features = 6 if use_strain else 4
-        self.encoder = CandidateEncoder(in_features, encoder_features, dtype=dtype, rngs=rngs)
-        self.scorer_hidden = nnx.Linear(
-            encoder_features[-1], scorer_features, dtype=dtype, rngs=rngs
+        self.encoder = CandidateEncoder(
+            in_features,
+            encoder_features,
+            input_size=input_size,
+            pool_padding=pool_padding,
+            readout=readout,
+            dtype=dtype,
+            rngs=rngs,
         )
+        width = self.encoder.out_features
+        self.scorer_hidden = nnx.Linear(width, scorer_features, dtype=dtype, rngs=rngs)
         self.scorer_out = nnx.Linear(scorer_features, 1, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout)
-        self.classifier = nnx.Linear(encoder_features[-1], num_classes, dtype=dtype, rngs=rngs)
+        self.classifier = nnx.Linear(width, num_classes, dtype=dtype, rngs=rngs)
 
     def prepare(
         self, batch: dict[str, jax.Array], key: jax.Array, *, train: bool

@@ -30,7 +30,14 @@ from jax.typing import DTypeLike
 
 from mer_jax.errors import UserError
 from mer_jax.models.base import MERModel
-from mer_jax.models.layers import batch_norm, conv, cross_entropy, max_pool, motion_input
+from mer_jax.models.layers import (
+    batch_norm,
+    check_motion_norm,
+    conv,
+    cross_entropy,
+    max_pool,
+    motion_input,
+)
 
 VARIANTS = ("paper", "released")
 # The three inputs of the paper: flow u, flow v, optical strain.
@@ -72,6 +79,7 @@ class STSTNet(MERModel):
         branch_features: Sequence[int] = (3, 5, 8),
         hflip: bool = False,
         label_smoothing: float = 0.0,
+        motion_norm: str = "minmax",
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ) -> None:
@@ -85,6 +93,8 @@ class STSTNet(MERModel):
             branch_features: output channels of the three streams (paper: 3, 5, 8).
             hflip: random horizontal-flip augmentation in training (not in the paper).
             label_smoothing: cross-entropy label smoothing (paper: none).
+            motion_norm: "minmax" (the authors': each map of each sample to [0, 1]) or
+                "scale" (**[ours]**, `layers.scale_normalize`).
             dtype: compute dtype; parameters stay float32, logits are float32.
             rngs: initialisation randomness.
 
@@ -98,6 +108,7 @@ class STSTNet(MERModel):
         self.variant = variant
         self.hflip = hflip
         self.label_smoothing = label_smoothing
+        self.motion_norm = check_motion_norm(motion_norm)
         # The three streams are conv -> ReLU (-> BatchNorm) -> pools (-> dropout), all
         # channel-wise after the conv, so one conv with 3 + 5 + 8 filters is exactly the
         # three streams concatenated (same parameters, same per-filter fan-in at init) in
@@ -138,9 +149,14 @@ class STSTNet(MERModel):
     def prepare(
         self, batch: dict[str, jax.Array], key: jax.Array, *, train: bool
     ) -> dict[str, jax.Array]:
-        """Returns {"motion": (batch, size, size, 3)} per-channel min-max [u, v, strain]."""
+        """Returns {"motion": (batch, size, size, 3)} [u, v, strain], normalised per sample."""
         motion = motion_input(
-            batch, key, size=self.input_size, use_strain=True, hflip=self.hflip and train
+            batch,
+            key,
+            size=self.input_size,
+            use_strain=True,
+            hflip=self.hflip and train,
+            motion_norm=self.motion_norm,
         )
         return {"motion": motion}
 

@@ -106,6 +106,30 @@ def padded_indices(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------
 
 
+def draw_batch(
+    key: jax.Array,
+    labels: jax.Array,
+    train_idx: jax.Array,
+    n_train: jax.Array,
+    *,
+    batch_size: int,
+    num_classes: int,
+    sampling: str,
+) -> jax.Array:
+    """(batch_size,) sample indices drawn with replacement from the first `n_train` of
+    `train_idx` (one replica's training clips: the test side is never gathered during
+    training). `sampling` "uniform": every clip alike; "balanced": every class alike, a
+    clip with probability inversely proportional to its class's count among them."""
+    if sampling == "uniform":
+        return train_idx[jax.random.randint(key, (batch_size,), 0, n_train)]
+    present = jnp.arange(train_idx.shape[0]) < n_train
+    classes = labels[train_idx]
+    counts = jax.ops.segment_sum(present.astype(jnp.float32), classes, num_classes)
+    weights = jnp.where(present, 1.0 / jnp.maximum(counts[classes], 1.0), 0.0)
+    drawn = jax.random.choice(key, train_idx.shape[0], (batch_size,), p=weights / weights.sum())
+    return train_idx[drawn]
+
+
 @dataclasses.dataclass(frozen=True)
 class Functions:
     """The jitted pure functions over stacked replicas, built once per run."""
@@ -154,9 +178,15 @@ def build_functions(
     def train_step(state, step, data, train_idx, n_train, key):
         step_key = jax.random.fold_in(jax.random.fold_in(key, 1), step)
         sample_key, prepare_key, dropout_key = jax.random.split(step_key, 3)
-        # Sampling only among this replica's training subjects: the test side is
-        # never gathered during training.
-        idx = train_idx[jax.random.randint(sample_key, (batch_size,), 0, n_train)]
+        idx = draw_batch(
+            sample_key,
+            data["label"],
+            train_idx,
+            n_train,
+            batch_size=batch_size,
+            num_classes=num_classes,
+            sampling=config.train.sampling,
+        )
         batch = {name: data[name][idx] for name in fields}
         return update(state, batch, data["label"][idx], prepare_key, dropout_key)
 

@@ -140,6 +140,7 @@ COMMON_RULES: dict[str, Rule] = {
     "train.schedule": one_of(*optim.SCHEDULES),
     "train.warmup_steps": non_negative_int,
     "train.grad_clip": non_negative_number,
+    "train.sampling": one_of("uniform", "balanced"),
     "train.pretrained_lr_scale": non_negative_number,
     "train.checkpoint_every": positive_int,
     "tune.grid": mapping,
