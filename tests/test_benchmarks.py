@@ -81,3 +81,22 @@ def test_every_results_table_row_is_a_valid_config_and_ablations_follow_their_ba
         seen.add(row.name)
     for name, changes in results_table.PRETRAININGS.items():
         assert validation.problems(results_table._config("ma2mi_pretrain", changes)) == [], name
+
+
+def test_every_claim_and_trial_names_a_run_and_pending_ones_say_how_to_train_them(tmp_path):
+    from absl import flags
+
+    from benchmarks import claims
+
+    flags.FLAGS(["claims"])  # the table's default seeds
+    for claim in claims.CLAIMS:
+        claims.workdir_of(claim.first, tmp_path, tmp_path)
+        claims.workdir_of(claim.second, tmp_path, tmp_path)
+    for trial in claims.TRIALS:
+        claims.workdir_of(trial.against, tmp_path, tmp_path)
+    text = claims.tables(tmp_path / "rows", tmp_path / "trials")
+    assert "python -m benchmarks.results_table" in text and "--only ststnet_scale" in text
+    words = ("up", "down", "neither")
+    assert claims.verdict({"interval": [0.01, 0.2]}, words) == "up"
+    assert claims.verdict({"interval": [-0.2, -0.01]}, words) == "down"
+    assert claims.verdict({"interval": [-0.01, 0.2]}, words) == "neither"

@@ -12,6 +12,7 @@ _MODULES = {  # `python -m MODULE --help` and a flag it must name
     "data_builders.cli": "--manual_dir",
     "data_builders.export": "--format",
     "benchmarks.results_table": "--rows",
+    "benchmarks.claims": "--trials",
     "benchmarks.device_suite": "--",
     "benchmarks.loso_folds": "--modes",
     "benchmarks.linear_probe": "--config",
