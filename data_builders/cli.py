@@ -42,7 +42,7 @@ from data_builders.base import ManualDirBuilder, ReadOptions
 from data_builders.errata import read_errata
 from data_builders.loading import build, read_release, skipped_in_build
 from data_builders.reading import check_usable
-from data_builders.records import ReleaseRecords, check_strict
+from data_builders.records import ReleaseRecords, VideoRelease, check_strict
 from data_builders.registry import AnyBuilder, builder_names, default_data_dir, get_builder
 from data_builders.summary import dry_run_summary
 from mer_jax.errors import UserError
@@ -206,7 +206,7 @@ def _build_command(argv: Sequence[str] | None) -> None:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
     # After the summary, so the rows behind an error are on the screen.
-    if isinstance(release, ReleaseRecords):
+    if isinstance(release, ReleaseRecords | VideoRelease):
         check_usable(release)
     if release is not None and args.strict:
         check_strict(release)
