@@ -17,6 +17,8 @@ and writes a build in the layouts other MER code reads.
 prints the number of samples and subjects, the counts per raw emotion and per protocol
 label, and every row skipped, fixed or noted with its reason, all in one pass;
 `--summary_json PATH` also writes them as JSON (its keys: docs/datasets.md, "Checking a release").
+For the long-video databases (casme_sq, samm_lv, casme3_lv) it prints the videos,
+subjects and micro and macro intervals, with the same notes.
 For the macro-expression pair corpora read from a folder (casme3_macro, ckplus,
 video_folder) it prints the clips, subjects, frame rates with their k, the pairs a build
 would cut and the clips too short for one. Without `--dry_run` the same summary is

@@ -88,15 +88,19 @@ def video_features(grid: int) -> tfds.features.FeaturesDict:
     )
 
 
-def video_example(video: LongVideo, spec: MotionSpec) -> dict[str, Any]:
-    """The features of one recording (keys of `video_features`).
+def video_example(video: LongVideo, spec: MotionSpec, progress: bool) -> dict[str, Any]:
+    """The features of one recording (keys of `video_features`); `progress` shows a bar
+    of its sampled frames (an hour of video is a long wait behind one tick of the
+    builder's bar of videos).
 
     Raises:
         UserError: no face in the whole recording, or an unreadable frame; names it.
     """
     step = spec.step_frames(video.fps)
     frames = list(zip(video.frame_numbers, video.frame_paths, strict=True))
-    motion = video_motion(folder_chunks(frames, step), spec)
+    motion = video_motion(
+        folder_chunks(frames, step), spec, source=video.video, progress=progress
+    )
     intervals = video.intervals
     return {
         "video": video.video,
@@ -172,10 +176,12 @@ class LongVideoBuilder(ManualDirBuilder, MERBuilder, skip_registration=True):
         self, videos: tuple[LongVideo, ...]
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         spec = self.builder_config.motion_spec()
+        # A bar per recording where they are computed here, not in worker processes.
+        progress = self._workers == 1
         failures = []
         for index, example, error in map_clips(
             video_example,
-            [(video, spec) for video in videos],
+            [(video, spec, progress) for video in videos],
             workers=self._workers,
             desc=f"{self.name} videos",
             unit="video",

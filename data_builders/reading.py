@@ -29,6 +29,12 @@ Each database's own layout is read by the `read_*` function of its builder packa
 (`data_builders/<name>/`), with these functions; a database read from one coding sheet
 declares its reader as a `SheetReader` (the sheet's name, its frame folders, its subject
 folder names) and its builder is a `clip_builder.SheetReleaseBuilder`.
+
+Long videos (spotting: CAS(ME)^2, SAMM long videos, CAS(ME)^3 Part A) are read from the
+same kind of sheet (`SheetSource`, shared with `SheetReader`) by a `LongVideoReader`,
+whose rows become intervals of whole recordings instead of clips (`join_videos`: its
+docstring lists what is skipped, fixed and noted); every recording folder is kept,
+annotated or not.
 """
 
 import re

@@ -1,6 +1,8 @@
 """What a release holds, before a long build: the dry run's summary.
 
-For a clip dataset, `release_summary` counts samples and subjects, per raw emotion and
+For a long-video release, `video_release_summary` counts videos, subjects and micro
+and macro intervals with the same note lists. For a clip dataset, `release_summary`
+counts samples and subjects, per raw emotion and
 per protocol label and how many AU cells were read, with every note on the rows (the
 keys are documented in docs/datasets.md, "Checking a release"); for a pair corpus read from a
 folder,

@@ -11,11 +11,12 @@ import openpyxl
 import pytest
 
 import data_builders
-from data_builders import cli
+from data_builders import cli, loading
 from data_builders.casme_sq.casme_sq_dataset_builder import naming_rules, read_casme_sq
 from data_builders.reading import interval_type
 from data_builders.records import ReleaseLog
 from data_builders.sheets import find_annotation
+from mer_jax.data.dataset import VideoCorpus
 from mer_jax.errors import UserError
 
 NAMES = list(lvr.LAYOUTS)
@@ -154,3 +155,7 @@ def test_build_stores_the_motion_of_every_video_and_its_intervals(name, tmp_path
     mean_u = np.mean([m[..., 0].astype(np.float32).mean() for m in examples["motion"]])
     assert mean_u > 0.1
     assert any(note.startswith("skipped:") for note in metadata["release_notes"])
+    corpus = loading.dataset_from_build(builder)
+    assert isinstance(corpus, VideoCorpus) and len(corpus.videos) == 3
+    assert corpus.fps == {"samm_lv": 200.0}.get(name, 30.0)
+    assert corpus.subjects == tuple(sorted({f"{name}/{s}" for s in release.layout.subjects[:3]}))
