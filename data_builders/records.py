@@ -188,11 +188,6 @@ class LongVideo(ClipOnDisk):
     video: str
     intervals: tuple[Interval, ...] = ()
 
-    @property
-    def last_frame(self) -> int:
-        """The last frame number on disk."""
-        return self.frame_numbers[-1]
-
 
 NOTE_KINDS = ("skipped", "fixed", "gap", "au", "note")
 

@@ -4,6 +4,7 @@ rules and header-less sheets, and a real build through the one motion extractor.
 
 import json
 import shutil
+from pathlib import Path
 
 import long_video_releases as lvr
 import numpy as np
@@ -99,6 +100,9 @@ def test_casme_sq_naming_rules_and_a_workbook_without_them(tmp_path):
         required=read_casme_sq.required, headerless=read_casme_sq.headerless,
     )  # fmt: skip
     assert sheet.table.sheet == "Sheet1" and sheet.header.row_number == 0
+    # The same sheet chosen by hand (PATH#SHEET) is read by position too.
+    chosen = data_builders.ReadOptions(annotations=(Path(f"{sheet.table.path}#Sheet1"),))
+    assert data_builders.read_release("casme_sq", root, reading=chosen).videos
     rules = naming_rules(sheet)
     assert rules.subjects == {1: "s15", 2: "s16"}
     # Codes kept as text: the one Excel stored as the number 401 gets its zero back.

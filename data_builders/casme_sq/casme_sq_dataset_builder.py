@@ -220,7 +220,7 @@ read_casme_sq = CasmeSqReader(
     sheet="CAS(ME)^2code_final*.xlsx",
     sheet_depth=0,
     layout=CASME_SQ_LAYOUT,
-    subject_folder=str,
+    subject_folder=str,  # unused: the participant cell goes through the naming rules
     headerless=main_sheet_columns,
     videos=casme_sq_videos,
 )
