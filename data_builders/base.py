@@ -143,9 +143,12 @@ class MERBuilder(tfds.core.GeneratorBasedBuilder):
         database (which must be whole)."""
         return self.reading.strict or not isinstance(self, ManualDirBuilder)
 
-    def settle_failures(self, failures: Sequence[RowNote], num_clips: int) -> None:
-        """Fails the build for clips that failed (see the module docstring), or keeps
-        them in the metadata ("skipped_clips"), after every clip was tried.
+    def settle_failures(
+        self, failures: Sequence[RowNote], num_clips: int, unit: str = "clips"
+    ) -> None:
+        """Fails the build for clips (or videos: `unit`) that failed (see the module
+        docstring), or keeps them in the metadata ("skipped_clips"), after every one was
+        tried.
 
         Raises:
             UserError: strict, generated, or every clip failed; names them all.
@@ -157,7 +160,7 @@ class MERBuilder(tfds.core.GeneratorBasedBuilder):
             # nothing of it reads as a finished dataset.
             rule = STRICT_RULE if self.reading.strict else "nothing was written"
             raise UserError(
-                f"{self.name}: {len(failures)} of {num_clips} clips could not be built; "
+                f"{self.name}: {len(failures)} of {num_clips} {unit} could not be built; "
                 f"{rule}. Fix or remove them (or add a landmarks sidecar where no face was "
                 "found) and build again:\n  " + "\n  ".join(sorted(map(str, failures)))
             )

@@ -191,4 +191,4 @@ class LongVideoBuilder(ManualDirBuilder, MERBuilder, skip_registration=True):
                 failures.append(clip_failure(video, video.video, error))
                 continue
             yield example["video"], example
-        self.settle_failures(failures, len(videos))
+        self.settle_failures(failures, len(videos), unit="videos")

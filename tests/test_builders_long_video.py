@@ -163,3 +163,15 @@ def test_build_stores_the_motion_of_every_video_and_its_intervals(name, tmp_path
     assert isinstance(corpus, VideoCorpus) and len(corpus.videos) == 3
     assert corpus.fps == {"samm_lv": 200.0}.get(name, 30.0)
     assert corpus.subjects == tuple(sorted({f"{name}/{s}" for s in release.layout.subjects[:3]}))
+
+
+def test_recordings_without_a_face_are_named_and_nothing_is_written(tmp_path, capsys):
+    root = tmp_path / "samm_lv"
+    lvr.write_release("samm_lv", root)  # 8 px frames: no face anywhere
+    data_dir = tmp_path / "data"
+    args = ["samm_lv", "--manual_dir", str(root), "--data_dir", str(data_dir), "--workers", "1"]
+    assert cli.main(args) == 2
+    error = capsys.readouterr().err
+    assert "samm_lv: 3 of 3 videos could not be built; nothing was written" in error
+    assert error.count("no face found in any of the") == 3
+    assert not list(data_dir.glob("samm_lv/*/*/dataset_info.json"))
