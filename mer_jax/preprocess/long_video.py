@@ -6,7 +6,8 @@ at use. What it stores, at low resolution as the MEGC spotting baselines do (`Mo
 a frame every `step_ms` is cropped to the aligned face (`crop_size`, grayscale), and the
 flow from each sampled frame to the one `span` samples later is area-pooled to
 `grid` x `grid` x 2 and kept as float16; the head's own motion is removed where the
-motion is read (`mer_jax.data.spotting.without_head_motion`).
+motion is read (`without_head_motion`; `motion_score`, the training-free score of a
+position).
 
 Frames come in bounded chunks (`video_chunks`, `folder_chunks`: only the sampled frames
 are converted, one chunk held at a time), so an hour of 200 fps video costs the memory
@@ -35,7 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mer_jax.errors import UserError
-from mer_jax.preprocess.face import align_from_landmarks, shared_landmarker, warp_crop
+from mer_jax.preprocess.face import EYE_LINE, align_from_landmarks, shared_landmarker, warp_crop
 from mer_jax.preprocess.flow import FLOW_METHODS, compute_flow, resize_flow
 from mer_jax.preprocess.video import (
     FrameChunk,
@@ -326,6 +327,32 @@ def video_motion(
         valid=valid,
         notes=_notes(tracker, numbers) + (walked.notes if walked else []),
     )
+
+
+def without_head_motion(motion: np.ndarray) -> np.ndarray:
+    """The flow of each grid cell less the median flow of its frame's grid, float32.
+
+    The face was aligned once (per stretch of video), so a head that drifts or turns
+    moves every cell alike; the median over the cells is that common motion (facial
+    movements cover a minority of the cells), as the MEGC spotting baselines remove it.
+    """
+    flow = motion.astype(np.float32)
+    return flow - np.median(flow, axis=(-3, -2), keepdims=True)
+
+
+def motion_score(motion: np.ndarray) -> np.ndarray:
+    """(P,) the training-free score of each position: the mean flow magnitude over the grid
+    cells, after removing the head's own motion, with the eyes' row of cells left out
+    (blinks move the eyelids far more than any micro-expression does).
+
+    Args:
+        motion: (P, G, G, 2) pooled flows on the aligned face (eye line at `EYE_LINE`).
+    """
+    grid = motion.shape[-3]
+    magnitude = np.linalg.norm(without_head_motion(motion), axis=-1)
+    rows = np.ones(grid, bool)
+    rows[min(int(EYE_LINE * grid), grid - 1)] = False
+    return magnitude[..., rows, :].mean(axis=(-2, -1))
 
 
 def _notes(tracker: _Tracker, numbers: list[int]) -> list[str]:
