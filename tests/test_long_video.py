@@ -9,16 +9,23 @@ import numpy as np
 import pytest
 
 from mer_jax.errors import UserError
+from mer_jax.preprocess.face import NoFaceError
 from mer_jax.preprocess.long_video import (
     MotionSpec,
     folder_chunks,
+    motion_peak,
     moved_far,
     video_chunks,
     video_motion,
 )
 from mer_jax.preprocess.video import FrameChunk
 from mer_jax.synthetic.demo import write_recording_video
-from mer_jax.synthetic.recordings import SyntheticSpec, all_recordings, subject_identity
+from mer_jax.synthetic.recordings import (
+    SyntheticSpec,
+    all_recordings,
+    plan_database,
+    subject_identity,
+)
 from mer_jax.synthetic.render import render_frames
 
 SPEC = MotionSpec(step_ms=80, span=2, crop_size=32, grid=4)
@@ -134,3 +141,24 @@ def test_frame_folders_in_steps_and_chunks(tmp_path):
     found = video_motion(source, SPEC)
     assert found.frame_numbers.tolist() == list(range(1, 41, 4)) and found.valid.all()
     assert found.notes == []
+
+
+def test_the_motion_peak_of_a_clip_is_near_its_apex_not_its_middle():
+    spec = SyntheticSpec(num_subjects=4, clips_per_subject=4)
+    plan = plan_database(spec)[10]
+    recording = next(
+        r for r in all_recordings(spec)
+        if r.subject == plan.subject and any(e.onset == plan.onset for e in r.expressions)
+    )
+    numbers = np.arange(plan.onset, plan.offset + 1)
+    rendered = render_frames(recording, subject_identity(spec, recording.subject), spec, numbers)
+    chunks = [FrameChunk(numbers[i : i + 16], rendered.images[i : i + 16]) for i in
+              range(0, len(numbers), 16)]
+    # The onset's face from the generator, the others never looked for.
+    faces = iter([rendered.landmarks[0]])
+    peak = motion_peak(chunks, lambda image: next(faces))
+    middle = (plan.onset + plan.offset) // 2
+    # Measured: apex 17 frames after the onset, middle 26, peak 13.
+    assert abs(peak - plan.apex) <= 5 < abs(middle - plan.apex)
+    with pytest.raises(NoFaceError, match="no face found in any frame of the clip"):
+        motion_peak(chunks, lambda image: None)
