@@ -5,7 +5,7 @@ Command:
 
 Each position's score is the mean flow magnitude of the face's grid cells after removing
 the head's own motion (the grid's median flow), the eyes' row of cells left out
-(`mer_jax.data.spotting.motion_score`); it is smoothed, thresholded per video at
+(`mer_jax.preprocess.long_video.motion_score`); it is smoothed, thresholded per video at
 mean + p x (max - mean) and every run above the threshold is one interval
 (`mer_jax.evaluate.spotting.spot`). Nothing is trained or fitted: the score of every
 video is spotted with the settings below, and all videos are scored (docs/evaluation.md,

@@ -12,14 +12,16 @@
 
 `BUILDERS` (`data_builders.registry`) names every dataset: clip datasets (synthetic_me
 and the licensed casme2, samm, smic, casme3, mmew, megc2019, read from the user's
-release folder, `manual_dir`) and macro-expression frame-pair corpora for MA2MI
+release folder, `manual_dir`), macro-expression frame-pair corpora for MA2MI
 pre-training (synthetic_macro, casme3_macro, ckplus, video_folder;
-`data_builders.macro_pairs`). A build is cached under data_dir (default
-`default_data_dir()`) and reused; `overrides` change config fields, each variant in its
-own cache folder. `python -m data_builders.cli NAME --manual_dir DIR --dry_run` checks a
-release before a long build. A release's rows and clips that cannot be used are skipped
-and reported, never a reason to stop, unless `ReadOptions.strict` (`--strict`,
-`data.strict`); a user's errata CSV (`read_errata`) corrects a release. Where things are:
+`data_builders.macro_pairs`) and long videos for spotting (synthetic_lv, and the
+licensed casme_sq, samm_lv, casme3_lv; `data_builders.long_video_builder`). A build is
+cached under data_dir (default `default_data_dir()`) and reused; `overrides` change
+config fields, each variant in its own cache folder. `python -m data_builders.cli NAME
+--manual_dir DIR --dry_run` checks a release before a long build. A release's rows and
+clips that cannot be used are skipped and reported, never a reason to stop, unless
+`ReadOptions.strict` (`--strict`, `data.strict`); a user's errata CSV (`read_errata`)
+corrects a release. Where things are:
 
 - `loading`: `check`, `load`, `build`, `read_release`, `load_examples`, `pair_source`,
   `macro_corpus_bytes`;
@@ -28,7 +30,7 @@ and reported, never a reason to stop, unless `ReadOptions.strict` (`--strict`,
   sheets found by their content, read by header name), `reading` (the rules every
   release reader shares: row problems, frame folders, errata), `errata` (the shipped
   tables and a user's CSV), `summary` (the dry run's counts), `cli`;
-- `clip_builder` / `macro_pairs`: the two builder bases; `base`: what they share
+- `clip_builder` / `macro_pairs` / `long_video_builder`: the builder bases; `base`: what they share
   (`ReadOptions`, the failure policy); the per-clip pixels are `mer_jax.preprocess.clip`.
 """
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
-from data_builders.errata import Erratum
+from data_builders.errata import Erratum, errata_for
 from data_builders.records import STRICT_RULE, ClipOnDisk, Release, RowNote, check_strict
 from mer_jax.errors import UserError
 from mer_jax.workers import available_cores, worker_pool
@@ -143,9 +143,12 @@ class MERBuilder(tfds.core.GeneratorBasedBuilder):
         database (which must be whole)."""
         return self.reading.strict or not isinstance(self, ManualDirBuilder)
 
-    def settle_failures(self, failures: Sequence[RowNote], num_clips: int) -> None:
-        """Fails the build for clips that failed (see the module docstring), or keeps
-        them in the metadata ("skipped_clips"), after every clip was tried.
+    def settle_failures(
+        self, failures: Sequence[RowNote], num_clips: int, unit: str = "clips"
+    ) -> None:
+        """Fails the build for clips (or videos: `unit`) that failed (see the module
+        docstring), or keeps them in the metadata ("skipped_clips"), after every one was
+        tried.
 
         Raises:
             UserError: strict, generated, or every clip failed; names them all.
@@ -157,7 +160,7 @@ class MERBuilder(tfds.core.GeneratorBasedBuilder):
             # nothing of it reads as a finished dataset.
             rule = STRICT_RULE if self.reading.strict else "nothing was written"
             raise UserError(
-                f"{self.name}: {len(failures)} of {num_clips} clips could not be built; "
+                f"{self.name}: {len(failures)} of {num_clips} {unit} could not be built; "
                 f"{rule}. Fix or remove them (or add a landmarks sidecar where no face was "
                 "found) and build again:\n  " + "\n  ".join(sorted(map(str, failures)))
             )
@@ -183,6 +186,8 @@ class ManualDirBuilder(abc.ABC):
     # Whether the reader applies errata / reads an annotation sheet one may choose.
     APPLIES_ERRATA: ClassVar[bool] = False
     READS_ANNOTATION: ClassVar[bool] = False
+    # The databases the reader reads: errata naming another one are noted, not applied.
+    DATASETS: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def read_release(self, manual_dir: Path) -> Release:
@@ -197,6 +202,25 @@ class ManualDirBuilder(abc.ABC):
     def checked_release(self, manual_dir: Path) -> Release:
         """`read_release` and the checks a builder adds to it: the dry run's release."""
         return self.read_release(manual_dir)
+
+    def errata_for(self, dataset: str) -> tuple[Erratum, ...]:
+        """The shipped errata of `dataset` and the user's about it."""
+        return errata_for(dataset, self.reading.errata)
+
+    def foreign_errata_notes(self) -> tuple[RowNote, ...]:
+        """A note for each of the user's errata about a database this builder does not
+        read (`DATASETS`): not applied, and said so."""
+        return tuple(
+            RowNote(
+                "note",
+                erratum.source,
+                f"{erratum.subject}/{erratum.filename}",
+                f"erratum about {erratum.dataset}, not read by {self.name} "
+                f"({', '.join(self.DATASETS)}): not applied",
+            )
+            for erratum in self.reading.errata
+            if erratum.dataset not in (None, *self.DATASETS)
+        )
 
     def chosen_annotation(self) -> Path | None:
         """The annotation the user chose for a single-sheet reader, if any.

@@ -17,6 +17,8 @@ and writes a build in the layouts other MER code reads.
 prints the number of samples and subjects, the counts per raw emotion and per protocol
 label, and every row skipped, fixed or noted with its reason, all in one pass;
 `--summary_json PATH` also writes them as JSON (its keys: docs/datasets.md, "Checking a release").
+For the long-video databases (casme_sq, samm_lv, casme3_lv) it prints the videos,
+subjects and micro and macro intervals, with the same notes.
 For the macro-expression pair corpora read from a folder (casme3_macro, ckplus,
 video_folder) it prints the clips, subjects, frame rates with their k, the pairs a build
 would cut and the clips too short for one. Without `--dry_run` the same summary is
@@ -42,7 +44,7 @@ from data_builders.base import ManualDirBuilder, ReadOptions
 from data_builders.errata import read_errata
 from data_builders.loading import build, read_release, skipped_in_build
 from data_builders.reading import check_usable
-from data_builders.records import ReleaseRecords, check_strict
+from data_builders.records import ReleaseRecords, VideoRelease, check_strict
 from data_builders.registry import AnyBuilder, builder_names, default_data_dir, get_builder
 from data_builders.summary import dry_run_summary
 from mer_jax.errors import UserError
@@ -206,7 +208,7 @@ def _build_command(argv: Sequence[str] | None) -> None:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
     # After the summary, so the rows behind an error are on the screen.
-    if isinstance(release, ReleaseRecords):
+    if isinstance(release, ReleaseRecords | VideoRelease):
         check_usable(release)
     if release is not None and args.strict:
         check_strict(release)

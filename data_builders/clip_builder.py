@@ -35,7 +35,6 @@ from data_builders.base import (
     keep_release_notes,
     map_clips,
 )
-from data_builders.errata import Erratum, errata_for
 from data_builders.reading import SheetReader, check_usable
 from data_builders.records import ClipRecord, ReleaseRecords, RowNote
 from mer_jax.data.action_units import AU_LIST, multi_hot, parse_action_units
@@ -335,29 +334,13 @@ class ReleaseBuilder(ManualDirBuilder, ClipDatasetBuilder):
     MANUAL_DIR_HOLDS = "its licensed release"
     APPLIES_ERRATA = True
     READS_ANNOTATION = True
-    # The databases the reader reads: errata naming another one are noted, not applied.
-    DATASETS: ClassVar[tuple[str, ...]]
-
-    def errata_for(self, dataset: str) -> tuple[Erratum, ...]:
-        """The shipped errata of `dataset` and the user's about it."""
-        return errata_for(dataset, self.reading.errata)
 
     def checked_release(self, manual_dir: Path) -> ReleaseRecords:
         """The release, with a note for each user erratum about another database and
         the rows whose emotion the builder's protocol does not know skipped (noted)."""
         release = self.read_release(manual_dir)
         assert isinstance(release, ReleaseRecords)
-        notes = [
-            RowNote(
-                "note",
-                erratum.source,
-                f"{erratum.subject}/{erratum.filename}",
-                f"erratum about {erratum.dataset}, not read by {self.name} "
-                f"({', '.join(self.DATASETS)}): not applied",
-            )
-            for erratum in self.reading.errata
-            if erratum.dataset not in (None, *self.DATASETS)
-        ]
+        notes = list(self.foreign_errata_notes())
         protocol = get_protocol(self.PROTOCOL)
         records = []
         for record in release.records:

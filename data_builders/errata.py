@@ -38,7 +38,7 @@ from mer_jax.errors import UserError
 
 # Fields an erratum may correct: the parsed annotation fields of `reading.SheetRow`.
 # "row" with fixed=None drops the row (e.g. an official list of unusable clips).
-ERRATUM_FIELDS = ("onset", "apex", "offset", "emotion", "action_units", "row")
+ERRATUM_FIELDS = ("onset", "apex", "offset", "emotion", "action_units", "interval_type", "row")
 # The columns of an errata CSV; `dataset` and `onset` may be absent.
 ERRATA_COLUMNS = ("dataset", "subject", "filename", "onset", "field", "wrong", "fixed", "reason")
 _OPTIONAL_COLUMNS = ("dataset", "onset")

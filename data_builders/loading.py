@@ -179,8 +179,9 @@ def read_release(
 
     Args:
         name: a dataset read from manual_dir: a licensed database (casme2, samm, smic,
-            casme3, mmew, megc2019) or a pair corpus read from a folder (casme3_macro,
-            ckplus, video_folder).
+            casme3, mmew, megc2019), a licensed long-video database (casme_sq, samm_lv,
+            casme3_lv) or a pair corpus read from a folder (casme3_macro, ckplus,
+            video_folder).
         manual_dir: its folder.
         data_dir, config, overrides, reading: select the builder variant as in
             `get_builder` (e.g. config "cropped", or {"dataset_name": "lab"} for
@@ -188,7 +189,8 @@ def read_release(
             defaults to a temporary folder (unused).
 
     Returns:
-        a `ReleaseRecords` for a clip dataset, a `MacroRelease` for a pair corpus.
+        a `ReleaseRecords` for a clip dataset, a `VideoRelease` for long videos, a
+        `MacroRelease` for a pair corpus.
 
     Raises:
         UserError: not read from a folder, no such folder, or what the reader raises for

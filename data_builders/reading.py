@@ -29,18 +29,35 @@ Each database's own layout is read by the `read_*` function of its builder packa
 (`data_builders/<name>/`), with these functions; a database read from one coding sheet
 declares its reader as a `SheetReader` (the sheet's name, its frame folders, its subject
 folder names) and its builder is a `clip_builder.SheetReleaseBuilder`.
+
+Long videos (spotting: CAS(ME)^2, SAMM long videos, CAS(ME)^3 Part A) are read from the
+same kind of sheet (`SheetSource`, shared with `SheetReader`) by a `LongVideoReader`,
+whose rows become intervals of whole recordings instead of clips (`join_videos`: its
+docstring lists what is skipped, fixed and noted); every recording folder is kept,
+annotated or not.
 """
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
 from data_builders.errata import Erratum, errata_of, validate
-from data_builders.records import ClipRecord, ReleaseLog, ReleaseRecords
+from data_builders.records import (
+    ClipRecord,
+    Interval,
+    LongVideo,
+    ReleaseLog,
+    ReleaseRecords,
+    VideoRelease,
+)
 from data_builders.sheets import (
+    REQUIRED_FIELDS,
     Annotation,
+    Header,
     SheetRow,
+    Table,
     find_annotation,
     normalised_rows,
     whole_number,
@@ -339,17 +356,22 @@ def join_release(
     return ReleaseRecords(source.dataset, annotation, tuple(records), tuple(log.notes))
 
 
-def check_usable(release: ReleaseRecords) -> None:
-    """A release with at least one usable clip.
+def check_usable(release: ReleaseRecords | VideoRelease) -> None:
+    """A release with at least one usable clip (a long-video release: one annotated
+    interval).
 
     Raises:
         UserError: none; the message names the annotation and every reason a row was
             skipped.
     """
-    if not release.records:
+    if isinstance(release, VideoRelease):
+        usable, what = any(video.intervals for video in release.videos), "annotated interval"
+    else:
+        usable, what = bool(release.records), "usable clip"
+    if not usable:
         reasons = "\n  ".join(str(note) for note in release.notes_of("skipped"))
         raise UserError(
-            f"{release.annotation} gives no usable clip" + (f":\n  {reasons}" if reasons else "")
+            f"{release.annotation} gives no {what}" + (f":\n  {reasons}" if reasons else "")
         )
 
 
@@ -420,10 +442,12 @@ def frame_folder(name: str) -> Callable[[Path, str, ReleaseLog], Frames]:
     return frames
 
 
-@dataclass(frozen=True)
-class SheetReader:
-    """A database read from one coding sheet and folders of frames (CASME II, SAMM, MMEW,
-    CAS(ME)^3): what differs between them, declared; calling it reads a release.
+@dataclass(frozen=True, kw_only=True)
+class SheetSource:
+    """What a database read from one coding sheet declares about its sheet: shared by the
+    clip readers (`SheetReader`) and the long-video readers
+    (`data_builders.long_video.LongVideoReader`), which differ only in how rows meet
+    frame folders.
 
     Attributes:
         dataset: database name (subject namespace; whose shipped errata apply).
@@ -432,10 +456,11 @@ class SheetReader:
         sheet_depth: how many folders below the release folder the sheet may sit.
         layout: the expected layout, quoted in errors.
         subject_folder: Subject cell -> subject folder name (`read_sheet_release`).
-        frames: (release folder, layout, log) -> its `Frames`; raises UserError (showing
-            the layout) where there are none.
         other_sheets: a glob of the release's other sheets with the same columns.
         filename_of: the clip name a record keeps, from the Filename cell.
+        required: the fields a sheet's header must hold (`sheets.REQUIRED_FIELDS`).
+        headerless: the columns of a main sheet without a header row, recognised by
+            its rows (`sheets.find_annotation`).
     """
 
     dataset: str
@@ -444,9 +469,43 @@ class SheetReader:
     sheet_depth: int
     layout: str
     subject_folder: Callable[[str], str]
-    frames: Callable[[Path, str, ReleaseLog], Frames]
     other_sheets: str | None = None
     filename_of: Callable[[str], str] = str
+    required: tuple[str, ...] = REQUIRED_FIELDS
+    headerless: Callable[[Table], Header | None] | None = None
+
+    def find_sheet(self, root: Path, log: ReleaseLog, chosen: Path | None) -> Annotation:
+        """The coding sheet of the release in root (`sheets.find_annotation`), or the
+        user's choice."""
+        return find_annotation(
+            root,
+            pattern=self.sheet,
+            layout=self.layout,
+            depth=self.sheet_depth,
+            log=log,
+            chosen=chosen,
+            required=self.required,
+            other_sheets=self.other_sheets,
+            headerless=self.headerless,
+        )
+
+    def sheet_rows(self, annotation: Annotation, log: ReleaseLog) -> list[SheetRow]:
+        """The rows of the sheet, subjects as folder names (`sheets.normalised_rows`)."""
+        return normalised_rows(annotation, log, self.subject_folder, self.filename_of)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SheetReader(SheetSource):
+    """A database of clips read from one coding sheet and folders of frames (CASME II,
+    SAMM, MMEW, CAS(ME)^3): what differs between them, declared; calling it reads a
+    release.
+
+    Attributes (besides `SheetSource`'s):
+        frames: (release folder, layout, log) -> its `Frames`; raises UserError (showing
+            the layout) where there are none.
+    """
+
+    frames: Callable[[Path, str, ReleaseLog], Frames]
 
     def __call__(
         self,
@@ -468,15 +527,7 @@ class SheetReader:
         """
         root = Path(root)
         log = ReleaseLog()
-        sheet = find_annotation(
-            root,
-            pattern=self.sheet,
-            layout=self.layout,
-            depth=self.sheet_depth,
-            log=log,
-            chosen=annotation,
-            other_sheets=self.other_sheets,
-        )
+        sheet = self.find_sheet(root, log, annotation)
         frames = self.frames(root, self.layout, log)
         return read_sheet_release(
             sheet,
@@ -489,3 +540,263 @@ class SheetReader:
             log=log,
             filename_of=self.filename_of,
         )
+
+
+# -- long videos: whole recordings and their intervals ------------------------------------
+
+# The fields a long-video sheet must hold: emotion is optional (SAMM's long videos and
+# CAS(ME)^3 Part A have none); the type says micro or macro.
+LONG_VIDEO_FIELDS = ("subject", "filename", "onset", "offset", "interval_type")
+# Frame cells that mean "not coded" in the long-video workbooks.
+_NOT_CODED = frozenset({"0", "-1"})
+_FRACTION = re.compile(r"-?\d*\.\d+")
+
+
+@dataclass(frozen=True)
+class VideoFolder:
+    """A folder of one whole recording: its subject folder (no namespace) and path."""
+
+    subject: str
+    path: Path
+
+
+def interval_type(text: str) -> str | None:
+    """"micro" or "macro" from a type cell ("Micro - 1/2", "macro-expression"), else None."""
+    kinds = [kind for kind in ("micro", "macro") if kind in text.lower()]
+    return kinds[0] if len(kinds) == 1 else None
+
+
+def _frame_cell(column: str, text: str) -> tuple[int | None, str | None]:
+    """(the frame number of a cell, None) or (None, what is wrong with it)."""
+    number = whole_number(text)
+    if number is not None and text.strip() not in _NOT_CODED:
+        return number, None
+    if not text:
+        return None, f"{column} cell is blank"
+    if text.strip() in _NOT_CODED:
+        return None, f"{column} {text.strip()} means not coded"
+    if _FRACTION.fullmatch(text.strip()):
+        return None, f"{column} {text!r} is a fraction, not a frame number"
+    return None, f"{column} {text!r} is not a frame number"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongVideoReader(SheetSource):
+    """A long-video (spotting) database read from one coding sheet and one frame folder
+    per recording (CAS(ME)^2, SAMM long videos, CAS(ME)^3 Part A): the sheet found and
+    read as for clips (`SheetSource`), its rows joined to whole recordings instead of
+    cut into clips (`join_videos`).
+
+    Attributes (besides `SheetSource`'s; `required` defaults to `LONG_VIDEO_FIELDS`):
+        videos: (release folder, layout) -> video name -> its `VideoFolder`, every
+            recording on disk; raises UserError (showing the layout) where there are none.
+        video_of: (row, the folders, log) -> the name of the row's video; None, or a
+            UserError saying why, where it has none (the row is skipped). None: a
+            subclass's `video_lookup` finds them (CAS(ME)^2, through its naming rules).
+    """
+
+    required: tuple[str, ...] = LONG_VIDEO_FIELDS
+    videos: Callable[[Path, str], dict[str, VideoFolder]]
+    video_of: Callable[[SheetRow, Mapping[str, VideoFolder], ReleaseLog], str | None] | None = (
+        None
+    )
+
+    def video_lookup(
+        self, annotation: Annotation, folders: Mapping[str, VideoFolder], log: ReleaseLog
+    ) -> Callable[[SheetRow], str | None]:
+        """Row -> its video name (`video_of`); a database whose sheet names its videos
+        through naming rules in the workbook (CAS(ME)^2) reads them here."""
+        del annotation
+        video_of = self.video_of
+        assert video_of is not None, "a reader without video_of overrides video_lookup"
+        return lambda row: video_of(row, folders, log)
+
+    def __call__(
+        self,
+        root: str | Path,
+        *,
+        errata: Sequence[Erratum] | None = None,
+        annotation: Path | None = None,
+    ) -> VideoRelease:
+        """Every recording of the release in `root` with its intervals.
+
+        Args:
+            root: the release folder.
+            errata: corrections to apply; None: the shipped table of `dataset`.
+            annotation: the sheet the user chose; None: found in root.
+
+        Raises:
+            UserError: no coding sheet, several, or no video folder (the message shows
+                the layout). Problems of single rows are notes of the release.
+        """
+        root = Path(root)
+        log = ReleaseLog()
+        sheet = self.find_sheet(root, log, annotation)
+        rows = self.sheet_rows(sheet, log)
+        folders = self.videos(root, self.layout)
+        return join_videos(
+            rows,
+            root=root,
+            annotation=sheet.table.path,
+            dataset=self.dataset,
+            fps=self.fps,
+            folders=folders,
+            video_of=self.video_lookup(sheet, folders, log),
+            errata=errata,
+            log=log,
+        )
+
+
+def join_videos(
+    rows: Sequence[SheetRow],
+    *,
+    root: Path,
+    annotation: Path,
+    dataset: str,
+    fps: float,
+    folders: Mapping[str, VideoFolder],
+    video_of: Callable[[SheetRow], str | None],
+    errata: Sequence[Erratum] | None,
+    log: ReleaseLog,
+) -> VideoRelease:
+    """Applies the errata to the rows, turns each into an interval of its video, and
+    keeps every video folder with frames, annotated or not.
+
+    A row is skipped (with one note naming every problem of its frame cells) for an
+    onset or offset that is blank, 0 or -1 ("not coded"), a fraction or words; an onset
+    after its offset; a type that is neither micro nor macro; no frame folder; an
+    interval outside the frames on disk (an offset past the last frame, first frames
+    lost); an interval listed before (same video, onset and offset), whatever its type.
+    An apex of 0 or -1, or one outside onset..offset, is kept as not annotated (the
+    middle frame, noted as fixed). A video folder without an annotated interval is kept,
+    with none (noted): every interval spotted in it is a false positive. Frames missing
+    inside a video are noted once per video.
+    """
+    root = Path(root)
+    rows = apply_errata(rows, errata_of(dataset, errata), log, annotation.name)
+    frame_index = FrameIndex()
+    intervals: dict[str, list[Interval]] = {name: [] for name in folders}
+    first_rows: dict[tuple[str, int, int], SheetRow] = {}
+    for row in rows:
+        clip = f"{row.subject}/{row.filename}"
+
+        def skip(reason: str, row: SheetRow = row, clip: str = clip) -> None:
+            log.add("skipped", row.where, clip, reason)
+
+        (onset, onset_problem), (offset, offset_problem) = (
+            _frame_cell("onset", row.onset),
+            _frame_cell("offset", row.offset),
+        )
+        if onset is None or offset is None:
+            problems = [problem for problem in (onset_problem, offset_problem) if problem]
+            skip("; ".join(problems) + "; correct the sheet or add an erratum (--errata)")
+            continue
+        if offset < onset:
+            skip(f"onset {onset} is after offset {offset}; correct the sheet or add an erratum")
+            continue
+        kind = interval_type(row.interval_type)
+        if kind is None:
+            skip(f"type {row.interval_type!r} is neither micro nor macro; add an erratum")
+            continue
+        try:
+            video = video_of(row)
+        except UserError as error:
+            skip(str(error))
+            continue
+        if video is None:
+            skip("no frame folder of its video")
+            continue
+        try:
+            frames = frame_index.frames(folders[video].path)
+        except UserError as error:
+            skip(str(error))
+            continue
+        if not frames:
+            skip(f"no frame images in {folders[video].path}")
+            continue
+        first, last = min(frames), max(frames)
+        if onset < first or offset > last:
+            why = "an offset past its last frame" if offset > last else "its first frames lost"
+            skip(f"onset..offset {onset}..{offset} is outside the frames {first}..{last} of "
+                 f"video {video} ({why})")  # fmt: skip
+            continue
+        key = (video, onset, offset)
+        if key in first_rows:
+            earlier = first_rows[key]
+            differs = interval_type(earlier.interval_type) != kind
+            skip(
+                f"the interval {onset}..{offset} of video {video} is listed already in "
+                f"{earlier.where}"
+                + (f" as {interval_type(earlier.interval_type)}, here as {kind}" if differs else "")
+                + "; the first listing is kept (an erratum can drop either row)"
+            )
+            continue
+        first_rows[key] = row
+        apex_text = row.apex.strip()
+        apex = None if apex_text.lower() in _NO_APEX else whole_number(apex_text)
+        if apex_text in _NOT_CODED:
+            apex = None
+            log.add("fixed", row.where, clip, f"apex {apex_text} means not coded; "
+                    "treated as not annotated (middle frame)")  # fmt: skip
+        elif apex_text.lower() not in _NO_APEX and (apex is None or not onset <= apex <= offset):
+            shown = (
+                f"apex {apex_text!r} is not a frame number"
+                if apex is None
+                else f"apex {apex} is outside onset..offset {onset}..{offset}"
+            )
+            log.add("fixed", row.where, clip, f"{shown}; treated as not annotated (middle frame)")
+            apex = None
+        intervals[video].append(
+            Interval(
+                onset=onset,
+                apex=(onset + offset) // 2 if apex is None else apex,
+                offset=offset,
+                apex_annotated=apex is not None,
+                interval_type=kind,
+                emotion=row.emotion,
+                action_units_raw=row.action_units,
+                where=row.where,
+            )
+        )
+    videos = []
+    for name, folder in sorted(folders.items()):
+        path = folder.path
+        where = str(path.relative_to(root) if path.is_relative_to(root) else path)
+        try:
+            frames = frame_index.frames(folder.path)
+        except UserError as error:
+            log.add("skipped", where, name, str(error))
+            continue
+        if not frames:
+            log.add("skipped", where, name, "no frame images in the video folder")
+            continue
+        numbers = tuple(sorted(frames))
+        missing = numbers[-1] - numbers[0] + 1 - len(numbers)
+        if missing:
+            log.add(
+                "gap",
+                where,
+                name,
+                f"{missing} frame(s) missing between frames {numbers[0]} and {numbers[-1]}",
+            )
+        if not intervals[name]:
+            log.add(
+                "note",
+                where,
+                name,
+                "no interval of the sheet: kept as a video without expressions (every "
+                "interval spotted in it counts as a false positive)",
+            )
+        videos.append(
+            LongVideo(
+                dataset=dataset,
+                subject=f"{dataset}/{folder.subject}",
+                fps=fps,
+                frame_numbers=numbers,
+                frame_paths=tuple(frames[number] for number in numbers),
+                where=where,
+                video=name,
+                intervals=tuple(sorted(intervals[name], key=lambda i: (i.onset, i.offset))),
+            )
+        )
+    return VideoRelease(dataset, annotation, tuple(videos), tuple(log.notes))

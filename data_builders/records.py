@@ -8,6 +8,9 @@ every row or folder it skipped or fixed, with the reason. Every clip is a `ClipO
   gathered in a `ReleaseRecords`; a clip builder makes one example of each.
 - `MacroClip`: a span of frames, or a whole video, of a macro-expression corpus,
   gathered in a `MacroRelease`; a pair builder cuts frame pairs from each.
+- `LongVideo`: a whole recording of a spotting database with its annotated `Interval`s
+  (none for a recording nobody coded), gathered in a `VideoRelease`; a long-video
+  builder stores its motion features and intervals as one example.
 
 The rules that find them (coding sheets, frame folders, errata) are in
 `data_builders.reading`; each database's own layout is read by the `read_*` function of
@@ -148,6 +151,44 @@ def clip_from_record(record: ClipRecord, *, dataset: str, clip: str) -> MacroCli
     return MacroClip(**{**on_disk, "dataset": dataset}, clip=clip)
 
 
+@dataclass(frozen=True)
+class Interval:
+    """One annotated expression of a long video.
+
+    Attributes:
+        onset, apex, offset: original frame numbers; `apex` is the frame nearest the
+            middle of onset..offset where the sheet gives none.
+        apex_annotated: whether `apex` comes from the sheet.
+        interval_type: "micro" or "macro", from the sheet's type column.
+        emotion, action_units_raw: as written in the sheet ("" where it has none).
+        where: its sheet row, for messages.
+    """
+
+    onset: int
+    apex: int
+    offset: int
+    apex_annotated: bool
+    interval_type: str
+    emotion: str
+    action_units_raw: str
+    where: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongVideo(ClipOnDisk):
+    """One whole recording of a long-video (spotting) database and its intervals.
+
+    Attributes (besides `ClipOnDisk`'s; `frame_numbers` are every frame on disk):
+        video: its name, unique in the database: the frame folder below the frame root
+            ("s15/15_0101disgustingteeth", "006_1", "spNO.1/a").
+        intervals: the annotated expressions, by onset; empty for a video nobody coded
+            (it still counts: every interval spotted in it is a false positive).
+    """
+
+    video: str
+    intervals: tuple[Interval, ...] = ()
+
+
 NOTE_KINDS = ("skipped", "fixed", "gap", "au", "note")
 
 
@@ -246,9 +287,30 @@ class MacroRelease:
         return [note for note in self.notes if note.kind == kind]
 
 
-# What `data_builders.read_release` returns: the records of a clip dataset's release, or
-# the clips of a pair corpus read from a folder.
-Release = ReleaseRecords | MacroRelease
+@dataclass(frozen=True)
+class VideoRelease:
+    """The long videos a long-video builder found, and the notes on the sheet's rows.
+
+    Attributes:
+        dataset: the builder's dataset name.
+        annotation: the coding sheet the intervals come from.
+        videos: every video folder with frames, annotated or not, by name.
+        notes: rows skipped or fixed, videos with frames missing, other notes.
+    """
+
+    dataset: str
+    annotation: Path
+    videos: tuple[LongVideo, ...]
+    notes: tuple[RowNote, ...] = ()
+
+    def notes_of(self, kind: str) -> list[RowNote]:
+        """The notes of one kind (see `NOTE_KINDS`)."""
+        return [note for note in self.notes if note.kind == kind]
+
+
+# What `data_builders.read_release` returns: the records of a clip dataset's release, the
+# clips of a pair corpus read from a folder, or the videos of a long-video release.
+Release = ReleaseRecords | MacroRelease | VideoRelease
 
 
 # Why a strict build of a user's release fails, in its messages.

@@ -23,11 +23,14 @@ import tensorflow_datasets as tfds
 from data_builders import (
     casme2,
     casme3,
+    casme3_lv,
     casme3_macro,
+    casme_sq,
     ckplus,
     megc2019,
     mmew,
     samm,
+    samm_lv,
     smic,
     synthetic_lv,
     synthetic_macro,
@@ -37,11 +40,12 @@ from data_builders import (
 from data_builders.base import ReadOptions
 from data_builders.clip_builder import ClipDatasetBuilder
 from data_builders.errata import errata_digest
+from data_builders.long_video_builder import LongVideoBuilder
 from data_builders.macro_pairs import MacroPairsBuilder
 from mer_jax.data.dataset import default_data_dir
 from mer_jax.errors import UserError
 
-AnyBuilder = ClipDatasetBuilder | MacroPairsBuilder | synthetic_lv.Builder
+AnyBuilder = ClipDatasetBuilder | MacroPairsBuilder | synthetic_lv.Builder | LongVideoBuilder
 BUILDERS: dict[str, type[AnyBuilder]] = {
     "synthetic_me": synthetic_me.Builder,
     "casme2": casme2.Builder,
@@ -55,6 +59,9 @@ BUILDERS: dict[str, type[AnyBuilder]] = {
     "ckplus": ckplus.Builder,
     "video_folder": video_folder.Builder,
     "synthetic_lv": synthetic_lv.Builder,
+    "casme_sq": casme_sq.Builder,
+    "samm_lv": samm_lv.Builder,
+    "casme3_lv": casme3_lv.Builder,
 }
 KINDS = ("clips", "pairs", "videos")
 

@@ -51,6 +51,9 @@ HEADER_ALIASES = {
     "emotion": "emotion",
     "objectiveclass": "objective_class",
     "objectiveclasses": "objective_class",
+    # Long-video sheets: whether an interval is a micro- or a macro-expression.
+    "type": "interval_type",
+    "expressiontype": "interval_type",
 }
 # An absent apex column means "no apex annotated"; an absent AU column, no AUs.
 REQUIRED_FIELDS = ("subject", "filename", "onset", "offset", "emotion")
@@ -75,6 +78,7 @@ class SheetRow:
     offset: str
     action_units: str
     emotion: str
+    interval_type: str = ""
 
 
 def cell_text(cell: Any) -> str:
@@ -239,7 +243,8 @@ class Header:
     """The header row of a sheet.
 
     Attributes:
-        row_number: its 1-based row number.
+        row_number: its 1-based row number; 0 for a sheet without a header row, whose
+            columns a reader knows by position (CAS(ME)^2's main sheet).
         columns: field -> 0-based column index (the first column of each field).
         missing: required fields without a column.
         repeated: header texts of fields with more than one column (only the first is
@@ -292,6 +297,7 @@ def find_annotation(
     header_aliases: Mapping[str, str] = HEADER_ALIASES,
     required: Sequence[str] = REQUIRED_FIELDS,
     other_sheets: str | None = None,
+    headerless: Callable[[Table], Header | None] | None = None,
 ) -> Annotation:
     """The release's annotation sheet: the one sheet whose header holds `required`.
 
@@ -312,6 +318,9 @@ def find_annotation(
         header_aliases, required: as `find_header`.
         other_sheets: a glob of the release's other sheets with the same columns, never
             candidates (CAS(ME)^3's micro- and macro-expression sheets).
+        headerless: the columns of a sheet without a header row that the database
+            recognises by its rows (`Header.row_number` 0), or None: CAS(ME)^2's main
+            sheet.
 
     Raises:
         UserError: root is no folder; no sheet holds the columns (the message lists the
@@ -319,7 +328,7 @@ def find_annotation(
             how to choose one); the chosen file is unreadable or lacks the columns.
     """
     if chosen is not None:
-        return _chosen_annotation(chosen, header_aliases, required)
+        return _chosen_annotation(chosen, header_aliases, required, headerless)
     if not root.is_dir():
         raise UserError(f"release folder {root} does not exist; {layout}")
     regex = re.compile(_glob_regex(pattern), re.IGNORECASE)
@@ -330,7 +339,7 @@ def find_annotation(
     others = [(level, path) for level, path in files if not regex.fullmatch(path.name)]
     lacking: list[str] = []
     for group in (named, others):
-        candidates = _candidates(group, header_aliases, required, log, lacking)
+        candidates = _candidates(group, header_aliases, required, log, lacking, headerless)
         if len(candidates) > 1:
             shown = ", ".join(_relative(annotation.table, root) for annotation in candidates)
             raise UserError(
@@ -385,6 +394,7 @@ def _candidates(
     required: Sequence[str],
     log: ReleaseLog,
     lacking: list[str],
+    headerless: Callable[[Table], Header | None] | None,
 ) -> list[Annotation]:
     """The sheets holding the columns, of the shallowest level that has any; what the
     others lack is appended to `lacking`."""
@@ -396,7 +406,7 @@ def _candidates(
             log.add("note", path.name, "", f"not read while looking for the sheet: {error}")
             continue
         for table in tables:
-            header = find_header(table, header_aliases, required)
+            header = _header_of(table, header_aliases, required, headerless)
             if header is None:
                 lacking.append(f"{table.label}: no header row with a Subject column")
             elif header.missing:
@@ -411,8 +421,25 @@ def _relative(table: Table, root: Path) -> str:
     return str(path) + (f" [{table.sheet}]" if table.sheet else "")
 
 
+def _header_of(
+    table: Table,
+    header_aliases: Mapping[str, str],
+    required: Sequence[str],
+    headerless: Callable[[Table], Header | None] | None,
+) -> Header | None:
+    """The header row of a table, else the columns of a header-less sheet the database
+    recognises."""
+    header = find_header(table, header_aliases, required)
+    if header is None and headerless is not None:
+        header = headerless(table)
+    return header
+
+
 def _chosen_annotation(
-    chosen: Path, header_aliases: Mapping[str, str], required: Sequence[str]
+    chosen: Path,
+    header_aliases: Mapping[str, str],
+    required: Sequence[str],
+    headerless: Callable[[Table], Header | None] | None,
 ) -> Annotation:
     """The annotation a user chose: a file, or FILE#SHEET."""
     path, sheet = chosen.expanduser(), None
@@ -426,7 +453,7 @@ def _chosen_annotation(
         raise UserError(f"the chosen annotation {path} has no sheet named {sheet!r}")
     found, lacking = [], []
     for table in tables:
-        header = find_header(table, header_aliases, required)
+        header = _header_of(table, header_aliases, required, headerless)
         if header is not None and not header.missing:
             found.append(Annotation(table, header))
         else:
@@ -458,6 +485,13 @@ def annotation_rows(annotation: Annotation, log: ReleaseLog) -> list[SheetRow]:
             f"merged cells {', '.join(table.merged)} are read as their value in every row "
             "they span",
         )
+    if not header.row_number:
+        columns = ", ".join(
+            f"{_column_letter(index)} {name}" for name, index in sorted(
+                header.columns.items(), key=lambda item: item[1]
+            )
+        )
+        log.add("note", table.label, "", f"no header row; columns read by position: {columns}")
     if header.repeated:
         log.add(
             "note",
@@ -465,7 +499,11 @@ def annotation_rows(annotation: Annotation, log: ReleaseLog) -> list[SheetRow]:
             "",
             f"repeated columns {', '.join(header.repeated)}: the first of each is read",
         )
-    subject_header = _header_key(table.rows[header.row_number - 1][header.columns["subject"]])
+    subject_header = (
+        _header_key(table.rows[header.row_number - 1][header.columns["subject"]])
+        if header.row_number
+        else None
+    )
     rows = []
     for row_number, row in enumerate(table.rows, start=1):
         if row_number <= header.row_number or not any(cell_text(cell) for cell in row):
@@ -475,7 +513,7 @@ def annotation_rows(annotation: Annotation, log: ReleaseLog) -> list[SheetRow]:
             for name, index in header.columns.items()
         }
         where = f"{table.label} row {row_number}"
-        if _header_key(cells["subject"]) == subject_header:
+        if subject_header and _header_key(cells["subject"]) == subject_header:
             log.add("note", where, "", "a repeated header row")
             continue
         if not cells["subject"] or not cells["filename"]:
@@ -500,6 +538,7 @@ def annotation_rows(annotation: Annotation, log: ReleaseLog) -> list[SheetRow]:
                 offset=cells["offset"],
                 action_units=cells.get("action_units", ""),
                 emotion=cells.get("emotion", ""),
+                interval_type=cells.get("interval_type", ""),
             )
         )
     return rows

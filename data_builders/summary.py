@@ -1,6 +1,8 @@
 """What a release holds, before a long build: the dry run's summary.
 
-For a clip dataset, `release_summary` counts samples and subjects, per raw emotion and
+For a long-video release, `video_release_summary` counts videos, subjects and micro
+and macro intervals with the same note lists. For a clip dataset, `release_summary`
+counts samples and subjects, per raw emotion and
 per protocol label and how many AU cells were read, with every note on the rows (the
 keys are documented in docs/datasets.md, "Checking a release"); for a pair corpus read from a
 folder,
@@ -18,7 +20,14 @@ from typing import Any
 
 from data_builders.base import ManualDirBuilder
 from data_builders.macro_pairs import PairOptions, pair_step, plan_pairs
-from data_builders.records import ClipRecord, MacroRelease, Release, ReleaseRecords
+from data_builders.records import (
+    ClipRecord,
+    Interval,
+    MacroRelease,
+    Release,
+    ReleaseRecords,
+    VideoRelease,
+)
 from mer_jax.data.action_units import parse_action_units
 from mer_jax.data.protocols import PROTOCOLS, normalize_emotion
 
@@ -37,6 +46,11 @@ def dry_run_summary(
 ) -> tuple[dict[str, Any], str]:
     """The summary of a release read by `builder` (its variant), and its text."""
     config = builder.builder_config
+    if isinstance(release, VideoRelease):
+        summary = video_release_summary(
+            release, name=builder.name, config=config.name, manual_dir=manual_dir
+        )
+        return summary, format_video_summary(summary)
     if isinstance(release, MacroRelease):
         summary = pair_release_summary(
             release,
@@ -113,12 +127,50 @@ def release_summary(
         "protocols": protocols,
         "action_units": _action_unit_counts(records),
     }
-    for kind, key in NOTE_KEYS.items():
-        summary[key] = [
+    return summary | _note_lists(release)
+
+
+def _note_lists(release: ReleaseRecords | VideoRelease) -> dict[str, list[dict[str, str]]]:
+    """Every note of a release, by kind (`NOTE_KEYS`), in sheet order."""
+    return {
+        key: [
             {"where": note.where, "clip": note.clip, "reason": note.reason}
             for note in sorted(release.notes_of(kind), key=lambda note: _natural(note.where))
         ]
-    return summary
+        for kind, key in NOTE_KEYS.items()
+    }
+
+
+def video_release_summary(
+    release: VideoRelease, *, name: str, config: str, manual_dir: str | Path
+) -> dict[str, Any]:
+    """Videos, subjects, intervals (micro, macro) and every note of a long-video release.
+
+    Videos without an interval are counted among `videos` (they count in spotting: what
+    is spotted in them is a false positive) and again under `videos_without_intervals`.
+    """
+    videos = release.videos
+    intervals = [interval for video in videos for interval in video.intervals]
+    kinds = Counter(interval.interval_type for interval in intervals)
+    frames = sum(len(video.frame_numbers) for video in videos)
+    fps = videos[0].fps if videos else 0.0
+    summary: dict[str, Any] = {
+        "dataset": name,
+        "config": config,
+        "manual_dir": str(manual_dir),
+        "annotation": str(release.annotation),
+        "fps": fps,
+        "videos": len(videos),
+        "subjects": len({video.subject for video in videos}),
+        "intervals": {"micro": kinds["micro"], "macro": kinds["macro"]},
+        "videos_without_intervals": sum(not video.intervals for video in videos),
+        "apex_annotated": sum(interval.apex_annotated for interval in intervals),
+        "frames": frames,
+        "minutes": round(frames / fps / 60.0, 1) if fps else 0.0,
+        "emotions": dict(Counter(interval.emotion for interval in intervals).most_common()),
+        "action_units": _action_unit_counts(intervals),
+    }
+    return summary | _note_lists(release)
 
 
 def _natural(where: str) -> list[str | int]:
@@ -126,9 +178,9 @@ def _natural(where: str) -> list[str | int]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", where)]
 
 
-def _action_unit_counts(records: Sequence[ClipRecord]) -> dict[str, int]:
-    """How many clips have an AU target ("known"), an AU cell that cannot be read
-    ("masked") or none coded ("not_coded")."""
+def _action_unit_counts(records: Sequence[ClipRecord | Interval]) -> dict[str, int]:
+    """How many clips (or intervals) have an AU target ("known"), an AU cell that cannot be
+    read ("masked") or none coded ("not_coded")."""
     parsed = [parse_action_units(record.action_units_raw) for record in records]
     return {
         "known": sum(units.known for units in parsed),
@@ -167,13 +219,37 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"    UNKNOWN emotions (a build with this protocol fails): "
                 f"{info['unknown_emotions']}"
             )
+    return "\n".join(lines + _note_lines(summary))
+
+
+def _note_lines(summary: dict[str, Any]) -> list[str]:
+    """The note lists of a summary, for a terminal."""
+    lines = []
     for key in NOTE_KEYS.values():
         notes = summary[key]
         lines.append(f"  {key}: {len(notes)}")
         for note in notes:
             clip = f" clip {note['clip']}" if note["clip"] else ""
             lines.append(f"    {note['where']}{clip}: {note['reason']}")
-    return "\n".join(lines)
+    return lines
+
+
+def format_video_summary(summary: dict[str, Any]) -> str:
+    """The summary of `video_release_summary` as lines of text for a terminal."""
+    intervals = summary["intervals"]
+    units = summary["action_units"]
+    lines = [
+        f"{summary['dataset']} (config {summary['config']}) from {summary['manual_dir']}",
+        f"  annotation: {summary['annotation']}",
+        f"  videos: {summary['videos']} ({summary['videos_without_intervals']} without "
+        f"intervals)   subjects: {summary['subjects']}   {summary['minutes']} min at "
+        f"{summary['fps']:g} fps",
+        f"  intervals: micro {intervals['micro']}, macro {intervals['macro']}   apex "
+        f"annotated: {summary['apex_annotated']}",
+        f"  action units: {units['known']} read, {units['masked']} masked (unreadable), "
+        f"{units['not_coded']} not coded",
+    ]
+    return "\n".join(lines + _note_lines(summary))
 
 
 def pair_release_summary(

@@ -24,6 +24,8 @@ def test_build_holds_every_recording_with_its_intervals(tmp_path):
         np.testing.assert_array_equal(example["frame_numbers"], numbers)
         assert example["motion"].shape == (len(numbers) - span, 4, 4, 2)
         assert example["motion"].dtype == np.float16
+        # The face never leaves a synthetic recording: no gap.
+        assert example["valid"].shape == (len(numbers) - span,) and example["valid"].all()
         np.testing.assert_array_equal(example["onset"], [e.onset for e in recording.expressions])
         kinds = [k.decode() for k in example["interval_type"]]
         assert kinds == [e.kind for e in recording.expressions]

@@ -40,6 +40,10 @@ synthetic_data_dir = fixtures.synthetic_data_dir
 VIDEO_PROB_ATOL = 0.02
 # The exported function is the live one, lowered for several platforms and compiled again.
 EXPORT_PROB_ATOL = 1e-6
+# A synthetic micro-expression's profile is flat near its apex, and the head and the light
+# drift: the motion peak of this 79-frame clip lands within 15 frames (75 ms at 200 fps)
+# of the annotated apex (11 measured on this clip's mp4).
+APEX_TOLERANCE = 15
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +148,17 @@ def test_video_matches_the_build_within_the_codec_tolerance(ensemble, built_clip
     assert difference < VIDEO_PROB_ATOL
 
 
-def test_whole_video_is_the_clip_with_a_warning(ensemble, clip_video, caplog):
+def test_whole_video_is_the_clip_with_a_warning(ensemble, built_clip, clip_video, caplog):
     count = int(cv2.VideoCapture(str(clip_video)).get(cv2.CAP_PROP_FRAME_COUNT))
     with caplog.at_level("WARNING", logger="mer_jax.predict"):
         predictions = predict.predict_clips(ensemble, [requests.ClipRequest(clip_video)])
     clip = predictions.clips[0]
     assert (clip.onset, clip.offset) == (0, count - 1)
-    assert clip.apex == (count - 1) // 2  # the middle frame (the earlier of two)
+    # No apex given: the motion peak, near the generator's apex (not the middle frame).
+    frames = frames_of(built_clip["example"])
+    true_apex = frames["apex"] - frames["onset"]
+    print(f"motion-peak apex {clip.apex}, true apex {true_apex}, middle {(count - 1) // 2}")
+    assert abs(clip.apex - true_apex) <= APEX_TOLERANCE
     assert "whole video" in caplog.text
 
 
@@ -176,8 +184,8 @@ def test_csv_of_clips_writes_one_row_each(workdir, ensemble, built_clip, clip_fo
         probabilities[0], build_prediction(ensemble, example)["probabilities"][0], atol=1e-6
     )
     assert [row["pred_class"] for row in rows] == [names[p.argmax()] for p in probabilities]
-    # The video row gave no apex: the middle frame.
-    assert int(rows[1]["apex"]) == (frames["offset"] - frames["onset"]) // 2
+    # The video row gave no apex: its motion peak.
+    assert abs(int(rows[1]["apex"]) - (frames["apex"] - frames["onset"])) <= APEX_TOLERANCE
     assert "+-" in predictions.table()
 
 

@@ -11,7 +11,6 @@ import data_builders
 import launch
 from mer_jax.data.dataset import Video, VideoCorpus
 from mer_jax.data.spotting import (
-    motion_score,
     motion_windows,
     position_labels,
     positions,
@@ -26,6 +25,7 @@ from mer_jax.evaluate.spotting import (
     spot,
     spotting_report,
 )
+from mer_jax.preprocess.long_video import motion_score
 from mer_jax.synthetic.recordings import all_recordings
 from mer_jax.train import validation
 from tests import fixtures
@@ -47,13 +47,14 @@ def lv_data_dir(tmp_path_factory):
     return data_dir
 
 
-def _video(motion, onset=(), offset=(), kinds=(), step=16):
+def _video(motion, onset=(), offset=(), kinds=(), step=16, valid=None):
     count = len(motion) + 2
     return Video(
         name="rec",
         subject="db/sub01",
         frame_numbers=np.arange(1, 1 + step * count, step, dtype=np.int32),
         motion=np.asarray(motion, np.float16),
+        valid=np.ones(len(motion), bool) if valid is None else np.asarray(valid),
         onset=np.array(onset, np.int32),
         apex=np.array(onset, np.int32),
         offset=np.array(offset, np.int32),
@@ -82,6 +83,23 @@ def test_spot_turns_each_run_above_the_threshold_into_one_interval():
     # A floor above every score: nothing is spotted, even at the video's own maximum.
     assert spot(scores / 10, at, smooth_width=1, relative_threshold=0.0, min_score=0.5) == []
     assert spot(np.zeros(0), np.zeros(0), smooth_width=3, relative_threshold=0.1) == []
+
+
+def test_a_position_without_a_face_scores_nothing_and_ends_every_interval():
+    scores = np.zeros(20)
+    scores[3:8] = 3.0
+    scores[15] = 50.0  # a gap's motion: never read
+    valid = np.ones(20, bool)
+    valid[5] = valid[15] = False
+    at = np.arange(20) * 10 + 5
+    found = spot(scores, at, smooth_width=1, relative_threshold=0.1, valid=valid)
+    # The run 3..7 is cut in two at the gap; the gap's own score is not its maximum.
+    assert found == [Spotted(35, 35, 45, 3.0), Spotted(65, 65, 75, 3.0)]
+    # Smoothing averages over the valid neighbours only.
+    smoothed = spot(scores, at, smooth_width=3, relative_threshold=0.5, valid=valid)
+    assert all(not (s.onset <= 155 <= s.offset) and not (s.onset <= 55 <= s.offset)
+               for s in smoothed) and smoothed
+    assert spot(scores, at, smooth_width=3, relative_threshold=0.1, valid=np.zeros(20, bool)) == []
 
 
 def test_smoothing_averages_over_the_positions_that_exist():
@@ -119,6 +137,12 @@ def test_windows_and_labels_of_a_video():
     assert dataset.metadata["window"] == 3 and dataset.num_samples == 6
     np.testing.assert_array_equal(dataset.labels, [0, 0, 1, 1, 0, 0])
     assert list(dataset["subject"]) == ["db/sub01"] * 6
+    # A position without a face is neither trained on nor scored.
+    gap = _video(motion, onset=[40], offset=[70], kinds=["micro"], valid=[1, 1, 0, 1, 1, 1])
+    dataset = window_dataset(VideoCorpus("db", (gap,), corpus.metadata), 1)
+    np.testing.assert_array_equal(dataset["position"], [17, 33, 65, 81, 97])
+    np.testing.assert_array_equal(dataset.labels, [0, 0, 1, 0, 0])
+    assert dataset["sample_id"][2] == "rec/0000003"
 
 
 def test_load_returns_every_recording_with_its_intervals(lv_data_dir):

@@ -44,6 +44,7 @@ def video(tmp_path: Path) -> Path:
 def test_frame_rate_and_count_come_from_the_container(video):
     assert is_video(video)
     assert probe_video(video, fallback_fps=200.0) == (FPS, NUM_FRAMES)
+    assert probe_video(video, fallback_fps=None) == (FPS, NUM_FRAMES)
     assert count_frames(video) == NUM_FRAMES
 
 
@@ -67,11 +68,15 @@ def test_decoding_stops_at_until_and_keeps_each_frame_transformed(video):
 
 def test_a_video_in_bounded_chunks(video):
     chunks = list(frame_chunks(video, 4))
-    assert [chunk.numbers for chunk in chunks] == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
-    assert chunks[0].frames.shape == (4, SIZE[1], SIZE[0], 3)
-    assert chunks[0].frames.dtype == np.uint8
+    assert [chunk.numbers.tolist() for chunk in chunks] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert chunks[0].images.shape == (4, SIZE[1], SIZE[0], 3)
+    assert chunks[0].images.dtype == np.uint8 and chunks[0].landmarks is None
     # RGB by default: blue (20 * index) is the last channel.
-    np.testing.assert_allclose(chunks[2].frames[1, ..., 2].mean(), 20 * 9, atol=6)
+    np.testing.assert_allclose(chunks[2].images[1, ..., 2].mean(), 20 * 9, atol=6)
+    # Every third frame only, still at most 2 a chunk.
+    sampled = list(frame_chunks(video, 2, step=3))
+    assert [chunk.numbers.tolist() for chunk in sampled] == [[0, 3], [6, 9]]
+    np.testing.assert_allclose(sampled[1].images[0, ..., 2].mean(), 20 * 6, atol=6)
 
 
 def test_a_frame_folder_in_chunks_numbered_by_file_name(tmp_path):
@@ -81,8 +86,8 @@ def test_a_frame_folder_in_chunks_numbered_by_file_name(tmp_path):
         cv2.imwrite(str(folder / f"img{number}.png"), frame(number - 45))
     (folder / "notes.txt").write_text("not a frame")
     chunks = list(frame_chunks(folder, 2, color="bgr"))
-    assert [chunk.numbers for chunk in chunks] == [(46, 47), (49,)]
-    np.testing.assert_array_equal(chunks[1].frames[0], frame(4))
+    assert [chunk.numbers.tolist() for chunk in chunks] == [[46, 47], [49]]
+    np.testing.assert_array_equal(chunks[1].images[0], frame(4))
 
 
 @pytest.mark.parametrize(
@@ -115,3 +120,5 @@ def test_neither_a_video_nor_a_frame_folder(tmp_path):
             list(frame_chunks(source, 4))
     with pytest.raises(ValueError, match="at least 1"):
         list(frame_chunks(tmp_path, 0))
+    with pytest.raises(ValueError, match="at least 1"):
+        list(frame_chunks(tmp_path, 2, step=0))

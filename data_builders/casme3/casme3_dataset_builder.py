@@ -64,7 +64,7 @@ def casme3_subject_folder(subject: str) -> str:
     return f"spNO.{number}"
 
 
-def _subject_dirs(root: Path) -> dict[str, Path]:
+def subject_dirs(root: Path) -> dict[str, Path]:
     """Subject folder name ("spNO.1") -> path, found below root."""
     found: dict[str, Path] = {}
     for folder, subfolders, _ in os.walk(root):
@@ -100,13 +100,13 @@ def part_a_task_frames(root: Path, layout: str) -> tuple[Path, Callable[[SheetRo
     Raises:
         UserError: no subject folder like spNO.1 below root; the message shows `layout`.
     """
-    subject_dirs = _subject_dirs(root)
-    if not subject_dirs:
+    subjects = subject_dirs(root)
+    if not subjects:
         raise UserError(f"{root} holds no subject folder like spNO.1; {layout}")
-    frame_root = Path(os.path.commonpath([path.parent for path in subject_dirs.values()]))
+    frame_root = Path(os.path.commonpath([path.parent for path in subjects.values()]))
 
     def clip_dir_of(row: SheetRow) -> Path | None:
-        subject_dir = subject_dirs.get(row.subject)
+        subject_dir = subjects.get(row.subject)
         task_dir = None if subject_dir is None else child_dir(subject_dir, row.filename)
         return None if task_dir is None else child_dir(task_dir, "color")
 

@@ -5,30 +5,32 @@ same spec as synthetic_me's (same subjects, expressions, head motion, blinks; on
 frame size differs, as a spotting model reads low resolution), kept whole with every
 interval (onset, apex, offset, micro or macro, emotion, AUs) as ground truth.
 
-What a spotting model needs, at low resolution (public spotting code works this way):
-each recording is aligned once, on its first frame's landmarks (the jittered ones a face
-pipeline reports), every `step_ms` a frame is rendered and cropped to `crop_size`, and
-the flow from each sampled frame to the one `span` samples later (k = span x step, about
-half a micro-expression) is area-pooled to `grid` x `grid` x 2 and stored as float16. A
-recording is rendered in chunks of `_CHUNK` sampled frames, so memory stays bounded
-whatever its length; the features of a 30-minute recording are a few MB.
+What a spotting model needs, at low resolution (public spotting code works this way), is
+computed by the one long-video extractor every long-video builder and prediction use
+(`mer_jax.preprocess.long_video.video_motion`): every `step_ms` a frame is rendered, the
+face aligned on the first frame's landmarks (the jittered ones a face pipeline reports:
+the generator is the face locator) and cropped to `crop_size`, and the flow from each
+sampled frame to the one `span` samples later (k = span x step, about half a
+micro-expression) is area-pooled to `grid` x `grid` x 2 and stored as float16, with
+`valid` per position (the face never leaves a synthetic recording, so all True). A
+recording is rendered in chunks of sampled frames, so memory stays bounded whatever its
+length; the features of a 30-minute recording are a few MB.
 
 `python -m data_builders.cli synthetic_lv --dry_run` prints the videos, subjects and
 micro and macro intervals from the plan alone.
 """
 
 import dataclasses
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
 from data_builders.base import MERBuilder, map_clips
-from mer_jax.preprocess.face import align_from_landmarks, warp_crop
-from mer_jax.preprocess.flow import compute_flow, resize_flow
+from mer_jax.preprocess.long_video import CHUNK, MotionSpec, video_motion
+from mer_jax.preprocess.video import FrameChunk
 from mer_jax.synthetic import (
     GENERATOR_VERSION,
     Recording,
@@ -40,8 +42,6 @@ from mer_jax.synthetic import (
 
 DATASET = "synthetic_lv"
 _GENERATOR_DEFAULTS = SyntheticSpec()
-# Sampled frames rendered at once: bounds the memory of a recording of any length.
-_CHUNK = 64
 
 
 @dataclasses.dataclass(eq=False)
@@ -68,36 +68,45 @@ class SyntheticLVConfig(tfds.core.BuilderConfig):
             frame_size=self.frame_size,
         )
 
+    def motion_spec(self) -> MotionSpec:
+        """What is stored per recording: the long-video extractor's settings."""
+        return MotionSpec(
+            step_ms=self.step_ms,
+            span=self.span,
+            crop_size=self.crop_size,
+            grid=self.grid,
+            flow_method=self.flow_method,
+        )
+
     def step_frames(self) -> int:
         """Frames between two sampled frames at the spec's frame rate."""
-        return max(1, round(self.step_ms * self.spec().fps / 1000.0))
+        return self.motion_spec().step_frames(self.spec().fps)
+
+
+def recording_chunks(
+    recording: Recording, spec: SyntheticSpec, step: int
+) -> Iterator[FrameChunk]:
+    """Every `step`-th frame of a recording (1-based), rendered `CHUNK` at a time, with the
+    jittered landmarks a face pipeline would report: the generator is the face locator."""
+    numbers = np.arange(1, recording.num_frames + 1, step)
+    identity = subject_identity(spec, recording.subject)
+    for start in range(0, len(numbers), CHUNK):
+        part = numbers[start : start + CHUNK]
+        rendered = render_frames(recording, identity, spec, part)
+        yield FrameChunk(part, rendered.images, rendered.landmarks)
 
 
 def recording_motion(
     recording: Recording, spec: SyntheticSpec, config: SyntheticLVConfig
 ) -> dict[str, np.ndarray]:
-    """The sampled frame numbers and (samples - span, grid, grid, 2) float16 pooled flows
-    of one recording, from each sampled frame to the one `span` samples later."""
-    numbers = np.arange(1, recording.num_frames + 1, config.step_frames())
-    identity = subject_identity(spec, recording.subject)
-    affine = None
-    recent: deque[np.ndarray] = deque(maxlen=config.span)
-    motion = []
-    for start in range(0, len(numbers), _CHUNK):
-        rendered = render_frames(recording, identity, spec, numbers[start : start + _CHUNK])
-        if affine is None:
-            affine = align_from_landmarks(rendered.landmarks[0], config.crop_size)
-        for image in rendered.images:
-            crop = cv2.cvtColor(warp_crop(image, affine, config.crop_size), cv2.COLOR_RGB2GRAY)
-            if len(recent) == config.span:
-                flow = compute_flow(recent[0], crop, config.flow_method)
-                motion.append(resize_flow(flow, config.grid).astype(np.float16))
-            recent.append(crop)
-    shape = (0, config.grid, config.grid, 2)
-    return {
-        "frame_numbers": numbers.astype(np.int32),
-        "motion": np.stack(motion) if motion else np.zeros(shape, np.float16),
-    }
+    """The sampled frame numbers, (samples - span, grid, grid, 2) float16 pooled flows and
+    their validity of one recording (`mer_jax.preprocess.long_video.video_motion`)."""
+    found = video_motion(
+        recording_chunks(recording, spec, config.step_frames()),
+        config.motion_spec(),
+        source=recording.name,
+    )
+    return {"frame_numbers": found.frame_numbers, "motion": found.motion, "valid": found.valid}
 
 
 def _recording_example(
@@ -121,8 +130,12 @@ class Builder(MERBuilder):
     """synthetic_lv: one "train" split, one example per long recording."""
 
     KIND: ClassVar[str] = "videos"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release (generator 2)."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
+        "1.0.0": "Initial release (generator 2).",
+        "1.1.0": "Motion from the one long-video extractor (mer_jax.preprocess.long_video), "
+        "with `valid` per position (the face checked every second); the same motion.",
+    }
     BUILDER_CONFIGS: ClassVar[list[SyntheticLVConfig]] = [
         SyntheticLVConfig(name="default", description="synthetic_me's recordings, whole")
     ]
@@ -141,6 +154,11 @@ class Builder(MERBuilder):
                         shape=(None, grid, grid, 2),
                         dtype=np.float16,
                         doc="flow from frame_numbers[i] to frame_numbers[i + span], pooled",
+                    ),
+                    "valid": tfds.features.Tensor(
+                        shape=(None,),
+                        dtype=np.bool_,
+                        doc="motion[i] was measured on the face (False: a gap, zero motion)",
                     ),
                     "onset": tfds.features.Tensor(shape=(None,), dtype=np.int32),
                     "apex": tfds.features.Tensor(shape=(None,), dtype=np.int32),

@@ -131,6 +131,9 @@ class Video:
         frame_numbers: (N,) int32, the sampled frames (1-based frame numbers).
         motion: (N - span, G, G, 2) float16: the flow from frame_numbers[i] to
             frame_numbers[i + span], area-pooled to a G x G grid on the aligned face.
+        valid: (N - span,) bool: False where the face was lost or aligned anew inside
+            the flow's span (its motion is zero): such a position scores nothing and is
+            never inside a spotted interval.
         onset, apex, offset: (K,) int32 frame numbers of its K expression intervals.
         interval_type: (K,) "micro" or "macro".
         emotion, action_units: (K,) the intervals' annotations.
@@ -140,6 +143,7 @@ class Video:
     subject: str
     frame_numbers: np.ndarray
     motion: np.ndarray
+    valid: np.ndarray
     onset: np.ndarray
     apex: np.ndarray
     offset: np.ndarray

@@ -1,5 +1,6 @@
-"""What spotting reads of a long video: the positions of its stored motion, a training-
-free motion score per position, and the windows a learned spotter classifies.
+"""What spotting reads of a long video: the positions of its stored motion and the
+windows a learned spotter classifies (the training-free score of a position is
+`mer_jax.preprocess.long_video.motion_score`, which prediction on a new clip uses too).
 
 A video's motion is stored per sampled frame i as the flow from frame_numbers[i] to
 frame_numbers[i + span] (`mer_jax.data.dataset.Video`): it describes the frames between,
@@ -10,7 +11,6 @@ windows and spotted intervals all live at these positions.
 import numpy as np
 
 from mer_jax.data.dataset import MERDataset, Video, VideoCorpus
-from mer_jax.preprocess.face import EYE_LINE
 
 # The window classes of the learned spotter, in label order.
 WINDOW_CLASSES = ("none", "micro", "macro")
@@ -19,32 +19,6 @@ WINDOW_CLASSES = ("none", "micro", "macro")
 def positions(video: Video, flow_frames: int) -> np.ndarray:
     """(N - span,) int: the frame each stored flow describes, the middle of its span."""
     return video.frame_numbers[: len(video.motion)].astype(np.int64) + flow_frames // 2
-
-
-def without_head_motion(motion: np.ndarray) -> np.ndarray:
-    """The flow of each grid cell less the median flow of its frame's grid, float32.
-
-    The face was aligned once per video, so a head that drifts or turns moves every cell
-    alike; the median over the cells is that common motion (facial movements cover a
-    minority of the cells), as the MEGC spotting baselines remove it.
-    """
-    flow = motion.astype(np.float32)
-    return flow - np.median(flow, axis=(-3, -2), keepdims=True)
-
-
-def motion_score(motion: np.ndarray) -> np.ndarray:
-    """(P,) the training-free score of each position: the mean flow magnitude over the grid
-    cells, after removing the head's own motion, with the eyes' row of cells left out
-    (blinks move the eyelids far more than any micro-expression does).
-
-    Args:
-        motion: (P, G, G, 2) pooled flows on the aligned face (eye line at `EYE_LINE`).
-    """
-    grid = motion.shape[-3]
-    magnitude = np.linalg.norm(without_head_motion(motion), axis=-1)
-    rows = np.ones(grid, bool)
-    rows[min(int(EYE_LINE * grid), grid - 1)] = False
-    return magnitude[..., rows, :].mean(axis=(-2, -1))
 
 
 def position_labels(video: Video, flow_frames: int) -> np.ndarray:
@@ -67,23 +41,26 @@ def motion_windows(motion: np.ndarray, radius: int) -> np.ndarray:
 
 
 def window_dataset(corpus: VideoCorpus, radius: int) -> MERDataset:
-    """Every position of every video as a clip of the LOSO engine: its motion window
+    """Every valid position of every video as a clip of the LOSO engine: its motion window
     ("motion"), its class ("label", `WINDOW_CLASSES`), its video's subject; "video" and
-    "position" say where it came from. Sample ids are "<video>/<position index>",
-    zero-padded so that sorting them keeps each video's positions in time order. The
-    metadata is the build's with "window", the sampled frames of a window."""
+    "position" say where it came from. A position without a face (`Video.valid` False)
+    is neither trained on nor scored; within a window its motion is zero, as beyond the
+    video's ends. Sample ids are "<video>/<position index>", zero-padded so that sorting
+    them keeps each video's positions in time order. The metadata is the build's with
+    "window", the sampled frames of a window."""
     flow_frames = corpus.flow_frames()
     parts: dict[str, list[np.ndarray]] = {
         key: [] for key in ("sample_id", "subject", "video", "position", "motion", "label")
     }
     for video in corpus.videos:
-        count = len(video.motion)
-        parts["sample_id"].append(np.array([f"{video.name}/{i:07d}" for i in range(count)]))
+        kept = np.flatnonzero(video.valid)
+        count = len(kept)
+        parts["sample_id"].append(np.array([f"{video.name}/{i:07d}" for i in kept]))
         parts["subject"].append(np.full(count, video.subject))
         parts["video"].append(np.full(count, video.name))
-        parts["position"].append(positions(video, flow_frames))
-        parts["motion"].append(motion_windows(video.motion, radius))
-        parts["label"].append(position_labels(video, flow_frames))
+        parts["position"].append(positions(video, flow_frames)[kept])
+        parts["motion"].append(motion_windows(video.motion, radius)[kept])
+        parts["label"].append(position_labels(video, flow_frames)[kept])
     examples = {key: np.concatenate(values) for key, values in parts.items()}
     examples["dataset"] = np.full(len(examples["label"]), corpus.name)
     order = np.argsort(examples["sample_id"], kind="stable")

@@ -25,6 +25,8 @@ intervals): the score is smoothed by a moving average, a threshold is set per vi
 its own statistics, mean + p x (max - mean) (the MEGC baselines' rule; a learned
 spotter's probability adds a floor), and each maximal run of positions above it becomes
 one interval: onset and offset its first and last position, apex its highest score.
+Positions without a face (`valid` False: a gap in the video) are left out of all of it:
+they score nothing and end any run.
 """
 
 import dataclasses
@@ -74,6 +76,14 @@ def smooth(scores: np.ndarray, width: int) -> np.ndarray:
     return total / count
 
 
+def smooth_curve(scores: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
+    """`smooth` over the valid positions only (an invalid one neither contributes nor gets
+    a score: 0 there)."""
+    scores = np.where(valid, np.asarray(scores, np.float64), 0.0)
+    count = smooth(valid.astype(np.float64), width)
+    return np.divide(smooth(scores, width), count, out=np.zeros_like(count), where=valid)
+
+
 def spot(
     scores: np.ndarray,
     positions: np.ndarray,
@@ -81,6 +91,7 @@ def spot(
     smooth_width: int,
     relative_threshold: float,
     min_score: float = 0.0,
+    valid: np.ndarray | None = None,
 ) -> list[Spotted]:
     """The intervals of one video from a score per position (module docstring).
 
@@ -90,16 +101,20 @@ def spot(
         smooth_width: the moving average's width in positions (1: none).
         relative_threshold: p of the threshold mean + p x (max - mean), in [0, 1].
         min_score: a floor under that threshold (a probability's 0.5; 0: none).
+        valid: (P,) bool, False where the video has no face (a gap): such a position is
+            left out of the smoothing and the statistics and ends any interval (None: all
+            valid).
 
     Returns:
         The intervals in time order (none when no position exceeds the threshold).
     """
-    curve = smooth(np.asarray(scores, np.float64), smooth_width)
-    if not len(curve):
+    valid = np.ones(len(scores), bool) if valid is None else np.asarray(valid, bool)
+    curve = smooth_curve(scores, valid, smooth_width)
+    if not valid.any():
         return []
-    mean = curve.mean()
-    threshold = max(mean + relative_threshold * (curve.max() - mean), min_score)
-    above = np.concatenate([[False], curve > threshold, [False]])
+    mean = curve[valid].mean()
+    threshold = max(mean + relative_threshold * (curve[valid].max() - mean), min_score)
+    above = np.concatenate([[False], (curve > threshold) & valid, [False]])
     starts = np.flatnonzero(~above[:-1] & above[1:])
     ends = np.flatnonzero(above[:-1] & ~above[1:])  # one past each run
     spotted = []

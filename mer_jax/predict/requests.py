@@ -5,7 +5,9 @@ in their file names (`mer_jax.preprocess.list_frames`); a video read with OpenCV
 frame numbers the 0-based frame indices; or a CSV of clips (header
 `path,onset,offset[,apex]`, paths relative to the CSV's folder, empty cells as omitted
 flags). `--onset`/`--offset` omitted: the whole folder or video is the clip (with a
-warning). No apex: the build's rule, the frame nearest the middle (`middle_frame`).
+warning). No apex: the motion peak, the frame whose head-motion-free flow from the onset
+is largest (`mer_jax.preprocess.long_video.motion_peak`), not the middle frame: a clip
+cut around an expression seldom has its apex in the middle.
 """
 
 import csv
@@ -13,10 +15,11 @@ import dataclasses
 import logging
 import pathlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import cv2
+import numpy as np
 
 from mer_jax.errors import UserError
 from mer_jax.preprocess import (
@@ -25,11 +28,19 @@ from mer_jax.preprocess import (
     NoFaceError,
     clip_features,
     list_frames,
-    middle_frame,
+    read_landmarks_sidecar,
     sample_frames,
     sidecar_path,
 )
-from mer_jax.preprocess.video import VIDEO_EXTENSIONS, is_video, read_frames
+from mer_jax.preprocess.long_video import CHUNK, dlib_face, folder_chunks, motion_peak
+from mer_jax.preprocess.video import (
+    VIDEO_EXTENSIONS,
+    FrameChunk,
+    chunked,
+    decode_frames,
+    is_video,
+    read_frames,
+)
 from mer_jax.workdir import TrainedBuild
 
 log = logging.getLogger(__name__)
@@ -125,11 +136,16 @@ class ClipSpan:
     offset: int
 
 
-def resolve_span(request: ClipRequest, present: Sequence[int], source: str) -> ClipSpan:
+def resolve_span(
+    request: ClipRequest,
+    present: Sequence[int],
+    source: str,
+    motion_apex: Callable[[int, int], int],
+) -> ClipSpan:
     """The request's onset, apex and offset among the `present` frame numbers (sorted).
 
     Without onset and offset the clip is every present frame (warned about); without an
-    apex, the frame nearest the middle (the build's rule).
+    apex, `motion_apex(onset, offset)`: the clip's motion peak.
 
     Raises:
         UserError: only one of onset/offset, a frame not present, onset after offset, or
@@ -165,8 +181,7 @@ def resolve_span(request: ClipRequest, present: Sequence[int], source: str) -> C
         raise UserError(f"{where}: onset {onset} is after offset {offset}")
     if request.apex is not None and not onset <= request.apex <= offset:
         raise UserError(f"{where}: apex {request.apex} is outside onset..offset {onset}..{offset}")
-    inside = [number for number in present if onset <= number <= offset]
-    apex = request.apex if request.apex is not None else middle_frame(inside, onset, offset)
+    apex = request.apex if request.apex is not None else motion_apex(onset, offset)
     return ClipSpan(onset, apex, offset)
 
 
@@ -181,14 +196,32 @@ def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path
     path = request.path
     sidecar = sidecar_path(path)
     landmarks = sidecar if sidecar.is_file() else None
+    known = read_landmarks_sidecar(sidecar) if landmarks else {}
     name = str(path)
+
+    def peak(chunks: Iterable[FrameChunk], onset: int, offset: int) -> int:
+        def face(image: np.ndarray) -> np.ndarray | None:
+            return known[onset] if onset in known else dlib_face(image)
+
+        try:
+            return motion_peak(chunks, face, face_cropped=build.face_cropped, source=str(path))
+        except NoFaceError as error:
+            # The clip's features cannot be made either: their error says how to fix it.
+            log.warning("%s; the middle frame is taken as the apex", error)
+            return (onset + offset) // 2
+
     if path.is_dir():
         frames = list_frames(path)
         if not frames:
             raise UserError(
                 f"{request.where}: folder {path} holds no frame image (.jpg, .png, .bmp)"
             )
-        span = resolve_span(request, sorted(frames), "folder")
+
+        def folder_apex(onset: int, offset: int) -> int:
+            inside = [(n, frames[n]) for n in sorted(frames) if onset <= n <= offset]
+            return peak(folder_chunks(inside, 1), onset, offset)
+
+        span = resolve_span(request, sorted(frames), "folder", folder_apex)
         if build.face_cropped:
             log.warning(
                 "%s: the models were trained on the official face crops of %s, so the frames "
@@ -214,7 +247,12 @@ def clip_frames(request: ClipRequest, build: TrainedBuild, scratch: pathlib.Path
         if request.offset is not None:
             until = max(n for n in (request.onset, request.offset, request.apex) if n is not None)
         _, count = read_frames(path, (), until=until, color="bgr")
-        span = resolve_span(request, range(count), "video")
+
+        def video_apex(onset: int, offset: int) -> int:
+            inside = decode_frames(path, range(onset, offset + 1), offset, "rgb")
+            return peak(chunked(str(path), inside, CHUNK), onset, offset)
+
+        span = resolve_span(request, range(count), "video", video_apex)
         inside = range(span.onset, span.offset + 1)
         # Only the frames clip_features reads are decoded: onset, apex, offset and the T
         # stored ones. Each stored frame is the present frame nearest its time point, and

@@ -15,7 +15,8 @@ frames decoded are what there is (`read_frames` returns that count).
 """
 
 import math
-from collections.abc import Callable, Collection, Iterator
+import sys
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -57,12 +58,15 @@ def _no_frame(path: Path) -> UserError:
     )
 
 
-def probe_video(path: Path, fallback_fps: float) -> tuple[float, int]:
+def probe_video[Fallback: (float, None)](
+    path: Path, fallback_fps: Fallback
+) -> tuple[float | Fallback, int]:
     """(frame rate, frame count) of a video, from its container; the first frame is
     decoded, so a file that cannot be read fails here, before a long job.
 
     The rate falls back to `fallback_fps` where the container gives none (or a nonsense
-    one); the count is 0 where it gives none.
+    one: at most 0, above 10,000 or not finite); None lets the caller say what to do.
+    The count is 0 where the container gives none.
 
     Raises:
         UserError: the file cannot be opened or its first frame decoded; names it.
@@ -80,11 +84,16 @@ def probe_video(path: Path, fallback_fps: float) -> tuple[float, int]:
     return fps, count
 
 
-def _decoded(
+def decode_frames(
     path: Path, keep: Collection[int] | None, until: int | None, color: Color
 ) -> Iterator[tuple[int, np.ndarray | None]]:
     """(index, frame) of every frame decoded, in order, up to index `until`; the frame is
-    None where its index is not in `keep` (None: every frame is kept)."""
+    None where its index is not in `keep` (None: every frame is kept). Decoding stops at
+    the first frame that cannot be grabbed or retrieved (the end, or a damaged part).
+
+    Raises:
+        UserError: the video cannot be opened or has no decodable frame.
+    """
     capture = _open(path)
     index = 0
     try:
@@ -132,7 +141,7 @@ def read_frames[Kept](
     """
     kept: dict[int, Kept] = {}
     count = 0
-    for index, frame in _decoded(path, keep, until, color):
+    for index, frame in decode_frames(path, keep, until, color):
         count = index + 1
         if frame is not None:
             kept[index] = frame if transform is None else transform(index, frame)
@@ -149,41 +158,62 @@ def count_frames(path: Path) -> int:
 
 
 class FrameChunk(NamedTuple):
-    """Consecutive frames of a clip: their numbers and the (n, H, W, 3) uint8 frames."""
+    """Frames of a recording, in order: their numbers as the source numbers them, the
+    (n, H, W, 3) uint8 frames, and, where the source knows them (a generator, a landmarks
+    sidecar), the (n, 68, 2) face landmarks of each frame (None: the reader finds them)."""
 
-    numbers: tuple[int, ...]
-    frames: np.ndarray
+    numbers: np.ndarray
+    images: np.ndarray
+    landmarks: np.ndarray | None = None
 
 
 def frame_chunks(
-    source: Path, chunk_frames: int, *, color: Color = "rgb"
+    source: Path, chunk_frames: int, *, step: int = 1, color: Color = "rgb"
 ) -> Iterator[FrameChunk]:
-    """A video's or a frame folder's frames, in order, at most `chunk_frames` at a time:
-    a whole recording is walked without ever holding more than one chunk.
+    """A video's or a frame folder's frames, in order, every `step`-th one (the others are
+    decoded but never converted or kept), at most `chunk_frames` at a time: a whole
+    recording is walked without ever holding more than one chunk.
 
     Raises:
         UserError: neither a video nor a folder of frame images, a video that cannot be
             read, or frames of different sizes within a chunk.
-        ValueError: chunk_frames below 1.
+        ValueError: chunk_frames or step below 1.
     """
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}.")
+    for name, value in (("chunk_frames", chunk_frames), ("step", step)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}.")
     frames: Iterator[tuple[int, np.ndarray | None]]
     if is_video(source):
-        frames = _decoded(source, None, None, color)  # keeps every frame: none is None
+        # A range answers `in` by arithmetic: the sampled frames of a video of any length.
+        frames = decode_frames(source, range(0, sys.maxsize, step), None, color)
     elif source.is_dir() and (files := list_frames(source)):
-        frames = (
-            (number, _folder_frame(files[number], color)) for number in sorted(files)
-        )
+        numbers = sorted(files)[::step]
+        frames = ((number, folder_frame(files[number], color)) for number in numbers)
     else:
         raise UserError(
             f"{source} is neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor a folder of "
             "frame images (.jpg, .png, .bmp)"
         )
+    return chunked(str(source), frames, chunk_frames)
+
+
+def chunked(
+    source: str, frames: Iterable[tuple[int, np.ndarray | None]], chunk_frames: int
+) -> Iterator[FrameChunk]:
+    """(number, frame) pairs in chunks of at most `chunk_frames`; pairs without a frame
+    (decoded, not kept) are skipped. `source` names the recording in errors.
+
+    Raises:
+        UserError: frames of different sizes within a chunk.
+        ValueError: chunk_frames below 1.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}.")
     numbers: list[int] = []
     chunk: list[np.ndarray] = []
     for number, frame in frames:
-        assert frame is not None
+        if frame is None:
+            continue
         numbers.append(number)
         chunk.append(frame)
         if len(chunk) == chunk_frames:
@@ -193,7 +223,8 @@ def frame_chunks(
         yield _chunk(source, numbers, chunk)
 
 
-def _folder_frame(path: Path, color: Color) -> np.ndarray:
+def folder_frame(path: Path, color: Color = "rgb") -> np.ndarray:
+    """One frame image, as a UserError naming it where it cannot be read."""
     try:
         rgb = load_frame(path)
     except ValueError as error:
@@ -201,11 +232,11 @@ def _folder_frame(path: Path, color: Color) -> np.ndarray:
     return rgb if color == "rgb" else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def _chunk(source: Path, numbers: list[int], frames: list[np.ndarray]) -> FrameChunk:
+def _chunk(source: str, numbers: list[int], frames: list[np.ndarray]) -> FrameChunk:
     shapes = {frame.shape for frame in frames}
     if len(shapes) > 1:
         raise UserError(
             f"{source}: frames {numbers[0]}..{numbers[-1]} differ in size ({sorted(shapes)}); "
             "a clip's frames must share one size"
         )
-    return FrameChunk(tuple(numbers), np.stack(frames))
+    return FrameChunk(np.asarray(numbers, np.int64), np.stack(frames))

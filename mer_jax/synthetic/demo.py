@@ -19,8 +19,13 @@ import cv2
 import numpy as np
 
 from mer_jax.preprocess.clip import sidecar_path, write_landmarks_csv
-from mer_jax.synthetic.recordings import SyntheticSpec, plan_database, subject_identity
-from mer_jax.synthetic.render import render_clip
+from mer_jax.synthetic.recordings import (
+    SyntheticSpec,
+    all_recordings,
+    plan_database,
+    subject_identity,
+)
+from mer_jax.synthetic.render import render_clip, render_frames
 
 DEMO_SEED = 7
 FRAMES_PER_SECOND = 30.0
@@ -74,6 +79,60 @@ def write_demo_clip(out_dir: pathlib.Path, seed: int = DEMO_SEED) -> DemoClip:
         emotion=plan.emotion,
         action_units=plan.au_code,
     )
+
+
+def write_recording_video(
+    path: pathlib.Path,
+    seconds: float,
+    *,
+    frame_size: int = 112,
+    faceless: Sequence[tuple[float, float]] = (),
+    seed: int = DEMO_SEED,
+    chunk: int = 256,
+) -> pathlib.Path:
+    """A long video of generator seed `seed`'s recordings, one after the other, at their
+    frame rate (200 fps), as MJPEG AVI: something to spot on (`--mode predict` on a
+    spotting workdir) and to time the long-video extractor on. Rendered and written
+    `chunk` frames at a time (bounded memory whatever its length), to a temporary file
+    renamed at the end.
+
+    Args:
+        path: the .avi to write.
+        seconds: its length.
+        frame_size: side of the square frames.
+        faceless: (start, end) seconds where the face is gone (a flat grey frame).
+        seed: the generator seed of the people filmed.
+    """
+    spec = SyntheticSpec(seed=seed, frame_size=frame_size)
+    total = round(seconds * spec.fps)
+    blank = np.full((frame_size, frame_size, 3), 128, np.uint8)
+    partial = path.with_name(f".{path.name}.partial.avi")
+    writer = cv2.VideoWriter(
+        str(partial), cv2.VideoWriter_fourcc(*"MJPG"), spec.fps, (frame_size, frame_size)
+    )
+    written = 0
+    try:
+        while written < total:
+            for recording in all_recordings(spec):
+                identity = subject_identity(spec, recording.subject)
+                for start in range(1, recording.num_frames + 1, chunk):
+                    count = min(chunk, recording.num_frames + 1 - start, total - written)
+                    frames = render_frames(recording, identity, spec, range(start, start + count))
+                    for image in frames.images:
+                        second = written / spec.fps
+                        gone = any(a <= second < b for a, b in faceless)
+                        writer.write(blank if gone else cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                        written += 1
+                    if written == total:
+                        break
+                if written == total:
+                    break
+        writer.release()
+        partial.replace(path)
+    finally:
+        writer.release()
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 `mer_jax.evaluate.spotting` over every video.
 
 - `BaselineRun` (task "spot_baseline"): training-free. Each position's motion score
-  (`mer_jax.data.spotting.motion_score`: flow magnitude less the head's own motion, the
+  (`mer_jax.preprocess.long_video.motion_score`: flow magnitude less the head's own motion, the
   eyes left out) becomes intervals by `spot` with the video's own threshold.
 - `SpottingRun` (task "spotting"): every position of every video becomes a window of
   the LOSO engine (`window_dataset`, subjects = the videos' subjects), a small network
@@ -25,7 +25,7 @@ import numpy as np
 from mer_jax import guards
 from mer_jax import workdir as layout
 from mer_jax.data.dataset import VideoCorpus
-from mer_jax.data.spotting import WINDOW_CLASSES, motion_score, positions, window_dataset
+from mer_jax.data.spotting import WINDOW_CLASSES, positions, window_dataset
 from mer_jax.errors import UserError
 from mer_jax.evaluate import report
 from mer_jax.evaluate.spotting import (
@@ -36,6 +36,7 @@ from mer_jax.evaluate.spotting import (
     spotting_report,
     typed,
 )
+from mer_jax.preprocess.long_video import motion_score
 from mer_jax.train import run
 from mer_jax.train.engine import LosoRun
 
@@ -132,7 +133,7 @@ class BaselineRun(run.TrainingRun):
         spotted = {
             video.name: spot(
                 motion_score(video.motion), positions(video, flow_frames),
-                **spot_settings(self.config),
+                valid=video.valid, **spot_settings(self.config),
             )
             for video in self.corpus.videos
         }
@@ -166,18 +167,23 @@ class SpottingRun(LosoRun):
 
     def extra_metrics(self, predictions: report.Predictions) -> dict[str, Any]:
         """Spots every video on its held-out probabilities (the mean over seeds) of some
-        expression, 1 - P(none); writes spotted_intervals.csv (process 0)."""
+        expression, 1 - P(none), its positions without a face left out; writes
+        spotted_intervals.csv (process 0)."""
         sample_ids = self.dataset["sample_id"]
         rows = np.searchsorted(sample_ids, predictions.sample_id)
         total = np.zeros((len(sample_ids), len(WINDOW_CLASSES)))
         np.add.at(total, rows, predictions.probs)
         counts = np.bincount(rows, minlength=len(sample_ids))
         expression = 1.0 - total[:, WINDOW_CLASSES.index("none")] / np.maximum(counts, 1)
+        flow_frames = self.corpus.flow_frames()
         spotted = {}
-        for name in np.unique(self.dataset["video"]):
-            own = np.flatnonzero(self.dataset["video"] == name)  # in time order (sorted ids)
-            spotted[str(name)] = spot(
-                expression[own], self.dataset["position"][own], **spot_settings(self.config)
+        for video in self.corpus.videos:
+            own = np.flatnonzero(self.dataset["video"] == video.name)  # in time order
+            at = positions(video, flow_frames)
+            scores = np.zeros(len(at))
+            scores[np.searchsorted(at, self.dataset["position"][own])] = expression[own]
+            spotted[video.name] = spot(
+                scores, at, valid=video.valid, **spot_settings(self.config)
             )
         if not self.primary:
             return {}
