@@ -1,10 +1,12 @@
 """The benchmarks: the linear probe's classifier learns a separable input and never sees test
-labels; the results table's rows are valid configs in a workable order."""
+labels; the results table's rows are valid configs in a workable order; the long-video
+preprocessing benchmark measures a few seconds of video."""
 
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import spotting_preprocess
 from benchmarks.linear_probe import nested_ridge_loso, ridge_loso
 from mer_jax.data import loso
 
@@ -81,3 +83,12 @@ def test_every_results_table_row_is_a_valid_config_and_ablations_follow_their_ba
         seen.add(row.name)
     for name, changes in results_table.PRETRAININGS.items():
         assert validation.problems(results_table._config("ma2mi_pretrain", changes)) == [], name
+
+
+def test_spotting_preprocess_times_the_extraction_of_a_few_seconds(tmp_path):
+    row = spotting_preprocess.measure(3 / 60, 64, tmp_path)
+    assert row["frames"] == 600 and row["sampled"] == 38 and row["positions"] == 36
+    assert row["valid"] == 36 and row["notes"] == []
+    assert row["frames_per_s"] > 0 and row["peak_rss_mb"] >= row["rss_before_mb"] > 0
+    assert "| 600 |" in spotting_preprocess.markdown(row)
+
