@@ -27,7 +27,8 @@ its parameters, class names and preprocessing settings: see `mer_jax.export`.
 
 Modules: the trained ensemble is the workdir's (`mer_jax.workdir.Ensemble`: restored
 without any training code); `requests` reads what to predict on and preprocesses it;
-`output` writes the table and the CSV.
+`output` writes the table and the CSV; `spotting` spots the expressions of one's own video
+with a spotting workdir (and recognises them with this module's `predict_clips`).
 """
 
 import pathlib
