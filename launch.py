@@ -7,6 +7,7 @@ r"""Trains and evaluates one experiment config under leak-free LOSO, or pre-trai
   python launch.py --config configs/ma2mi_pretrain.py --workdir runs/ma2mi
   python launch.py --config configs/miacnet.py --config.init_from=runs/ma2mi
   python launch.py --workdir runs/fr --mode predict --input clip.mp4 --onset 12 --offset 57
+  python launch.py --workdir runs/spotting --mode predict --input video.mp4 --recognizer runs/fr
   python launch.py --workdir runs/fr --mode export
 
 `train` trains every fold and seed (resuming from the workdir's checkpoints if
@@ -18,8 +19,10 @@ A config with `task = "pretrain"` runs MA2MI pre-training instead
 exported branches).
 `predict` averages the trained (fold, seed) models of a LOSO workdir on new clips (a
 frame folder, a video or a CSV of clips), preprocessed as the build was, and writes
-predictions_new.csv; `export` writes export/, the same ensemble as a portable
-predictor (`mer_jax.predict`, `mer_jax.export`). Both read the workdir's config.json.
+predictions_new.csv; on a spotting workdir it spots the expressions of a video and
+writes their intervals, a timeline and notes (`mer_jax.predict.spotting`). `export`
+writes export/, the same ensemble as a portable predictor (`mer_jax.predict`,
+`mer_jax.export`). Both read the workdir's config.json.
 
 The data flows one way: `data_builders.load` builds the configured dataset on first
 use and reads it; the run of the config's task (`mer_jax.train.RUNS`) receives it.
@@ -143,11 +146,19 @@ def _flag_values(argv: list[str] | None = None) -> flags.FlagValues:
         flag_values=values,
     )
     for name, help_text in (
-        ("input", "predict: a frame folder, a video or a CSV of clips (path,onset,offset[,apex])."),
-        ("output", "predict: the CSV (W/predictions_new.csv); export: the folder (W/export)."),
+        ("input", "predict: a frame folder, a video or a CSV of clips (path,onset,offset[,apex]); "
+         "on a spotting workdir a video or frame folder."),
+        ("output", "predict: the CSV (W/predictions_new.csv), on a spotting workdir the folder "
+         "(W/predictions_new/<video name>); export: the folder (W/export)."),
+        ("recognizer", "predict on a spotting workdir: a recognition workdir that classifies "
+         "every spotted interval."),
     ):
         flags.DEFINE_string(name, None, help_text, flag_values=values)
-    for name, default in (("onset", "first"), ("offset", "last"), ("apex", "middle")):
+    flags.DEFINE_float(
+        "fps", None, "predict on a spotting workdir: the video's frame rate (default: its "
+        "container's; needed where it has none, and for a frame folder).", flag_values=values,
+    )
+    for name, default in (("onset", "first"), ("offset", "last"), ("apex", "motion peak")):
         flags.DEFINE_integer(
             name, None, f"predict: {name} frame number (default: {default}).", flag_values=values
         )
@@ -306,6 +317,8 @@ def main(argv: list[str]) -> int:
                         offset=command.value("offset"),
                         apex=command.value("apex"),
                         output=command.value("output"),
+                        fps=command.value("fps"),
+                        recognizer=command.value("recognizer"),
                     )
                 )
             else:

@@ -283,8 +283,8 @@ def finished_chunk(
 # ---------------------------------------------------------------------------
 
 
-def read_config(workdir: pathlib.Path, task: str = "loso") -> ml_collections.ConfigDict:
-    """The config of a workdir's run of `task`.
+def read_config(workdir: pathlib.Path, task: str | None = "loso") -> ml_collections.ConfigDict:
+    """The config of a workdir's run of `task` (None: of any task).
 
     Raises:
         UserError: no readable config.json (not a workdir), or a run of another task.
@@ -296,7 +296,7 @@ def read_config(workdir: pathlib.Path, task: str = "loso") -> ml_collections.Con
             "(python launch.py --config CONFIG --workdir W)."
         )
     config = ml_collections.ConfigDict(read_json(path, f"it describes the run in {workdir}"))
-    if config.get("task", "loso") != task:
+    if task is not None and config.get("task", "loso") != task:
         raise UserError(
             f"{workdir} holds a {config.get('task', 'loso')!r} run; this needs the workdir of "
             f"a {task!r} run."
@@ -361,6 +361,14 @@ def dataset_record(dataset: Any) -> dict[str, Any]:
     }
 
 
+def corpus_record(corpus: Any) -> dict[str, Any]:
+    """dataset.json's content for a run on a `VideoCorpus` that trains no model (the
+    spotting baseline): the build's name and metadata (frame rate, sampling, crop, grid,
+    flow method), what its motion extraction on a new video needs."""
+    return {"name": corpus.name, "class_names": [], "metadata": dict(corpus.metadata),
+            "features": {}}
+
+
 def read_build(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> TrainedBuild:
     """The build a LOSO workdir's models were trained on.
 
@@ -407,8 +415,9 @@ class Ensemble:
     of model states (no optimizer state) on the default device, and the function that
     predicts with all of them."""
 
-    def __init__(self, workdir: str | pathlib.Path) -> None:
-        """Restores the replicas of `workdir`.
+    def __init__(self, workdir: str | pathlib.Path, task: str = "loso") -> None:
+        """Restores the replicas of `workdir`, a finished run of `task` ("loso", or
+        "spotting": the learned spotter's windows).
 
         Raises:
             UserError: not a LOSO workdir, no dataset.json, training not finished (no
@@ -416,7 +425,7 @@ class Ensemble:
                 model reading inputs a new clip cannot give.
         """
         self.workdir = pathlib.Path(workdir)
-        self.config = read_config(self.workdir)
+        self.config = read_config(self.workdir, task)
         self.build = read_build(self.workdir, self.config)
         self.model_name = self.config.model.name
         if not (self.workdir / METRICS_JSON).is_file():

@@ -1,10 +1,12 @@
 """The benchmarks: the linear probe's classifier learns a separable input and never sees test
-labels; the results table's rows are valid configs in a workable order."""
+labels; the results table's rows are valid configs in a workable order; the long-video
+preprocessing benchmark measures a few seconds of video."""
 
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import spotting_preprocess
 from benchmarks.probes import nested_ridge_loso, ridge_loso
 from mer_jax.data import loso
 
@@ -100,3 +102,11 @@ def test_every_claim_and_trial_names_a_run_and_pending_ones_say_how_to_train_the
     assert claims.verdict({"interval": [0.01, 0.2]}, words) == "up"
     assert claims.verdict({"interval": [-0.2, -0.01]}, words) == "down"
     assert claims.verdict({"interval": [-0.01, 0.2]}, words) == "neither"
+
+
+def test_spotting_preprocess_times_the_extraction_of_a_few_seconds(tmp_path):
+    row = spotting_preprocess.measure(3 / 60, 64, tmp_path)
+    assert row["frames"] == 600 and row["sampled"] == 38 and row["positions"] == 36
+    assert row["valid"] == 36 and row["notes"] == []
+    assert row["frames_per_s"] > 0 and row["peak_rss_mb"] >= row["rss_before_mb"] > 0
+    assert "| 600 |" in spotting_preprocess.markdown(row)

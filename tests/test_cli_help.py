@@ -18,6 +18,7 @@ _MODULES = {  # `python -m MODULE --help` and a flag it must name
     "benchmarks.linear_probe": "--config",
     "benchmarks.official_ststnet": "--weights",
     "benchmarks.flow": "--sizes",
+    "benchmarks.spotting_preprocess": "--minutes",
     "benchmarks.au_oracle": "--config",
     "benchmarks.alignment_jitter": "--video",
     "mer_jax.evaluate.compare": "--",

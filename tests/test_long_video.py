@@ -96,8 +96,10 @@ def test_moved_far_by_scale_and_rotation():
     face[36:42] = (30.0, 40.0)
     face[42:48] = (70.0, 40.0)
     assert not moved_far(face, face + 3.0)
+    assert moved_far(face, face + (21.0, 0.0)) and not moved_far(face, face + (19.0, 0.0))
     assert moved_far(face, (face - 50.0) * 1.3 + 50.0)
-    angle = math.radians(15)
+    assert not moved_far(face, (face - 50.0) * 1.2 + 50.0)
+    angle = math.radians(20)
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     assert moved_far(face, (face - 50.0) @ rotation.T + 50.0)
 

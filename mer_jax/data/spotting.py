@@ -18,7 +18,13 @@ WINDOW_CLASSES = ("none", "micro", "macro")
 
 def positions(video: Video, flow_frames: int) -> np.ndarray:
     """(N - span,) int: the frame each stored flow describes, the middle of its span."""
-    return video.frame_numbers[: len(video.motion)].astype(np.int64) + flow_frames // 2
+    return flow_positions(video.frame_numbers, len(video.motion), flow_frames)
+
+
+def flow_positions(frame_numbers: np.ndarray, count: int, flow_frames: int) -> np.ndarray:
+    """(count,) int: the positions of the first `count` flows starting at `frame_numbers`,
+    each spanning `flow_frames` frames."""
+    return np.asarray(frame_numbers[:count], np.int64) + flow_frames // 2
 
 
 def position_labels(video: Video, flow_frames: int) -> np.ndarray:

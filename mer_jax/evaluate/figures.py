@@ -128,6 +128,50 @@ def plot_curves(path: str | os.PathLike[str], history: Mapping[str, npt.ArrayLik
     figure.savefig(path, format="png", dpi=100)
 
 
+def plot_spotting_timeline(
+    path: str | os.PathLike[str],
+    seconds: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    valid: npt.ArrayLike,
+    intervals: Sequence[tuple[float, float, str]],
+    title: str,
+) -> None:
+    """Writes a spotted video's timeline as a PNG: the score over time, each spotted
+    interval shaded by its type, and the stretches without a face marked.
+
+    Args:
+        path: the PNG to write (written as PNG whatever its suffix).
+        seconds, scores, valid: (P,) each position's time, score and whether it was
+            measured on the face.
+        intervals: (onset, offset, "micro"/"macro") in seconds.
+        title: the figure title.
+    """
+    seconds = np.asarray(seconds, np.float64)
+    valid = np.asarray(valid, bool)
+    shown = np.where(valid, np.asarray(scores, np.float64), np.nan)  # no line across a gap
+    figure = _new_figure(10.0, 3.2)
+    axes = figure.subplots()
+    axes.plot(seconds, shown, color="black", linewidth=0.8, label="score")
+    colours = {"micro": "tab:red", "macro": "tab:blue"}
+    for kind in colours:
+        spans = [(on, off) for on, off, k in intervals if k == kind]
+        for index, (on, off) in enumerate(spans):
+            axes.axvspan(on, off, color=colours[kind], alpha=0.3,
+                         label=f"{kind} ({len(spans)})" if index == 0 else None)
+    # Each maximal run of positions without a face, as one hatched band.
+    edges = np.flatnonzero(np.diff(np.concatenate([[1], valid.astype(int), [1]])))
+    for index, (start, end) in enumerate(zip(edges[::2], edges[1::2], strict=True)):
+        axes.axvspan(seconds[start], seconds[end - 1], facecolor="none", edgecolor="grey",
+                     hatch="//", label="no face" if index == 0 else None)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("score")
+    axes.set_title(title, fontsize="medium")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+
+
 # -- what a method's trained models show ------------------------------------------------
 
 DERE_GRL_PNG = "dere_grl_weights.png"

@@ -45,6 +45,15 @@ TYPES = ("micro", "macro")
 MICRO_MAX_S = 0.5
 
 
+def spot_settings(spotting: Mapping[str, Any]) -> dict[str, Any]:
+    """`spot`'s keyword arguments from a config's `spotting` section."""
+    return {
+        "smooth_width": spotting["smooth_width"],
+        "relative_threshold": spotting["relative_threshold"],
+        "min_score": spotting["min_score"],
+    }
+
+
 def micro_max_frames(fps: float) -> int:
     """The longest micro-expression in frames at `fps` (`MICRO_MAX_S`)."""
     return round(MICRO_MAX_S * fps)

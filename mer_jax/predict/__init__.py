@@ -27,7 +27,8 @@ its parameters, class names and preprocessing settings: see `mer_jax.export`.
 
 Modules: the trained ensemble is the workdir's (`mer_jax.workdir.Ensemble`: restored
 without any training code); `requests` reads what to predict on and preprocesses it;
-`output` writes the table and the CSV.
+`output` writes the table and the CSV; `spotting` spots the expressions of one's own video
+with a spotting workdir (and recognises them with this module's `predict_clips`).
 """
 
 import pathlib
@@ -42,7 +43,7 @@ from mer_jax import export
 from mer_jax.errors import UserError
 from mer_jax.predict.output import Predictions
 from mer_jax.predict.requests import ClipRequest, preprocess, preprocessing_settings, read_requests
-from mer_jax.workdir import EXPORT_DIR, PREDICTIONS_NEW_CSV, Ensemble
+from mer_jax.workdir import EXPORT_DIR, PREDICTIONS_NEW_CSV, Ensemble, read_config
 
 
 def predict_clips(ensemble: Ensemble, requests: Sequence[ClipRequest]) -> Predictions:
@@ -148,24 +149,52 @@ def use_workdir(
     offset: int | None = None,
     apex: int | None = None,
     output: str | None = None,
+    fps: float | None = None,
+    recognizer: str | None = None,
 ) -> str:
     """`launch.py --mode predict | export`: runs the mode on a trained workdir and returns
-    what to print (the table and the CSV written, or the export folder), with the time.
+    what to print (the table and the CSV written, the intervals spotted and the folder
+    written, or the export folder), with the time. Predict on a spotting workdir spots
+    the expressions of a video (`mer_jax.predict.spotting`); on a recognition workdir it
+    classifies clips.
 
     Raises:
-        UserError: no --workdir, predict without --input, or what `predict_workdir` /
-            `export_workdir` raise.
+        UserError: no --workdir, predict without --input, flags the workdir's task does
+            not read, or what `predict_workdir` / `spot_video` / `export_workdir` raise.
     """
     if not workdir:
-        raise UserError(f"--mode {mode} needs the --workdir of a finished LOSO training run")
+        raise UserError(f"--mode {mode} needs the --workdir of a finished training run")
     tic = time.perf_counter()
+    task = read_config(pathlib.Path(workdir), task=None).get("task", "loso")
     if mode == "export":
         lines = [f"exported the predictor to {export_workdir(workdir, output)}"]
-    else:
-        if not input_path:
+    elif not input_path:
+        raise UserError(
+            "--mode predict needs --input: a video or frame folder (a spotting workdir), or a "
+            "frame folder, a video or a CSV of clips (a recognition workdir)"
+        )
+    elif task in ("spotting", "spot_baseline"):
+        from mer_jax.predict import spotting  # it builds on this module
+
+        given = {"--onset": onset, "--offset": offset, "--apex": apex}
+        if any(value is not None for value in given.values()):
             raise UserError(
-                "--mode predict needs --input: a frame folder, a video or a CSV of clips"
+                f"{workdir} is a spotting workdir: it finds the onset, apex and offset itself; "
+                f"leave out {', '.join(k for k, v in given.items() if v is not None)}"
             )
+        found, folder = spotting.spot_video(
+            workdir, input_path, fps=fps, output=output, recognizer=recognizer
+        )
+        lines = [found.table(), f"intervals, timeline and notes written to {folder}"]
+    else:
+        for flag, value, why in (
+            ("--fps", fps, "a clip is given in frame numbers, no frame rate is read"),
+            ("--recognizer", recognizer, "it classifies clips itself"),
+        ):
+            if value is not None:
+                raise UserError(
+                    f"{flag} is for a spotting workdir; {workdir} is a recognition one: {why}"
+                )
         predictions, path = predict_workdir(
             workdir, input_path, onset=onset, offset=offset, apex=apex, output=output
         )

@@ -91,13 +91,13 @@ def write_recording_video(
     chunk: int = 256,
 ) -> pathlib.Path:
     """A long video of generator seed `seed`'s recordings, one after the other, at their
-    frame rate (200 fps), as MJPEG AVI: something to spot on (`--mode predict` on a
-    spotting workdir) and to time the long-video extractor on. Rendered and written
-    `chunk` frames at a time (bounded memory whatever its length), to a temporary file
-    renamed at the end.
+    frame rate (200 fps): something to spot on (`--mode predict` on a spotting workdir)
+    and to time the long-video extractor on. Rendered and written `chunk` frames at a
+    time (bounded memory whatever its length), to a temporary file renamed at the end.
 
     Args:
-        path: the .avi to write.
+        path: the video to write: .avi (MJPEG, every frame a JPEG) or .mp4 (MPEG-4,
+            OpenCV's mp4v; far smaller).
         seconds: its length.
         frame_size: side of the square frames.
         faceless: (start, end) seconds where the face is gone (a flat grey frame).
@@ -106,9 +106,10 @@ def write_recording_video(
     spec = SyntheticSpec(seed=seed, frame_size=frame_size)
     total = round(seconds * spec.fps)
     blank = np.full((frame_size, frame_size, 3), 128, np.uint8)
-    partial = path.with_name(f".{path.name}.partial.avi")
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    codec = "mp4v" if path.suffix.lower() == ".mp4" else "MJPG"
     writer = cv2.VideoWriter(
-        str(partial), cv2.VideoWriter_fourcc(*"MJPG"), spec.fps, (frame_size, frame_size)
+        str(partial), cv2.VideoWriter_fourcc(*codec), spec.fps, (frame_size, frame_size)
     )
     written = 0
     try:

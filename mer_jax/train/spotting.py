@@ -15,6 +15,7 @@ f1}` and per-subject counts, and spotted_intervals.csv (one row per spotted inte
 """
 
 import io
+import json
 import pathlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -33,6 +34,7 @@ from mer_jax.evaluate.spotting import (
     Spotted,
     micro_max_frames,
     spot,
+    spot_settings,
     spotting_report,
     typed,
 )
@@ -50,15 +52,6 @@ def _corpus(data: Any, task: str) -> VideoCorpus:
             "dataset (synthetic_lv)."
         )
     return data
-
-
-def spot_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """`spot`'s keyword arguments from `config.spotting`."""
-    return {
-        "smooth_width": config.spotting.smooth_width,
-        "relative_threshold": config.spotting.relative_threshold,
-        "min_score": config.spotting.min_score,
-    }
 
 
 def write_spotting(
@@ -133,13 +126,18 @@ class BaselineRun(run.TrainingRun):
         spotted = {
             video.name: spot(
                 motion_score(video.motion), positions(video, flow_frames),
-                valid=video.valid, **spot_settings(self.config),
+                valid=video.valid, **spot_settings(self.config.spotting),
             )
             for video in self.corpus.videos
         }
         if not self.primary:
             return {}
         self.write_config()
+        # What predicting on a new video reads: the build's frame rate and motion settings.
+        guards.atomic_write_text(
+            self.workdir / layout.DATASET_JSON,
+            json.dumps(layout.corpus_record(self.corpus), indent=2, sort_keys=True),
+        )
         found = write_spotting(self.workdir, self.corpus, spotted)
         metrics = {"task": self.TASK, "spotting": found}
         report.write_metrics_json(self.workdir / layout.METRICS_JSON, metrics)
@@ -183,7 +181,7 @@ class SpottingRun(LosoRun):
             scores = np.zeros(len(at))
             scores[np.searchsorted(at, self.dataset["position"][own])] = expression[own]
             spotted[video.name] = spot(
-                scores, at, valid=video.valid, **spot_settings(self.config)
+                scores, at, valid=video.valid, **spot_settings(self.config.spotting)
             )
         if not self.primary:
             return {}
