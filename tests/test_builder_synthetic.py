@@ -445,7 +445,7 @@ def test_megc2019_shaped_config_is_442_clips_of_68_subjects_in_3_classes(tmp_pat
 def test_casme2_shaped_config_shares_255_clips_among_26_subjects_as_drawn(tmp_path):
     from collections import Counter
 
-    from mer_jax.synthetic.recordings import plan_database
+    from mer_jax.synthetic.recordings import CASME2_EMOTION_COUNTS, plan_database
 
     builder = data_builders.get_builder("synthetic_me", data_dir=tmp_path, config="casme2_shaped")
     assert builder.info.metadata["protocol"] == "casme2_5class"
@@ -460,3 +460,8 @@ def test_casme2_shaped_config_shares_255_clips_among_26_subjects_as_drawn(tmp_pa
     assert max(per_subject.values()) - min(per_subject.values()) >= 8
     most, fewest = max(drawn, key=drawn.get), min(drawn, key=drawn.get)
     assert per_subject[most] > per_subject[fewest]
+    # CASME II's emotion counts exactly, while most subjects show only a few classes.
+    plans = plan_database(spec)
+    assert Counter(plan.emotion for plan in plans) == CASME2_EMOTION_COUNTS
+    classes = [len({p.emotion for p in plans if p.subject == s}) for s in per_subject]
+    assert sorted(classes)[len(classes) // 2] <= 4

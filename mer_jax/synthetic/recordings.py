@@ -187,6 +187,11 @@ class SyntheticSpec:
         emotion_mix: the emotion frequencies clips are drawn with, a key of
             `EMOTION_MIXES`: "casme2" (CASME II's, the default) or "megc2019_composite"
             (the MEGC 2019 composite's three classes).
+        exact_emotions: the clips' emotions add up to the mix's frequencies exactly
+            (scaled to the number of clips, largest remainders rounded up), dealt to the
+            subjects by their own emotion preferences; False: each clip draws its emotion,
+            so a small build's rare classes can stray far from the mix (the default
+            build's 5 repression and 7 surprise clips against CASME II's 27 and 25).
         subject_emotion_concentration: how evenly a subject's clips spread over the
             emotions: each subject's emotion frequencies are the mix's times Gamma(c)
             weights, so a small c leaves most subjects with two or three classes, as in
@@ -239,6 +244,7 @@ class SyntheticSpec:
     clip_count_shape: float = 4.0
     num_clips: int = 0
     emotion_mix: str = "casme2"
+    exact_emotions: bool = False
     subject_emotion_concentration: float = 0.5
     seed: int = 0
     frame_size: int = 224
@@ -549,12 +555,19 @@ def expression_profile(
 
 
 def _draw_expression(
-    rng: np.random.Generator, spec: SyntheticSpec, habits: _Habits, kind: str, onset: int
+    rng: np.random.Generator,
+    spec: SyntheticSpec,
+    habits: _Habits,
+    kind: str,
+    onset: int,
+    emotion: str | None = None,
 ) -> Expression:
-    """One expression of type `kind` starting at frame `onset` of its recording."""
+    """One expression of type `kind` starting at frame `onset` of its recording, of
+    `emotion` where one was dealt (`exact_emotions`), else of a drawn one."""
     mix = EMOTION_MIXES[spec.emotion_mix]
     emotions = list(mix)
-    emotion = emotions[rng.choice(len(emotions), p=habits.emotion_p)]
+    if emotion is None:
+        emotion = emotions[rng.choice(len(emotions), p=habits.emotion_p)]
     pattern_emotion = emotion
     if rng.uniform() < spec.atypical_au_probability:
         pattern_emotion = emotions[rng.choice(len(emotions), p=habits.emotion_p)]
@@ -611,9 +624,35 @@ def _draw_expression(
     )
 
 
-def plan_recordings(spec: SyntheticSpec, subject: int, num_clips: int) -> list[Recording]:
+def deal_emotions(spec: SyntheticSpec, counts: list[int]) -> list[list[str]]:
+    """Each subject's clip emotions when `spec.exact_emotions`: the mix's frequencies
+    scaled to sum(counts) (largest remainders), dealt one clip at a time in a random order
+    to a subject drawn with probability (clips it still has to fill) x (its preference for
+    that emotion, `subject_habits`), so the totals are exact while subjects keep showing
+    only a few classes."""
+    mix = EMOTION_MIXES[spec.emotion_mix]
+    totals = _apportion(sum(counts), list(mix.values()))
+    rng = _rng(spec, _PLAN, 0, 0, 3)
+    labels = np.repeat(np.arange(len(mix)), totals)
+    preference = np.stack([subject_habits(spec, s).emotion_p for s in range(1, len(counts) + 1)])
+    room = np.asarray(counts, np.float64)
+    dealt: list[list[str]] = [[] for _ in counts]
+    for label in labels[rng.permutation(len(labels))]:
+        weights = room * preference[:, label]
+        if weights.sum() <= 0:  # no subject with room likes it: any subject with room
+            weights = room.copy()
+        subject = int(rng.choice(len(counts), p=weights / weights.sum()))
+        room[subject] -= 1
+        dealt[subject].append(list(mix)[label])
+    return dealt
+
+
+def plan_recordings(
+    spec: SyntheticSpec, subject: int, num_clips: int, emotions: list[str] | None = None
+) -> list[Recording]:
     """The recordings of `subject`, holding `num_clips` expressions of the spec's kind and
-    the other kind's in the ratio `macro_per_micro`, in time order with neutral gaps."""
+    the other kind's in the ratio `macro_per_micro`, in time order with neutral gaps; the
+    spec's kind takes `emotions` in order where given (`deal_emotions`)."""
     rng = _rng(spec, _PLAN, subject, 0, 1)
     habits = subject_habits(spec, subject)
     ratio = spec.macro_per_micro if spec.kind == "micro" else 1.0 / max(spec.macro_per_micro, 1e-9)
@@ -626,6 +665,7 @@ def plan_recordings(spec: SyntheticSpec, subject: int, num_clips: int) -> list[R
     owner = np.concatenate(
         [np.arange(num_recordings), rng.integers(num_recordings, size=len(kinds) - num_recordings)]
     )
+    dealt = iter(emotions or ())
     recordings = []
     for index in range(1, num_recordings + 1):
         stream = _rng(spec, _PLAN, subject, index, 2)
@@ -633,7 +673,8 @@ def plan_recordings(spec: SyntheticSpec, subject: int, num_clips: int) -> list[R
         expressions = []
         for kind in kinds[owner == index - 1]:
             frame += round((_MIN_GAP_S + stream.exponential(spec.neutral_gap_s)) * spec.fps)
-            expression = _draw_expression(stream, spec, habits, str(kind), frame)
+            emotion = next(dealt, None) if kind == spec.kind else None
+            expression = _draw_expression(stream, spec, habits, str(kind), frame, emotion)
             expressions.append(expression)
             frame = expression.offset + 1
         frame += round((_MIN_GAP_S + stream.exponential(spec.neutral_gap_s)) * spec.fps)
@@ -643,10 +684,12 @@ def plan_recordings(spec: SyntheticSpec, subject: int, num_clips: int) -> list[R
 
 def all_recordings(spec: SyntheticSpec) -> list[Recording]:
     """Every recording of the spec, subject by subject: what `synthetic_lv` keeps whole."""
+    counts = _clip_counts(spec)
+    dealt = deal_emotions(spec, counts) if spec.exact_emotions else [None] * len(counts)
     return [
         recording
-        for subject, num_clips in enumerate(_clip_counts(spec), start=1)
-        for recording in plan_recordings(spec, subject, num_clips)
+        for subject, num_clips in enumerate(counts, start=1)
+        for recording in plan_recordings(spec, subject, num_clips, dealt[subject - 1])
     ]
 
 
