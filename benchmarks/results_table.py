@@ -113,6 +113,13 @@ ROWS = (
     Row("LTR3O without ranking", "ltr3o", (("model.weight_rank", 0.0),), ablates="LTR3O"),
     Row("LTR3O without calibration", "ltr3o", (("model.weight_cal", 0.0),), ablates="LTR3O"),
     Row("LTR3O, a single candidate", "ltr3o", (("model.num_candidates", 1),), ablates="LTR3O"),
+    # The trials' readout (benchmarks/claims.py), shipped only when nested LOSO picks it.
+    Row(
+        "LTR3O, readout chosen by nested LOSO",
+        "ltr3o",
+        (("model.pool_padding", "SAME"),),
+        grid=(("model.readout", ("mean", "flatten")),),
+    ),
     Row("DeRe-GRL", "dere_grl", grid=_DERE_GRL_GRID),
     Row(
         "DeRe-GRL without ADM",
