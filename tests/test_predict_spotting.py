@@ -3,6 +3,7 @@ a face that leaves and returns, a missing frame rate, a truncated file, no face 
 a failure mid-way; intervals recognised with a recognition workdir."""
 
 import csv
+import json
 import struct
 from pathlib import Path
 
@@ -91,6 +92,13 @@ def test_the_learned_spotter_scores_with_its_replicas_mean(lv_data_dir, video, t
     assert found.scores[valid] == pytest.approx(expected, abs=1e-6)
     assert not found.scores[~valid].any()
     assert (folder / "intervals.csv").is_file()
+    # A learned spotter of before normalised motion is refused in one line.
+    config = json.loads((workdir / "config.json").read_text())
+    del config["spotting"]["micro_length_s"]
+    (workdir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="train it again"):
+        spotting.spot_video(workdir, video, output=tmp_path / "old")
+    assert not (tmp_path / "old").exists()
 
 
 def test_the_intervals_are_recognised_with_their_spread(baseline, recognizer, video, tmp_path):

@@ -244,6 +244,13 @@ def spot_video(
             f"{workdir} holds a {config.get('task', 'loso')!r} run; spotting on a video needs "
             f"the workdir of a spotting run ({', '.join(SPOTTING_TASKS)})"
         )
+    if config.task == "spotting" and "micro_length_s" not in config.spotting:
+        raise UserError(
+            f"{workdir} holds a learned spotter trained before spotters read each video's "
+            "motion normalised and spotted micro-expressions apart (its config.json has no "
+            "spotting.micro_length_s); train it again: python launch.py --config "
+            "configs/spotting.py --workdir W"
+        )
     build: TrainedBuild = read_build(workdir, config)
     spec = MotionSpec.from_metadata(build.metadata)
     rate = frame_rate(path, fps)
