@@ -123,7 +123,7 @@ def test_spotting_table_runs_a_row_once_and_tables_its_three_types(tmp_path):
     row = spotting_table.ROWS[0]
     config = fixtures.tiny_config(tmp_path / "data", {"data.overrides": tiny}, row.config)
     found = spotting_table.run_row(row, tmp_path / "table", config)
-    assert found["build"].startswith("synthetic_lv/") and found["wall_s"] > 0
+    assert found["build"].startswith("synthetic_lv/") and found["wall_s"] >= 0
     provenance = (tmp_path / "table" / row.name / spotting_table.ROW_JSON).read_text()
     # A finished row is re-read, not run again.
     again = spotting_table.run_row(row, tmp_path / "table", config)
