@@ -163,14 +163,14 @@ def ltr3o_full_size(config: ml_collections.ConfigDict) -> None:
 
 
 def spotting_settings() -> ml_collections.ConfigDict:
-    """How scores become intervals, shared by both spotting configs."""
+    """How scores become intervals, the defaults of both spotting configs."""
     return ml_collections.ConfigDict(
         {
-            # Moving average over 5 positions (400 ms at the 80 ms sampling) and p of the
-            # per-video threshold mean + p x (max - mean), the MEGC baselines' rule: both
-            # chosen for the training-free score on a development build of other
-            # recordings (generator seed 1, 4 subjects: --config.data.overrides.seed=1),
-            # never on the evaluated build (docs/evaluation.md, "Spotting").
+            # Moving average over 5 positions (200 ms at synthetic_lv's 40 ms sampling)
+            # and p of the per-video threshold mean + p x (max - mean), the MEGC
+            # baselines' rule (each config may set its own, chosen on a development
+            # build of other recordings, never on the evaluated build:
+            # docs/evaluation.md, "Spotting").
             "smooth_width": 5,
             "relative_threshold": 0.1,
             # A floor under that threshold (a learned spotter's probability: 0.5).

@@ -110,3 +110,27 @@ def test_spotting_preprocess_times_the_extraction_of_a_few_seconds(tmp_path):
     assert row["valid"] == 36 and row["notes"] == []
     assert row["frames_per_s"] > 0 and row["peak_rss_mb"] >= row["rss_before_mb"] > 0
     assert "| 600 |" in spotting_preprocess.markdown(row)
+
+
+def test_spotting_table_runs_a_row_once_and_tables_its_three_types(tmp_path):
+    import data_builders
+    from benchmarks import spotting_table
+    from tests import fixtures
+
+    tiny = {"num_subjects": 2, "clips_per_subject": 1, "frame_size": 64, "crop_size": 32,
+            "grid": 4}
+    data_builders.build("synthetic_lv", data_dir=tmp_path / "data", overrides=tiny, workers=1)
+    row = spotting_table.ROWS[0]
+    config = fixtures.tiny_config(tmp_path / "data", {"data.overrides": tiny}, row.config)
+    found = spotting_table.run_row(row, tmp_path / "table", config)
+    assert found["build"].startswith("synthetic_lv/") and found["wall_s"] >= 0
+    provenance = (tmp_path / "table" / row.name / spotting_table.ROW_JSON).read_text()
+    # A finished row is re-read, not run again.
+    again = spotting_table.run_row(row, tmp_path / "table", config)
+    assert again["spotting"] == found["spotting"]
+    assert (tmp_path / "table" / row.name / spotting_table.ROW_JSON).read_text() == provenance
+    table = spotting_table.markdown([found])
+    lines = [line for line in table.splitlines() if line.startswith(f"| {row.name} |")]
+    assert [line.split(" | ")[1] for line in lines] == ["overall", "micro", "macro"]
+    overall = found["spotting"]["overall"]
+    assert f"| {overall['tp']} | {overall['fp']} | {overall['fn']} |" in lines[0]

@@ -18,7 +18,7 @@ def test_build_holds_every_recording_with_its_intervals(tmp_path):
     examples = list(builder.as_data_source("train"))
     assert [e["video"] for e in examples] == [r.name.encode() for r in recordings]
     step, span = config.step_frames(), config.span
-    assert step == 16 and builder.info.metadata["step_frames"] == 16
+    assert step == 8 and builder.info.metadata["step_frames"] == 8
     for example, recording in zip(examples, recordings, strict=True):
         numbers = np.arange(1, recording.num_frames + 1, step)
         np.testing.assert_array_equal(example["frame_numbers"], numbers)

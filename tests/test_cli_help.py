@@ -19,6 +19,7 @@ _MODULES = {  # `python -m MODULE --help` and a flag it must name
     "benchmarks.official_ststnet": "--weights",
     "benchmarks.flow": "--sizes",
     "benchmarks.spotting_preprocess": "--minutes",
+    "benchmarks.spotting_table": "--rows",
     "benchmarks.au_oracle": "--config",
     "benchmarks.alignment_jitter": "--video",
     "mer_jax.evaluate.compare": "--",

@@ -3,6 +3,7 @@ a face that leaves and returns, a missing frame rate, a truncated file, no face 
 a failure mid-way; intervals recognised with a recognition workdir."""
 
 import csv
+import json
 import struct
 from pathlib import Path
 
@@ -83,12 +84,21 @@ def test_the_learned_spotter_scores_with_its_replicas_mean(lv_data_dir, video, t
     ensemble = predict.Ensemble(workdir, task="spotting")
     assert len(ensemble.replicas) == 4  # 2 folds x 2 seeds
     valid = found.motion.valid
-    # Each valid position's score is 1 - the replicas' mean probability of "none".
-    windows = spotting.motion_windows(found.motion.motion, 4)[valid]
+    # Each valid position's score is 1 - the replicas' mean probability of "none", on
+    # the video's normalised motion as the training windows were.
+    motion = spotting.normalised_motion(found.motion.motion, valid)
+    windows = spotting.motion_windows(motion, 8)[valid]
     expected = 1.0 - ensemble.predict({"motion": windows})["probabilities"][:, 0]
     assert found.scores[valid] == pytest.approx(expected, abs=1e-6)
     assert not found.scores[~valid].any()
     assert (folder / "intervals.csv").is_file()
+    # A learned spotter of before normalised motion is refused in one line.
+    config = json.loads((workdir / "config.json").read_text())
+    del config["spotting"]["micro_length_s"]
+    (workdir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="train it again"):
+        spotting.spot_video(workdir, video, output=tmp_path / "old")
+    assert not (tmp_path / "old").exists()
 
 
 def test_the_intervals_are_recognised_with_their_spread(baseline, recognizer, video, tmp_path):
@@ -146,7 +156,7 @@ def test_a_truncated_file_is_spotted_up_to_where_it_ends(baseline, video, tmp_pa
 
 def test_a_video_without_a_face_is_one_line_and_writes_nothing(baseline, tmp_path):
     empty = write_recording_video(tmp_path / "room.avi", 1.0, faceless=[(0.0, 1.0)])
-    with pytest.raises(UserError, match="no face found in any of the 13 sampled frames"):
+    with pytest.raises(UserError, match="no face found in any of the 25 sampled frames"):
         spotting.spot_video(baseline, empty, output=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -25,11 +25,11 @@ def test_registered_for_spotting_with_the_window_read_from_the_build():
 
 def test_shapes_and_parameter_count():
     model = _model(frame_features=6, hidden_features=10)
-    batch = {"motion": jnp.ones((7, 5, 4, 4, 2), jnp.float16)}
-    inputs = model.prepare(batch, jax.random.key(0), train=False)
-    assert inputs["motion"].shape == (7, 5, 32)
-    # A flow the same in every cell is the head's own motion: nothing is left of it.
-    np.testing.assert_allclose(inputs["motion"], 0.0)
+    motion = np.arange(7 * 5 * 32, dtype=np.float16).reshape(7, 5, 4, 4, 2)
+    inputs = model.prepare({"motion": jnp.asarray(motion)}, jax.random.key(0), train=False)
+    # The windows come normalised (`normalised_motion`): each frame's cells, flattened.
+    assert inputs["motion"].shape == (7, 5, 32) and inputs["motion"].dtype == jnp.float32
+    np.testing.assert_array_equal(inputs["motion"], motion.reshape(7, 5, 32))
     logits = model(inputs, train=False)["logits"]
     assert logits.shape == (7, 3) and logits.dtype == jnp.float32
     params = nnx.state(model, nnx.Param)

@@ -23,9 +23,10 @@ from mer_jax.evaluate.spotting import (
     micro_max_frames,
     smooth,
     spot,
+    spot_by_type,
     spotting_report,
 )
-from mer_jax.preprocess.long_video import motion_score
+from mer_jax.preprocess.long_video import motion_score, normalised_motion
 from mer_jax.synthetic.recordings import all_recordings
 from mer_jax.train import validation
 from tests import fixtures
@@ -121,6 +122,48 @@ def test_motion_score_ignores_head_motion_and_the_eyes():
     np.testing.assert_allclose(scores[2], 4.0 / 56.0, rtol=1e-6)
 
 
+def test_normalised_motion_removes_the_head_and_scales_each_cell_to_its_video():
+    rng = np.random.default_rng(0)
+    motion = rng.normal(0.0, 0.05, (40, 4, 4, 2)).astype(np.float32)  # a still face
+    motion[:, 0] *= 10.0  # a border row that always moves ten times more
+    motion[20, 2, 2, 1] += 1.0  # one cell moves once
+    motion += np.array([3.0, -1.0])  # the head moves the whole face alike
+    valid = np.ones(40, bool)
+    valid[5] = False
+    found = normalised_motion(motion, valid)
+    assert found.dtype == np.float32 and found.shape == motion.shape
+    assert not found[5].any()  # no face: no motion
+    # Every cell moves about once its typical motion, the border as the middle...
+    typical = np.median(np.linalg.norm(found[valid], axis=-1), axis=0)
+    np.testing.assert_allclose(typical, 1.0, rtol=1e-5)
+    # ...and the one movement stands out ten times above it.
+    assert np.linalg.norm(found[20, 2, 2]) > 8.0
+    assert normalised_motion(motion, np.zeros(40, bool)).max() == 0.0
+
+
+def test_a_fixed_length_interval_is_centred_on_the_apex():
+    scores = np.zeros(20)
+    scores[[6, 7]] = [0.8, 0.9]
+    at = np.arange(20) * 8 + 16  # positions 8 frames apart
+    (run,) = spot(scores, at, smooth_width=1, relative_threshold=0.0, min_score=0.5)
+    assert (run.onset, run.apex, run.offset) == (64, 72, 72)  # one step: too short
+    (fixed,) = spot(scores, at, smooth_width=1, relative_threshold=0.0, min_score=0.5,
+                    length=61)
+    assert (fixed.onset, fixed.apex, fixed.offset) == (42, 72, 102) and fixed.score == 0.9
+
+
+def test_spot_by_type_takes_long_runs_as_macro_and_micro_from_its_own_score():
+    at = np.arange(60) * 8 + 16
+    expression, micro = np.zeros(60), np.zeros(60)
+    expression[5:25] = 0.9  # 160 frames: a macro-expression
+    expression[40:43] = 0.9  # 24 frames: some expression, short...
+    micro[40:43] = [0.6, 0.8, 0.6]  # ...and the network says micro
+    expression[50:52] = micro[50:52] = 0.2  # below the floor: nothing
+    found = spot_by_type(expression, micro, at, micro_max_frames=100, micro_frames=61,
+                         smooth_width=1, relative_threshold=0.0, min_score=0.5)
+    assert [(s.onset, s.apex, s.offset) for s in found] == [(56, 56, 208), (314, 344, 374)]
+
+
 def test_windows_and_labels_of_a_video():
     motion = np.arange(6, dtype=np.float16)[:, None, None, None] * np.ones((1, 2, 2, 2))
     video = _video(motion, onset=[40], offset=[70], kinds=["micro"])
@@ -158,7 +201,7 @@ def test_load_returns_every_recording_with_its_intervals(lv_data_dir):
     by_name = {r.name: r for r in recordings}
     for video in corpus.videos:
         recording = by_name[video.name]
-        assert video.motion.shape == (len(video.frame_numbers) - 2, 4, 4, 2)
+        assert video.motion.shape == (len(video.frame_numbers) - 4, 4, 4, 2)
         assert video.frame_numbers.dtype == np.int32 and video.motion.dtype == np.float16
         np.testing.assert_array_equal(video.offset, [e.offset for e in recording.expressions])
         assert list(video.interval_type) == [e.kind for e in recording.expressions]

@@ -11,6 +11,7 @@ windows and spotted intervals all live at these positions.
 import numpy as np
 
 from mer_jax.data.dataset import MERDataset, Video, VideoCorpus
+from mer_jax.preprocess.long_video import normalised_motion
 
 # The window classes of the learned spotter, in label order.
 WINDOW_CLASSES = ("none", "micro", "macro")
@@ -47,9 +48,10 @@ def motion_windows(motion: np.ndarray, radius: int) -> np.ndarray:
 
 
 def window_dataset(corpus: VideoCorpus, radius: int) -> MERDataset:
-    """Every valid position of every video as a clip of the LOSO engine: its motion window
-    ("motion"), its class ("label", `WINDOW_CLASSES`), its video's subject; "video" and
-    "position" say where it came from. A position without a face (`Video.valid` False)
+    """Every valid position of every video as a clip of the LOSO engine: its window of
+    the video's normalised motion ("motion", `normalised_motion`), its class ("label",
+    `WINDOW_CLASSES`), its video's subject; "video" and "position" say where it came
+    from. A position without a face (`Video.valid` False)
     is neither trained on nor scored; within a window its motion is zero, as beyond the
     video's ends. Sample ids are "<video>/<position index>", zero-padded so that sorting
     them keeps each video's positions in time order. The metadata is the build's with
@@ -65,7 +67,8 @@ def window_dataset(corpus: VideoCorpus, radius: int) -> MERDataset:
         parts["subject"].append(np.full(count, video.subject))
         parts["video"].append(np.full(count, video.name))
         parts["position"].append(positions(video, flow_frames)[kept])
-        parts["motion"].append(motion_windows(video.motion, radius)[kept])
+        windows = motion_windows(normalised_motion(video.motion, video.valid), radius)
+        parts["motion"].append(windows[kept])
         parts["label"].append(position_labels(video, flow_frames)[kept])
     examples = {key: np.concatenate(values) for key, values in parts.items()}
     examples["dataset"] = np.full(len(examples["label"]), corpus.name)

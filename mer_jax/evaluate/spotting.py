@@ -25,8 +25,9 @@ intervals): the score is smoothed by a moving average, a threshold is set per vi
 its own statistics, mean + p x (max - mean) (the MEGC baselines' rule; a learned
 spotter's probability adds a floor), and each maximal run of positions above it becomes
 one interval: onset and offset its first and last position, apex its highest score.
-Positions without a face (`valid` False: a gap in the video) are left out of all of it:
-they score nothing and end any run.
+A classifier that scores micro- and macro-expressions apart spots each type from its own
+probability (`spot_by_type`). Positions without a face (`valid` False: a gap in the
+video) are left out of all of it: they score nothing and end any run.
 """
 
 import dataclasses
@@ -51,6 +52,14 @@ def spot_settings(spotting: Mapping[str, Any]) -> dict[str, Any]:
         "smooth_width": spotting["smooth_width"],
         "relative_threshold": spotting["relative_threshold"],
         "min_score": spotting["min_score"],
+    }
+
+
+def by_type_settings(spotting: Mapping[str, Any], fps: float) -> dict[str, Any]:
+    """`spot_by_type`'s keyword arguments from a config's `spotting` section, at `fps`."""
+    return spot_settings(spotting) | {
+        "micro_max_frames": micro_max_frames(fps),
+        "micro_frames": max(1, round(spotting["micro_length_s"] * fps)),
     }
 
 
@@ -101,6 +110,7 @@ def spot(
     relative_threshold: float,
     min_score: float = 0.0,
     valid: np.ndarray | None = None,
+    length: int | None = None,
 ) -> list[Spotted]:
     """The intervals of one video from a score per position (module docstring).
 
@@ -113,6 +123,10 @@ def spot(
         valid: (P,) bool, False where the video has no face (a gap): such a position is
             left out of the smoothing and the statistics and ends any interval (None: all
             valid).
+        length: None: each run is the interval from its first to its last position; a
+            number of frames: each run is the interval of that length centred on its apex
+            (a micro-expression's score says where one is better than how long: a run
+            of two positions is one step long, too short to overlap half of one).
 
     Returns:
         The intervals in time order (none when no position exceeds the threshold).
@@ -129,13 +143,51 @@ def spot(
     spotted = []
     for start, end in zip(starts, ends, strict=True):
         peak = start + int(np.argmax(curve[start:end]))
-        spotted.append(
-            Spotted(
-                int(positions[start]), int(positions[peak]), int(positions[end - 1]),
-                float(curve[peak]),
-            )
-        )
+        apex = int(positions[peak])
+        onset, offset = int(positions[start]), int(positions[end - 1])
+        if length is not None:
+            onset = apex - (length - 1) // 2
+            offset = onset + length - 1
+        spotted.append(Spotted(onset, apex, offset, float(curve[peak])))
     return spotted
+
+
+def spot_by_type(
+    expression: np.ndarray,
+    micro: np.ndarray,
+    positions: np.ndarray,
+    *,
+    micro_max_frames: int,
+    micro_frames: int,
+    valid: np.ndarray | None = None,
+    **settings: Any,
+) -> list[Spotted]:
+    """The intervals of one video from a classifier's probabilities per position: the
+    runs of some expression (`expression`, 1 - P(none)) longer than a micro-expression can
+    last are macro-expressions, as `spot` finds them; micro-expressions are the runs of
+    `micro` (P(micro)), each the interval of `micro_frames` centred on its apex.
+
+    A run of 1 - P(none) as short as a micro-expression would be typed micro by its
+    length alone, and its extent (a few positions a step apart) is too coarse to overlap
+    half of one: the network's own micro score says which are micro, a micro-expression's
+    typical length how long.
+
+    Args:
+        expression, micro: (P,) the two probabilities of each position.
+        positions, valid: as in `spot`.
+        micro_max_frames: the longest micro-expression (`micro_max_frames(fps)`).
+        micro_frames: the length of a spotted micro-expression, in frames.
+        settings: `spot`'s smooth_width, relative_threshold and min_score, for both.
+
+    Returns:
+        The intervals in time order.
+    """
+    longer = [
+        s for s in spot(expression, positions, valid=valid, **settings)
+        if s.offset - s.onset + 1 > micro_max_frames
+    ]
+    micros = spot(micro, positions, valid=valid, length=micro_frames, **settings)
+    return sorted(longer + micros, key=lambda s: (s.onset, s.offset))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,12 +2,13 @@
 outside any expression, inside a micro-expression or inside a macro-expression, from the
 pooled motion of a few sampled frames around it (`mer_jax.data.spotting.window_dataset`).
 
-Each sampled frame's G x G x 2 flow, less its grid's median flow (the head's own motion,
-removed per sample as the training-free score does), is embedded by one dense layer
-shared over time; the window's embeddings, in order, go through one hidden layer to the
-class logits. Trained under LOSO by the stacked engine like the MER classifiers
-(`mer_jax.train.spotting.SpottingRun`); its probability of "some expression" is the
-score `mer_jax.evaluate.spotting.spot` turns into intervals.
+Each sampled frame's G x G x 2 flow, the head's own motion removed and each cell divided
+by its typical motion in the video (`mer_jax.preprocess.long_video.normalised_motion`,
+applied where the windows are made), is embedded by one dense layer shared over time;
+the window's embeddings, in order, go through one hidden layer to the class logits.
+Trained under LOSO by the stacked engine like the MER classifiers
+(`mer_jax.train.spotting.SpottingRun`); its probabilities of "some expression" and of
+"micro" are what `mer_jax.evaluate.spotting.spot_by_type` turns into intervals.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -75,11 +76,11 @@ class Spotter(MERModel):
     def prepare(
         self, batch: dict[str, jax.Array], key: jax.Array, *, train: bool
     ) -> dict[str, jax.Array]:
-        """Returns {"motion": (batch, window, G * G * 2)}: each frame's flow less its grid's
-        median flow, flattened."""
+        """Returns {"motion": (batch, window, G * G * 2)}: each sampled frame's flow (the
+        head's motion removed and each cell normalised per video by the windows,
+        `mer_jax.preprocess.long_video.normalised_motion`), flattened."""
         del key, train
         motion = batch["motion"].astype(jnp.float32)
-        motion = motion - jnp.median(motion, axis=(-3, -2), keepdims=True)
         return {"motion": motion.reshape(*motion.shape[:2], -1)}
 
     def __call__(

@@ -9,12 +9,15 @@ training-free baseline or the learned spotter):
    `MotionSpec` from W's dataset.json: a frame every step_ms, the same span, crop, grid
    and flow), in bounded chunks, the face checked every second.
 2. Each position is scored as W scored its videos: the baseline's motion magnitude
-   (`motion_score`), or the learned spotter's probability of some expression, 1 - P(none),
-   averaged over its trained (fold, seed) replicas as `--mode predict` does for
-   recognition (their spread kept).
-3. The scores become intervals with W's own settings (`mer_jax.evaluate.spotting.spot`);
-   positions without a face score nothing and end any interval; an interval is micro
-   when it lasts at most 0.5 s at the video's frame rate.
+   (`motion_score`), or the learned spotter's class probabilities on the video's
+   normalised motion (`normalised_motion`), averaged over its trained (fold, seed)
+   replicas as `--mode predict` does for recognition; the score shown is the
+   probability of some expression, 1 - P(none).
+3. The scores become intervals with W's own settings, as W's run made them
+   (`mer_jax.evaluate.spotting.spot`; the learned spotter's `spot_by_type`: its longer
+   runs of some expression, and the micro-expressions of its P(micro)); positions
+   without a face score nothing and end any interval; an interval is micro when it
+   lasts at most 0.5 s at the video's frame rate.
 4. `--recognizer W2` (a recognition LOSO workdir) classifies every spotted interval as a
    clip with its onset, apex and offset (`mer_jax.predict.predict_clips`).
 
@@ -47,8 +50,10 @@ from mer_jax.evaluate.figures import plot_spotting_timeline
 from mer_jax.evaluate.spotting import (
     Interval,
     Spotted,
+    by_type_settings,
     micro_max_frames,
     spot,
+    spot_by_type,
     spot_settings,
     typed,
 )
@@ -62,6 +67,7 @@ from mer_jax.preprocess.long_video import (
     VideoMotion,
     folder_chunks,
     motion_score,
+    normalised_motion,
     video_chunks,
     video_motion,
 )
@@ -183,24 +189,31 @@ def _chunks(path: pathlib.Path, step: int) -> ChunkSource:
     return folder_chunks(sorted(frames.items()), step)
 
 
-def _scores(
-    workdir: pathlib.Path, task: str, radius: int, motion: VideoMotion
-) -> tuple[np.ndarray, int]:
-    """Each position's score by the workdir's spotter (0 where not valid), and the
-    replicas averaged (0 for the baseline)."""
+def _spotted(
+    workdir: pathlib.Path, config: Any, motion: VideoMotion, at: np.ndarray, fps: float
+) -> tuple[np.ndarray, list[Spotted], int]:
+    """Each position's score by the workdir's spotter (0 where not valid), the intervals
+    spotted as its run spotted them, and the replicas averaged (0 for the baseline)."""
     scores = np.zeros(len(motion.motion))
-    if task == "spot_baseline":
+    if config.task == "spot_baseline":
         scores[motion.valid] = motion_score(motion.motion[motion.valid])
-        return scores, 0
+        intervals = spot(scores, at, valid=motion.valid, **spot_settings(config.spotting))
+        return scores, intervals, 0
     ensemble = Ensemble(workdir, task="spotting")
     kept = np.flatnonzero(motion.valid)
-    windows = motion_windows(motion.motion, radius)
-    none = WINDOW_CLASSES.index("none")
+    windows = motion_windows(normalised_motion(motion.motion, motion.valid),
+                             config.spotting.radius)
+    none, micro = WINDOW_CLASSES.index("none"), WINDOW_CLASSES.index("micro")
+    micro_scores = np.zeros(len(motion.motion))
     for start in range(0, len(kept), _BATCH):
         rows = kept[start : start + _BATCH]
         probabilities = ensemble.predict({"motion": windows[rows]})["probabilities"]
         scores[rows] = 1.0 - probabilities[:, none]
-    return scores, len(ensemble.replicas)
+        micro_scores[rows] = probabilities[:, micro]
+    intervals = spot_by_type(
+        scores, micro_scores, at, valid=motion.valid, **by_type_settings(config.spotting, fps)
+    )
+    return scores, intervals, len(ensemble.replicas)
 
 
 def spot_video(
@@ -231,6 +244,13 @@ def spot_video(
             f"{workdir} holds a {config.get('task', 'loso')!r} run; spotting on a video needs "
             f"the workdir of a spotting run ({', '.join(SPOTTING_TASKS)})"
         )
+    if config.task == "spotting" and "micro_length_s" not in config.spotting:
+        raise UserError(
+            f"{workdir} holds a learned spotter trained before spotters read each video's "
+            "motion normalised and spotted micro-expressions apart (its config.json has no "
+            "spotting.micro_length_s); train it again: python launch.py --config "
+            "configs/spotting.py --workdir W"
+        )
     build: TrainedBuild = read_build(workdir, config)
     spec = MotionSpec.from_metadata(build.metadata)
     rate = frame_rate(path, fps)
@@ -241,10 +261,8 @@ def spot_video(
     step = spec.step_frames(rate)
     tic = time.perf_counter()
     motion = video_motion(_chunks(path, step), spec, source=str(path), progress=True)
-    radius = config.spotting.get("radius", 0)
-    scores, replicas = _scores(workdir, config.task, radius, motion)
     at = flow_positions(motion.frame_numbers, len(motion.motion), spec.span * step)
-    intervals = spot(scores, at, valid=motion.valid, **spot_settings(config.spotting))
+    scores, intervals, replicas = _spotted(workdir, config, motion, at, rate)
     kinds = [x.kind for x in typed([Interval(s.onset, s.offset) for s in intervals],
                                    micro_max_frames(rate))]
     log.info("spotted %s in %.1f s (%d replicas)", path, time.perf_counter() - tic, replicas)

@@ -7,7 +7,7 @@ a frame every `step_ms` is cropped to the aligned face (`crop_size`, grayscale),
 flow from each sampled frame to the one `span` samples later is area-pooled to
 `grid` x `grid` x 2 and kept as float16; the head's own motion is removed where the
 motion is read (`without_head_motion`; `motion_score`, the training-free score of a
-position).
+position; `normalised_motion`, what the learned spotter reads).
 
 Frames come in bounded chunks (`video_chunks`, `folder_chunks`: only the sampled frames
 are converted, one chunk held at a time), so an hour of 200 fps video costs the memory
@@ -348,6 +348,33 @@ def without_head_motion(motion: np.ndarray) -> np.ndarray:
     """
     flow = motion.astype(np.float32)
     return flow - np.median(flow, axis=(-3, -2), keepdims=True)
+
+
+def normalised_motion(motion: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(P, G, G, 2) float32: the flow less the head's own motion (`without_head_motion`),
+    each grid cell divided by its typical motion in this video (the median over the
+    video's valid positions of that cell's magnitude); zero where not valid.
+
+    A learned spotter reads this: how unusual each cell's motion is for this face and
+    camera. Raw, the cells at the face's border (moved against the background by every
+    turn of the head) vary ten times more than those of the brows or the mouth and drown
+    a sub-pixel micro-expression; per video, so it needs no labels and a new video is
+    normalised as the training videos were.
+
+    Args:
+        motion: (P, G, G, 2) a video's pooled flows.
+        valid: (P,) bool, the positions measured on the face.
+    """
+    flow = without_head_motion(motion)
+    valid = np.asarray(valid, bool)
+    if not valid.any():
+        return np.zeros_like(flow)
+    typical = np.median(np.linalg.norm(flow[valid], axis=-1), axis=0)[..., None]
+    # A floor against a cell that never moves (a blank border, a synthetic face):
+    # a hundredth of a pixel, far below any facial movement.
+    flow = flow / np.maximum(typical, 0.01)
+    flow[~valid] = 0.0
+    return flow
 
 
 def motion_score(motion: np.ndarray) -> np.ndarray:

@@ -7,8 +7,9 @@
 - `SpottingRun` (task "spotting"): every position of every video becomes a window of
   the LOSO engine (`window_dataset`, subjects = the videos' subjects), a small network
   (`model.name`, e.g. "spotter") learns its class under LOSO with all folds stacked, and
-  each held-out video's probabilities of "some expression" (the mean over seeds) become
-  intervals by the same `spot`.
+  each held-out video's probabilities (the mean over seeds) become intervals by
+  `spot_by_type`: the runs of "some expression" longer than a micro-expression, and the
+  micro-expressions of P(micro), each of a micro-expression's typical length.
 
 Both write metrics.json with `spotting.{micro,macro,overall}.{tp,fp,fn,precision,recall,
 f1}` and per-subject counts, and spotted_intervals.csv (one row per spotted interval).
@@ -32,8 +33,10 @@ from mer_jax.evaluate import report
 from mer_jax.evaluate.spotting import (
     Interval,
     Spotted,
+    by_type_settings,
     micro_max_frames,
     spot,
+    spot_by_type,
     spot_settings,
     spotting_report,
     typed,
@@ -164,24 +167,28 @@ class SpottingRun(LosoRun):
         super().__init__(config, workdir, window_dataset(self.corpus, config.spotting.radius))
 
     def extra_metrics(self, predictions: report.Predictions) -> dict[str, Any]:
-        """Spots every video on its held-out probabilities (the mean over seeds) of some
-        expression, 1 - P(none), its positions without a face left out; writes
+        """Spots every video on its held-out probabilities (the mean over seeds): the
+        longer runs of some expression, 1 - P(none), and the micro-expressions of
+        P(micro) (`spot_by_type`), its positions without a face left out; writes
         spotted_intervals.csv (process 0)."""
         sample_ids = self.dataset["sample_id"]
         rows = np.searchsorted(sample_ids, predictions.sample_id)
         total = np.zeros((len(sample_ids), len(WINDOW_CLASSES)))
         np.add.at(total, rows, predictions.probs)
         counts = np.bincount(rows, minlength=len(sample_ids))
-        expression = 1.0 - total[:, WINDOW_CLASSES.index("none")] / np.maximum(counts, 1)
+        probabilities = total / np.maximum(counts, 1)[:, None]
         flow_frames = self.corpus.flow_frames()
+        settings = by_type_settings(self.config.spotting, self.corpus.fps)
+        none, micro = WINDOW_CLASSES.index("none"), WINDOW_CLASSES.index("micro")
         spotted = {}
         for video in self.corpus.videos:
             own = np.flatnonzero(self.dataset["video"] == video.name)  # in time order
             at = positions(video, flow_frames)
-            scores = np.zeros(len(at))
-            scores[np.searchsorted(at, self.dataset["position"][own])] = expression[own]
-            spotted[video.name] = spot(
-                scores, at, valid=video.valid, **spot_settings(self.config.spotting)
+            scores = np.zeros((len(at), len(WINDOW_CLASSES)))
+            scores[:, none] = 1.0  # a position without a face: no expression
+            scores[np.searchsorted(at, self.dataset["position"][own])] = probabilities[own]
+            spotted[video.name] = spot_by_type(
+                1.0 - scores[:, none], scores[:, micro], at, valid=video.valid, **settings
             )
         if not self.primary:
             return {}

@@ -164,7 +164,11 @@ _SPOT_RULES: dict[str, Rule] = {
 TASK_RULES: dict[str, dict[str, Rule]] = {
     "loso": {},
     "spot_baseline": _SPOT_RULES,
-    "spotting": {**_SPOT_RULES, "spotting.radius": non_negative_int},
+    "spotting": {
+        **_SPOT_RULES,
+        "spotting.radius": non_negative_int,
+        "spotting.micro_length_s": positive_number,
+    },
     "pretrain": {
         "data.exclude_subjects": subject_names,
         "data.streaming": one_of("auto", "resident", "grain"),
