@@ -150,6 +150,10 @@ def test_a_fixed_length_interval_is_centred_on_the_apex():
     (fixed,) = spot(scores, at, smooth_width=1, relative_threshold=0.0, min_score=0.5,
                     length=61)
     assert (fixed.onset, fixed.apex, fixed.offset) == (42, 72, 102) and fixed.score == 0.9
+    # Near the video's end the interval is cut to its last frame, never past it.
+    (cut,) = spot(scores, at, smooth_width=1, relative_threshold=0.0, min_score=0.5,
+                  length=61, frames=(50, 90))
+    assert (cut.onset, cut.apex, cut.offset) == (50, 72, 90)
 
 
 def test_spot_by_type_takes_long_runs_as_macro_and_micro_from_its_own_score():

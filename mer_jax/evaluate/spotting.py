@@ -111,6 +111,7 @@ def spot(
     min_score: float = 0.0,
     valid: np.ndarray | None = None,
     length: int | None = None,
+    frames: tuple[int, int] | None = None,
 ) -> list[Spotted]:
     """The intervals of one video from a score per position (module docstring).
 
@@ -127,6 +128,8 @@ def spot(
             number of frames: each run is the interval of that length centred on its apex
             (a micro-expression's score says where one is better than how long: a run
             of two positions is one step long, too short to overlap half of one).
+        frames: (first, last) frame of the video: an interval of `length` centred near
+            either end is cut to them (None: not cut).
 
     Returns:
         The intervals in time order (none when no position exceeds the threshold).
@@ -148,6 +151,8 @@ def spot(
         if length is not None:
             onset = apex - (length - 1) // 2
             offset = onset + length - 1
+            if frames is not None:
+                onset, offset = max(onset, frames[0]), min(offset, frames[1])
         spotted.append(Spotted(onset, apex, offset, float(curve[peak])))
     return spotted
 
@@ -160,6 +165,7 @@ def spot_by_type(
     micro_max_frames: int,
     micro_frames: int,
     valid: np.ndarray | None = None,
+    frames: tuple[int, int] | None = None,
     **settings: Any,
 ) -> list[Spotted]:
     """The intervals of one video from a classifier's probabilities per position: the
@@ -174,7 +180,7 @@ def spot_by_type(
 
     Args:
         expression, micro: (P,) the two probabilities of each position.
-        positions, valid: as in `spot`.
+        positions, valid, frames: as in `spot`.
         micro_max_frames: the longest micro-expression (`micro_max_frames(fps)`).
         micro_frames: the length of a spotted micro-expression, in frames.
         settings: `spot`'s smooth_width, relative_threshold and min_score, for both.
@@ -186,7 +192,7 @@ def spot_by_type(
         s for s in spot(expression, positions, valid=valid, **settings)
         if s.offset - s.onset + 1 > micro_max_frames
     ]
-    micros = spot(micro, positions, valid=valid, length=micro_frames, **settings)
+    micros = spot(micro, positions, valid=valid, length=micro_frames, frames=frames, **settings)
     return sorted(longer + micros, key=lambda s: (s.onset, s.offset))
 
 

@@ -211,7 +211,12 @@ def _spotted(
         scores[rows] = 1.0 - probabilities[:, none]
         micro_scores[rows] = probabilities[:, micro]
     intervals = spot_by_type(
-        scores, micro_scores, at, valid=motion.valid, **by_type_settings(config.spotting, fps)
+        scores,
+        micro_scores,
+        at,
+        valid=motion.valid,
+        frames=(int(motion.frame_numbers[0]), int(motion.frame_numbers[-1])),
+        **by_type_settings(config.spotting, fps),
     )
     return scores, intervals, len(ensemble.replicas)
 

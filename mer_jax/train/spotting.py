@@ -188,7 +188,12 @@ class SpottingRun(LosoRun):
             scores[:, none] = 1.0  # a position without a face: no expression
             scores[np.searchsorted(at, self.dataset["position"][own])] = probabilities[own]
             spotted[video.name] = spot_by_type(
-                1.0 - scores[:, none], scores[:, micro], at, valid=video.valid, **settings
+                1.0 - scores[:, none],
+                scores[:, micro],
+                at,
+                valid=video.valid,
+                frames=(int(video.frame_numbers[0]), int(video.frame_numbers[-1])),
+                **settings,
             )
         if not self.primary:
             return {}
