@@ -69,6 +69,12 @@ TRIALS = (
         "STSTNet",
     ),
     Trial(
+        Row("STSTNet flip", "ststnet", (("model.hflip", True),)),
+        "a network fits its 15 training subjects (training accuracy far above test) where "
+        "the probe is penalised: mirrored faces as a regulariser",
+        "STSTNet",
+    ),
+    Trial(
         Row("LTR3O same", "ltr3o", (("model.pool_padding", "SAME"),)),
         "LTR3O's encoder trims its 14 px input unevenly (14 -> 7 -> 3 -> 1): the bottom rows "
         "and right columns barely reach the feature (padded pooling instead)",
@@ -114,7 +120,8 @@ TRIALS = (
 )
 
 CLAIMS = (
-    Claim("FR beats STSTNet", f"FR .7838 against {_STSTNET_COMPOSITE}", "FR", "STSTNet"),
+    # The config's own settings: the table's nested FR row costs about four of these.
+    Claim("FR beats STSTNet", f"FR .7838 against {_STSTNET_COMPOSITE}", "FR fixed", "STSTNet"),
     Claim("LTR3O beats STSTNet", "above STSTNet", "LTR3O", "STSTNet"),
     Claim("DeRe-GRL beats STSTNet", "above STSTNet", "DeRe-GRL", "STSTNet"),
     Claim(
