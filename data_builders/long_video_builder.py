@@ -57,6 +57,19 @@ class LongVideoConfig(tfds.core.BuilderConfig):
         )
 
 
+def motion_metadata(config: LongVideoConfig, fps: float) -> dict[str, Any]:
+    """What a long-video build's metadata says of its stored motion (predict on one's own
+    video extracts the same from it)."""
+    return {
+        "fps": fps,
+        "step_frames": config.motion_spec().step_frames(fps),
+        "span": config.span,
+        "crop_size": config.crop_size,
+        "grid": config.grid,
+        "flow_method": config.flow_method,
+    }
+
+
 def video_features(grid: int) -> tfds.features.FeaturesDict:
     """The TFDS features of one long video (what `mer_jax.data.dataset.Video` reads)."""
     text = tfds.features.Text
@@ -147,16 +160,10 @@ class LongVideoBuilder(ManualDirBuilder, MERBuilder, skip_registration=True):
 
     def _info(self) -> tfds.core.DatasetInfo:
         config = self.builder_config
-        spec = config.motion_spec()
         return self.dataset_info_from_configs(
             features=video_features(config.grid),
             metadata=tfds.core.MetadataDict(
-                fps=self.READER.fps,
-                step_frames=spec.step_frames(self.READER.fps),
-                span=config.span,
-                crop_size=config.crop_size,
-                grid=config.grid,
-                flow_method=config.flow_method,
+                **motion_metadata(config, self.READER.fps),
                 # Filled in by the build:
                 release_notes=[],
                 skipped_clips=[],

@@ -29,7 +29,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_builders.base import MERBuilder, map_clips
-from mer_jax.preprocess.long_video import CHUNK, MotionSpec, video_motion
+from data_builders.long_video_builder import LongVideoConfig, motion_metadata
+from mer_jax.preprocess.long_video import CHUNK, video_motion
 from mer_jax.preprocess.video import FrameChunk
 from mer_jax.synthetic import (
     GENERATOR_VERSION,
@@ -45,9 +46,10 @@ _GENERATOR_DEFAULTS = SyntheticSpec()
 
 
 @dataclasses.dataclass(eq=False)
-class SyntheticLVConfig(tfds.core.BuilderConfig):
+class SyntheticLVConfig(LongVideoConfig):
     """The generator fields shared with synthetic_me (so the recordings are its), the
-    frame size rendered, and the stored motion features (module docstring)."""
+    frame size rendered, and the stored motion features (`LongVideoConfig`'s, with this
+    build's own defaults; module docstring)."""
 
     num_subjects: int = _GENERATOR_DEFAULTS.num_subjects
     clips_per_subject: int = _GENERATOR_DEFAULTS.clips_per_subject
@@ -62,8 +64,6 @@ class SyntheticLVConfig(tfds.core.BuilderConfig):
     crop_size: int = 112
     step_ms: int = 40
     span: int = 4
-    grid: int = 8
-    flow_method: str = "dis"
 
     def spec(self) -> SyntheticSpec:
         """The generator spec: synthetic_me's at this config's frame size."""
@@ -72,16 +72,6 @@ class SyntheticLVConfig(tfds.core.BuilderConfig):
             clips_per_subject=self.clips_per_subject,
             seed=self.seed,
             frame_size=self.frame_size,
-        )
-
-    def motion_spec(self) -> MotionSpec:
-        """What is stored per recording: the long-video extractor's settings."""
-        return MotionSpec(
-            step_ms=self.step_ms,
-            span=self.span,
-            crop_size=self.crop_size,
-            grid=self.grid,
-            flow_method=self.flow_method,
         )
 
     def step_frames(self) -> int:
@@ -178,12 +168,7 @@ class Builder(MERBuilder):
             ),
             metadata=tfds.core.MetadataDict(
                 generator_version=GENERATOR_VERSION,
-                fps=config.spec().fps,
-                step_frames=config.step_frames(),
-                span=config.span,
-                crop_size=config.crop_size,
-                grid=config.grid,
-                flow_method=config.flow_method,
+                **motion_metadata(config, config.spec().fps),
             ),
         )
 
