@@ -98,6 +98,12 @@ TRIALS = (
         "receives the mean of all 68 (the anatomical graph alone instead)",
         "DeRe-GRL fixed",
     ),
+    Trial(
+        Row("DeRe-GRL ADM nodes", "dere_grl", (("model.adm_pooling", "nodes"),)),
+        "the ADM pools a component's nodes into their mean and max, so which landmark of "
+        "it moved is lost (every node of the component instead)",
+        "DeRe-GRL fixed",
+    ),
     Trial(Row("FR fixed", "fr"), "the config's own settings: the base of the FR trials "
           "(the table's row is nested)", "FR fixed"),
     Trial(
@@ -116,6 +122,26 @@ TRIALS = (
         "FR trains without any regulariser and is judged at its last step (training "
         "accuracy 0.74-0.86 against a test UF1 near 0.45): flips and dropout instead",
         "FR fixed",
+    ),
+    Trial(
+        Row("FR flatten", "fr", (("model.readout", "flatten"),)),
+        "location thrown away on classes defined by location: FR's class features are "
+        "global averages of a_c * F (the classifier reads a_c * F flattened instead)",
+        "FR fixed",
+    ),
+    Trial(Row("MIACNet fixed", "miacnet"), "the config's own settings (from scratch): the "
+          "base of the MIACNet trials (the table's rows are nested)", "MIACNet fixed"),
+    Trial(
+        Row("MIACNet without face", "miacnet", (("model.position_input", "none"),)),
+        "MIACNet's position branch sees the onset face: an identity shortcut with 15 "
+        "training subjects (a blank face instead: position is a learned map of locations)",
+        "MIACNet fixed",
+    ),
+    Trial(
+        Row("MIACNet decay kernels", "miacnet", (("train.weight_decay_on", "kernels"),)),
+        "weight decay 1.0 also shrinks the norms' scales and the position embeddings "
+        "(decay on the kernels only instead)",
+        "MIACNet fixed",
     ),
 )
 

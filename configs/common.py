@@ -59,6 +59,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.train.optimizer = "adam"
     config.train.learning_rate = 1e-3
     config.train.weight_decay = 0.0
+    # What the decay shrinks: "all" parameters or only the "kernels" (**[ours]**: not
+    # biases, norm scales or learned embeddings; `mer_jax.train.optim.DECAY_MASKS`).
+    config.train.weight_decay_on = "all"
     config.train.schedule = "constant"
     config.train.warmup_steps = 0
     config.train.grad_clip = 0.0

@@ -31,6 +31,7 @@ ABLATIONS = {
     "no_rrm": {"use_rrm": False},
     "no_au": {"weight_au": 0.0},
     "no_rec": {"weight_rec": 0.0},
+    "nodes": {"adm_pooling": "nodes"},
     # Every other branch at once (one compile): no ADM, no high-order stream, no learned
     # adjacency, the jaw component, no RRM, no AU head, no reconstruction decoder.
     "lean": {
@@ -213,6 +214,9 @@ def test_default_parameter_count():
     assert num_params("no_adm") == expected
     assert num_params("no_au") == expected - au_head
     assert num_params("no_rec") == expected - decoder
+    # adm_pooling="nodes": each map reads its component's nodes, padded to the mouth's 20.
+    adm_nodes = groups * (20 * hidden * actions * action_dims + actions * action_dims)
+    assert num_params("nodes") == expected - adm + adm_nodes
     no_rrm_classifier = flat * NUM_CLASSES + NUM_CLASSES
     assert num_params("no_rrm") == expected - rrm - classifier + no_rrm_classifier
 
@@ -381,3 +385,18 @@ def test_a_crop_size_that_disagrees_with_the_build_is_an_error(synthetic_data_di
         holder[name] = value
     with pytest.raises(UserError, match=r"model.crop_size=128, but the dataset was built with"):
         fixtures.make_run(config, tmp_path)
+
+
+def test_adm_nodes_pooling_sees_which_landmark_of_a_component_moved():
+    # Two mouth landmarks' features swapped: [mean, max] cannot tell, the nodes can.
+    nodes = jax.random.normal(key(4), (1, 68, 32))
+    swapped = nodes.at[:, [48, 54]].set(nodes[:, [54, 48]])
+    for name, same in (("full", True), ("nodes", False)):
+        model = nnx.merge(graphdef_of(name), *initial_state(name))
+        spans = model.component_ranges
+        actions = [
+            np.asarray(model._actions(x, model._sub_features(x, spans))) for x in (nodes, swapped)
+        ]
+        assert np.allclose(*actions, atol=1e-6) == same, name
+    with pytest.raises(UserError, match="adm_pooling"):
+        model_for("full", adm_pooling="max")

@@ -435,3 +435,21 @@ def test_fine_tuning_sees_what_pre_training_saw():
     micro, macro = both(first, second)
     for name in ("motion", "face", "motion_scale"):
         np.testing.assert_array_equal(micro[name], macro[name])
+
+
+def test_position_input_none_shows_no_face_to_the_position_branch():
+    # Same motion, two different faces: with position_input="none" the logits cannot
+    # tell them apart (no identity reaches the classifier); with the onset they do.
+    motion = jax.random.normal(key(1), (2, 28, 28, 1))
+    faces = jax.random.uniform(key(2), (2, 28, 28, 1))
+    inputs = {"motion": jnp.concatenate([motion[:1], motion[:1]]), "face": faces}
+
+    def logits(position_input):
+        model = MIACNet(NUM_CLASSES, position_input=position_input, rngs=nnx.Rngs(key()))
+        return np.asarray(model(inputs, train=False)["logits"])
+
+    blank, onset = logits("none"), logits("onset")
+    np.testing.assert_allclose(blank[0], blank[1], rtol=1e-6)
+    assert np.abs(onset[0] - onset[1]).max() > 1e-4
+    with pytest.raises(ValueError, match="position_input must be one of"):
+        abstract(lambda: MIACNet(NUM_CLASSES, position_input="apex", rngs=nnx.Rngs(key())))

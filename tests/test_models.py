@@ -163,6 +163,21 @@ def test_fr_default_parameter_count():
     expected = 2 * stream + attention + proposal + classifier
     assert expected == 21769
     assert num_params(create_model({"name": "fr"}, NUM_CLASSES, rngs=rngs())) == expected
+    # readout="flatten": the classifier reads every cell of the 7 x 7 attended maps.
+    flat = create_model({"name": "fr", "readout": "flatten"}, NUM_CLASSES, rngs=rngs())
+    assert (
+        num_params(flat)
+        == expected - classifier + NUM_CLASSES * 49 * shared * NUM_CLASSES + NUM_CLASSES
+    )
+    batch, _ = make_batch()
+    outputs = flat(flat.prepare(batch, prng_key(0), train=False), train=False)
+    assert (
+        outputs["logits"].shape
+        == outputs["proposal_logits"].shape
+        == (len(batch["flow"]), NUM_CLASSES)
+    )
+    with pytest.raises(UserError, match="readout"):
+        create_model({"name": "fr", "readout": "max"}, NUM_CLASSES, rngs=rngs())
 
 
 def test_model_settings_with_rules_are_validated_with_one_line_each():

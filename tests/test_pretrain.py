@@ -13,6 +13,7 @@ import data_builders
 from configs import ma2mi_pretrain, miacnet
 from mer_jax import models
 from mer_jax.errors import UserError
+from mer_jax.models.miacnet import MIACNet
 from mer_jax.train import init_from, optim, pretraining
 
 synthetic_data_dir = fixtures.synthetic_data_dir
@@ -216,3 +217,34 @@ def test_pretrained_lr_scale_slows_or_freezes_only_the_loaded_branches():
     np.testing.assert_allclose(scratch["action"]["w"], full["action"]["w"])
     with pytest.raises(UserError, match=">= 0"):
         first_update(-1.0)
+
+
+def test_weight_decay_on_kernels_leaves_norms_biases_and_embeddings_alone():
+    # A real MIACNet's parameters: LayerNorm scales, biases and the ViT's location
+    # embeddings must be left undecayed, every kernel decayed. Zero gradients: the update
+    # is the decay alone.
+    model = nnx.eval_shape(lambda: MIACNet(5, rngs=nnx.Rngs(0)))
+    params = jax.tree.map(lambda x: jnp.ones(x.shape, x.dtype), nnx.state(model, nnx.Param))
+    grads = jax.tree.map(jnp.zeros_like, params)
+
+    def decayed(decay_on):
+        train = miacnet.get_config().train
+        train.weight_decay_on = decay_on
+        tx = optim.make_optimizer(train)
+        updates = tx.update(grads, tx.init(params), params)[0]
+        return {
+            jax.tree_util.keystr(path): bool(np.any(np.asarray(u) != 0))
+            for path, u in jax.tree_util.tree_leaves_with_path(updates)
+        }
+
+    everything, kernels = decayed("all"), decayed("kernels")
+    assert all(everything.values())
+    assert {path for path, moved in kernels.items() if moved} == {
+        path for path in kernels if "['kernel']" in path
+    }
+    assert kernels["['position']['location'].value"] is False
+    assert kernels["['position']['norm']['scale'].value"] is False
+    train = miacnet.get_config().train
+    train.weight_decay_on = "biases"
+    with pytest.raises(UserError, match="weight_decay_on"):
+        optim.make_optimizer(train)

@@ -85,3 +85,23 @@ def test_a_workdir_recorded_without_default_fields_resumes(tmp_path):
     filled.model.variant = "released"
     with pytest.raises(UserError, match="model.variant"):
         LosoRun.check_workdir(filled, tmp_path, "train")
+
+
+def test_a_workdir_trained_before_a_train_setting_existed_resumes_at_its_old_value(tmp_path):
+    """A config.json written before train.sampling and train.weight_decay_on existed is
+    the same run as today's config at their defaults, not at another value."""
+    import json
+
+    from configs import ststnet
+    from mer_jax.train.engine import LosoRun
+
+    old = json.loads(ststnet.get_config().to_json())
+    for name in ("sampling", "weight_decay_on"):
+        del old["train"][name]
+    (tmp_path / workdir.CHECKPOINTS / "chunk_000" / "1").mkdir(parents=True)
+    (tmp_path / workdir.CONFIG_JSON).write_text(json.dumps(old))
+    LosoRun.check_workdir(ststnet.get_config(), tmp_path, "train")
+    changed = ststnet.get_config()
+    changed.train.sampling = "balanced"
+    with pytest.raises(UserError, match="train.sampling"):
+        LosoRun.check_workdir(changed, tmp_path, "train")

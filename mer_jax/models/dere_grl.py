@@ -28,7 +28,10 @@ Only that outline is published fact; the layer-level design is **[our reading]**
   `num_actions` action features of `action_features` dims (linear, as a "map matrix").
   Without ADM (`use_adm=False`, the ablation): no split by component, one matrix maps the
   [mean, max] over all 68 nodes to the same number of action features (same parameter
-  count).
+  count). `adm_pooling="nodes"` (**[ours]**, a trial of docs/methods.md): a component's
+  sub-feature is its nodes' H in landmark order (zero-padded to the largest component),
+  so its map matrix sees which landmark moved, not only the component's mean and max;
+  without ADM, all 68 nodes' H. The reconstruction targets stay [mean, max].
 - RRM: weights alpha = softmax(W vec(actions) + b) over all components x actions (from
   their concatenation); a weighted sum z_w = sum_n alpha_n a_n plus a learned pairwise
   relation term z_r = sum_{n,m} alpha_n alpha_m relu(U a_n + V a_m + c); the classifier
@@ -74,6 +77,8 @@ _LOW_FEATURES = 7
 _HIGH_FEATURES = 6
 # Guards the relative reconstruction error of all-zero targets (e.g. no motion at all).
 _REC_EPS = 1e-6
+# What an ADM map matrix reads of its component (`DeReGRL(adm_pooling=...)`).
+ADM_POOLINGS: tuple[str, ...] = ("mean_max", "nodes")
 
 
 class GraphStream(nnx.Module):
@@ -171,6 +176,7 @@ class DeReGRL(MERModel):
         learnable_adjacency: bool = True,
         adjacency_features: int = 8,
         use_adm: bool = True,
+        adm_pooling: str = "mean_max",
         include_jaw: bool = False,
         num_actions: int = 4,
         action_features: int = 16,
@@ -198,6 +204,8 @@ class DeReGRL(MERModel):
             learnable_adjacency: add softmax(relu(E E^T)) to the anatomical adjacency.
             adjacency_features: columns of E.
             use_adm: decompose by facial component (False: the no-ADM ablation).
+            adm_pooling: what a component's map matrix reads: "mean_max" ([mean, max] of
+                its nodes) or "nodes" (**[ours]**: every node's features, in order).
             include_jaw: add the jaw (0-16) as a seventh component.
             num_actions: action features M per component.
             action_features: dims of one action feature.
@@ -229,6 +237,8 @@ class DeReGRL(MERModel):
         ):
             if value < 1:
                 raise UserError(f"DeRe-GRL needs {name} >= 1, got {value}.")
+        if adm_pooling not in ADM_POOLINGS:
+            raise UserError(f"model.adm_pooling={adm_pooling!r}; use one of {ADM_POOLINGS}.")
         for name, value in (("weight_au", weight_au), ("weight_rec", weight_rec)):
             if value < 0:
                 raise UserError(f"DeRe-GRL needs {name} >= 0, got {value}.")
@@ -237,6 +247,7 @@ class DeReGRL(MERModel):
         self.use_high_order = use_high_order
         self.learnable_adjacency = learnable_adjacency
         self.use_adm = use_adm
+        self.adm_pooling = adm_pooling
         self.use_rrm = use_rrm
         self.num_actions = num_actions
         self.action_features = action_features
@@ -277,13 +288,18 @@ class DeReGRL(MERModel):
 
         # ADM map matrices, stored stacked (groups, 2H, M * D) so one einsum maps every
         # component. Without ADM, one matrix maps the whole face to all groups' actions.
-        sub_features = 2 * hidden_features  # [mean, max]
+        sub_features = 2 * hidden_features  # [mean, max]: the reconstruction's targets
         actions_per_map = num_actions * action_features
         init = nnx.initializers.lecun_normal()
-        if use_adm:
-            shape = (num_groups, sub_features, actions_per_map)
+        if adm_pooling == "nodes":
+            largest = max(b - a for a, b in self._adm_spans())
+            map_in = largest * hidden_features
         else:
-            shape = (1, sub_features, num_groups * actions_per_map)
+            map_in = sub_features
+        if use_adm:
+            shape = (num_groups, map_in, actions_per_map)
+        else:
+            shape = (1, map_in, num_groups * actions_per_map)
         self.map_matrices = nnx.Param(init(rngs.params(), shape))
         self.map_bias = nnx.Param(jnp.zeros(shape[::2]))
         num_action_features = num_groups * num_actions
@@ -338,9 +354,9 @@ class DeReGRL(MERModel):
         return {
             **features,
             "au_targets": au_targets,
-            "au_mask": (
-                (batch["action_units_known"] > 0) & (au_targets.max(axis=-1) > 0)
-            ).astype(jnp.float32),
+            "au_mask": ((batch["action_units_known"] > 0) & (au_targets.max(axis=-1) > 0)).astype(
+                jnp.float32
+            ),
         }
 
     # -- network ----------------------------------------------------------------------
@@ -365,13 +381,34 @@ class DeReGRL(MERModel):
             axis=1,
         )
 
+    def _adm_spans(self) -> tuple[tuple[int, int], ...]:
+        """The landmark spans the map matrices read: the components, or the whole face."""
+        return self.component_ranges if self.use_adm else ((0, graph.NUM_LANDMARKS),)
+
+    @staticmethod
+    def _node_features(nodes: jax.Array, spans: tuple[tuple[int, int], ...]) -> jax.Array:
+        """The nodes of each span in order, flattened and zero-padded to the largest span:
+        (batch, spans, largest * H)."""
+        largest = max(b - a for a, b in spans)
+        return jnp.stack(
+            [
+                jnp.pad(nodes[:, a:b], ((0, 0), (0, largest - (b - a)), (0, 0))).reshape(
+                    nodes.shape[0], -1
+                )
+                for a, b in spans
+            ],
+            axis=1,
+        )
+
     def _actions(self, nodes: jax.Array, components: jax.Array) -> jax.Array:
         """ADM: (batch, 68, H) node features and their (batch, groups, 2H) component
         sub-features -> (batch, groups * M, D) action features."""
-        if self.use_adm:
+        if self.adm_pooling == "nodes":
+            sub = self._node_features(nodes, self._adm_spans())
+        elif self.use_adm:
             sub = components
         else:
-            sub = self._sub_features(nodes, ((0, graph.NUM_LANDMARKS),))
+            sub = self._sub_features(nodes, self._adm_spans())
         matrices = self.map_matrices[...].astype(self.dtype)
         actions = jnp.einsum("bkf,kfo->bko", sub, matrices) + self.map_bias[...]
         return actions.reshape(nodes.shape[0], -1, self.action_features)

@@ -21,6 +21,9 @@ Only that outline is taken as published fact; the layer-level design here is
   per class. Proposal loss L_prop = sum_c BCE(p_c, [y == c]), mean over the batch.
 - Classification branch: concatenated f_1..f_C -> (optional hidden layer, ReLU,
   dropout) -> dense -> softmax. Loss L = CE + weight_prop * L_prop.
+  `readout="flatten"` (**[ours]**, a trial of docs/methods.md): the classifier reads each
+  a_c * F flattened instead of its global average, so where on the face the attended
+  motion lies reaches it; the proposal classifiers still read f_c.
 
 The defaults keep it to about 21.8k parameters for 3 classes so that CPU training of
 all LOSO folds and seeds stays fast.
@@ -35,6 +38,7 @@ import optax
 from flax import nnx
 from jax.typing import DTypeLike
 
+from mer_jax.errors import UserError
 from mer_jax.models.base import MERModel
 from mer_jax.models.layers import (
     batch_norm,
@@ -44,6 +48,9 @@ from mer_jax.models.layers import (
     max_pool,
     motion_input,
 )
+
+# What the classification branch reads of each class (`FR(readout=...)`).
+READOUTS: tuple[str, ...] = ("mean", "flatten")
 
 
 class InceptionBlock(nnx.Module):
@@ -132,6 +139,7 @@ class FR(MERModel):
         hflip: bool = False,
         label_smoothing: float = 0.0,
         motion_norm: str = "minmax",
+        readout: str = "mean",
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
     ) -> None:
@@ -154,6 +162,8 @@ class FR(MERModel):
             label_smoothing: label smoothing of the classification cross-entropy.
             motion_norm: "minmax" (each map of each sample to [0, 1], as STSTNet's
                 input) or "scale" (**[ours]**, `layers.scale_normalize`).
+            readout: what the classification branch reads of each class: "mean" (f_c, the
+                global average of a_c * F) or "flatten" (**[ours]**: a_c * F flattened).
             dtype: compute dtype; parameters stay float32, logits are float32.
             rngs: initialisation randomness.
         """
@@ -164,6 +174,9 @@ class FR(MERModel):
         self.hflip = hflip
         self.label_smoothing = label_smoothing
         self.motion_norm = check_motion_norm(motion_norm)
+        if readout not in READOUTS:
+            raise UserError(f"model.readout={readout!r}; use one of {READOUTS}.")
+        self.readout = readout
         self.dtype = dtype
         num_streams = 3 if use_strain else 2
         self.streams = nnx.List(
@@ -184,7 +197,10 @@ class FR(MERModel):
             nnx.initializers.lecun_normal()(rngs.params(), (shared_features, num_classes))
         )
         self.proposal_bias = nnx.Param(jnp.zeros((num_classes,)))
-        fused_features = num_classes * shared_features
+        grid = input_size // 4  # two 2x2 max-pools
+        fused_features = (
+            num_classes * shared_features * (grid * grid if readout == "flatten" else 1)
+        )
         if hidden_features is None:
             self.hidden = None
             classifier_in = fused_features
@@ -230,12 +246,13 @@ class FR(MERModel):
             axis=-1,
         )
         attention = nnx.sigmoid(self.attention(shared))
-        # f_c = GAP(a_c * F) for all classes at once: (batch, C, K).
-        height, width = shared.shape[1:3]
-        specific = jnp.einsum("bhwc,bhwk->bck", attention, shared) / (height * width)
+        # a_c * F for all classes at once: (batch, C, h, w, K); f_c its global average.
+        attended = jnp.einsum("bhwc,bhwk->bchwk", attention, shared)
+        specific = attended.mean(axis=(2, 3))
         kernel = self.proposal_kernel[...].astype(self.dtype)
         proposal_logits = jnp.einsum("bck,kc->bc", specific, kernel) + self.proposal_bias[...]
-        fused = specific.reshape(specific.shape[0], -1)
+        read = attended if self.readout == "flatten" else specific
+        fused = read.reshape(read.shape[0], -1)
         if self.hidden is not None:
             fused = nnx.relu(self.hidden(fused))
         fused = self.dropout(fused, deterministic=not train, rngs=key)

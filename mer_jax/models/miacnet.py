@@ -36,6 +36,9 @@ branch shapes after MMNet (IJCAI 2022, same first author, the closest public cod
   location keeps its own classifier weights, so *where* on the face the motion is counts
   directly; docs/methods.md allows either), dropout, a dense classifier. Loss: cross-entropy.
   (RESULTS.md compares the two heads: the pooled-head row of the results table.)
+  `position_input="none"` (**[ours]**, a trial of docs/methods.md): the position branch
+  sees a blank face, so its features are one learned map of locations shared by every
+  clip, with no onset face (and no identity of the subject) in it.
 
 Sizes: the defaults are CPU-sized for the 2-core LOSO runs: grey input 28, grid 7, action
 blocks of 16 and 32 channels, width 32. The grid is the cost: the ViT attends over grid^2
@@ -63,6 +66,8 @@ SHARED_BRANCHES: tuple[str, ...] = ("action", "position")
 
 # How the fused map reaches the classifier (`MIACNet(head=...)`).
 HEADS: tuple[str, ...] = ("pool", "flatten")
+# What the position branch sees (`MIACNet(position_input=...)`).
+POSITION_INPUTS: tuple[str, ...] = ("onset", "none")
 # Rec. 601 luma weights for `grayscale`.
 _LUMA = (0.299, 0.587, 0.114)
 # Added to the motion image's root-mean-square before dividing, in [0, 1] intensity units
@@ -445,6 +450,7 @@ class MIACNet(MERModel):
         hflip: bool = False,
         label_smoothing: float = 0.0,
         head: str = "pool",
+        position_input: str = "onset",
         dtype: DTypeLike = jnp.float32,
         rngs: nnx.Rngs,
         **branch_settings: Any,
@@ -458,6 +464,9 @@ class MIACNet(MERModel):
             label_smoothing: cross-entropy label smoothing.
             head: how the fused grid x grid map reaches the classifier: "pool" (global
                 average) or "flatten" (every location its own weights).
+            position_input: what the position branch sees: "onset" (the onset face, as
+                published) or "none" (**[ours]**: a blank face, so position is a learned
+                map of locations alone, the same for every clip and subject).
             dtype: compute dtype; parameters stay float32, logits are float32.
             rngs: initialisation randomness.
             **branch_settings: the fields of `BranchSettings` (input size, widths, grid,
@@ -476,6 +485,11 @@ class MIACNet(MERModel):
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.head = head
+        if position_input not in POSITION_INPUTS:
+            raise ValueError(
+                f"position_input must be one of {POSITION_INPUTS}, got {position_input!r}"
+            )
+        self.position_input = position_input
         self.dropout = nnx.Dropout(dropout)
         head_in = width * (branches.grid**2 if head == "flatten" else 1)
         self.classifier = nnx.Linear(head_in, num_classes, dtype=dtype, rngs=rngs)
@@ -500,7 +514,10 @@ class MIACNet(MERModel):
             key: dropout key; needed when `train` and the dropout rate is non-zero.
         """
         action = self.action(inputs["motion"].astype(self.dtype))
-        position = self.position(inputs["face"].astype(self.dtype))
+        face = inputs["face"].astype(self.dtype)
+        if self.position_input == "none":
+            face = jnp.zeros_like(face)
+        position = self.position(face)
         fused = nnx.relu(self.fusion(action + position))
         if self.head == "flatten":
             fused = fused.reshape(fused.shape[0], -1)

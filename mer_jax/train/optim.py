@@ -10,9 +10,33 @@ import optax
 from mer_jax.errors import UserError
 
 OPTIMIZERS = {
-    "adam": lambda lr, wd: optax.adam(lr) if wd == 0 else optax.adamw(lr, weight_decay=wd),
-    "sgd": lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9)),
+    "adam": lambda lr, wd, mask: (
+        optax.adam(lr) if wd == 0 else optax.adamw(lr, weight_decay=wd, mask=mask)
+    ),
+    "sgd": lambda lr, wd, mask: optax.chain(
+        optax.add_decayed_weights(wd, mask), optax.sgd(lr, momentum=0.9)
+    ),
 }
+
+
+def _kernels_only(params: Any) -> Any:
+    """True for the weight matrices and conv kernels (leaves named "kernel"), False for
+    biases, norm scales and offsets, and learned embeddings (position tokens, graphs)."""
+
+    def is_kernel(path: tuple[Any, ...], _: Any) -> bool:
+        # An nnx.State path ends in the variable's name, then its "value" attribute.
+        names = [getattr(key, "key", getattr(key, "name", None)) for key in path]
+        if names and names[-1] == "value":
+            names.pop()
+        return bool(names) and names[-1] == "kernel"
+
+    return jax.tree_util.tree_map_with_path(is_kernel, params)
+
+
+# Which parameters `train.weight_decay` shrinks: "all" (AdamW's and the configs' default)
+# or "kernels" (**[ours]**: weight matrices and kernels only, as is common for ViTs:
+# decaying a LayerNorm's scale or a position embedding pulls it to zero, not to a prior).
+DECAY_MASKS = {"all": None, "kernels": _kernels_only}
 
 
 SCHEDULES = ("constant", "cosine")
@@ -68,7 +92,14 @@ def _base_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransform
         raise UserError(
             f"Unknown train.optimizer {train.optimizer!r}; use one of {sorted(OPTIMIZERS)}."
         )
-    tx = OPTIMIZERS[train.optimizer](learning_rate_schedule(train), train.weight_decay)
+    decay_on = train.get("weight_decay_on", "all")
+    if decay_on not in DECAY_MASKS:
+        raise UserError(
+            f"Unknown train.weight_decay_on {decay_on!r}; use one of {sorted(DECAY_MASKS)}."
+        )
+    tx = OPTIMIZERS[train.optimizer](
+        learning_rate_schedule(train), train.weight_decay, DECAY_MASKS[decay_on]
+    )
     if train.grad_clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(train.grad_clip), tx)
     return tx

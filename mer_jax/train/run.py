@@ -146,6 +146,13 @@ def _model_fields(model: Any) -> Any:
     return {**json.loads(json.dumps(defaults)), **model}
 
 
+# Settings added after workdirs were trained, each at the value that trains as those runs
+# did: a config.json that predates one still describes the same run (resumed, re-read).
+SETTINGS_ADDED: dict[str, dict[str, Any]] = {
+    "train": {"sampling": "uniform", "weight_decay_on": "all"},
+}
+
+
 def diff_keys(before: Any, now: Any, prefix: str) -> list[str]:
     """The dotted keys under `prefix` whose values differ between two config JSONs."""
     if isinstance(before, dict) and isinstance(now, dict):
@@ -212,6 +219,9 @@ class TrainingRun(abc.ABC):
         for side in (before, now):
             if "model" in side:
                 side["model"] = _model_fields(side["model"])
+        for section, added in SETTINGS_ADDED.items():
+            if isinstance(before.get(section), dict):
+                before[section] = {**added, **before[section]}
         task_before = before.get("task", "loso")
         if task_before != cls.TASK:
             raise UserError(
@@ -414,7 +424,8 @@ def _check_finite(
     who = (
         "the loss"
         if row_names is None
-        else "the loss of " + ", ".join(row_names[i] for i in bad[:4])
+        else "the loss of "
+        + ", ".join(row_names[i] for i in bad[:4])
         + (f" and {len(bad) - 4} more replicas" if len(bad) > 4 else "")
     )
     raise DivergedError(

@@ -137,6 +137,7 @@ COMMON_RULES: dict[str, Rule] = {
     "train.optimizer": one_of(*optim.OPTIMIZERS),
     "train.learning_rate": positive_number,
     "train.weight_decay": non_negative_number,
+    "train.weight_decay_on": one_of(*optim.DECAY_MASKS),
     "train.schedule": one_of(*optim.SCHEDULES),
     "train.warmup_steps": non_negative_int,
     "train.grad_clip": non_negative_number,
