@@ -9,9 +9,11 @@ A real database by name, e.g.
 --config.data.name=casme2 --config.data.manual_dir=/path/to/CASME2 (the crop size the
 landmarks are measured in and the AU vector length are read from the build).
 
-Expected result on the default synthetic database (16 subjects, CASME II 5-class, LOSO,
-seeds 0/1/2): the strongest method here, UF1 near 0.6 (chance 0.2); without ADM about
-0.1 lower. The measured figures are in RESULTS.md. The workdir also
+Expected result on the default synthetic database (generator 2, 16 subjects, CASME II
+5-class, LOSO, seeds 0/1/2): UF1 about 0.3 (chance 0.2), below STSTNet and far below the
+linear probe on its own input; ADM and RRM make no difference there. The measured
+figures, and the trials of docs/methods.md ("The methods on trial"), are in RESULTS.md.
+The workdir also
 gets dere_grl_weights.png: the RRM weight per facial component and class, and the
 learned adjacency.
 """
