@@ -199,7 +199,7 @@ def workdir_of(name: str, root: Path, trials: Path) -> Path:
 def _command(name: str, root: Path, trials: Path) -> str:
     if name in _TABLE:
         return f"`python -m benchmarks.results_table --root {root} --rows {slug(name)}`"
-    return f"`python -m benchmarks.claims --trials {trials} --only {slug(name)}`"
+    return f"`python -m benchmarks.claims --root {root} --trials {trials} --only {slug(name)}`"
 
 
 def paired(first: str, second: str, root: Path, trials: Path) -> dict[str, Any] | None:

@@ -76,7 +76,7 @@ def video_features(grid: int) -> tfds.features.FeaturesDict:
     frames = tfds.features.Tensor(shape=(None,), dtype=np.int32)
     return tfds.features.FeaturesDict(
         {
-            "video": text(doc="the frame folder below the frame root"),
+            "video": text(doc="the frame folder below the frame root (generated: the recording)"),
             "subject": text(doc="namespaced: dataset/subject folder"),
             "num_frames": tfds.features.Scalar(np.int32, doc="frames on disk"),
             "frame_numbers": tfds.features.Tensor(

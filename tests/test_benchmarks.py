@@ -98,6 +98,9 @@ def test_every_claim_and_trial_names_a_run_and_pending_ones_say_how_to_train_the
         claims.workdir_of(trial.against, tmp_path, tmp_path)
     text = claims.tables(tmp_path / "rows", tmp_path / "trials")
     assert "python -m benchmarks.results_table" in text and "--only ststnet_scale" in text
+    # A trial's command trains it and then reads its base from the same rows.
+    rows, trials = tmp_path / "rows", tmp_path / "trials"
+    assert f"claims --root {rows} --trials {trials} --only ststnet_scale" in text
     words = ("up", "down", "neither")
     assert claims.verdict({"interval": [0.01, 0.2]}, words) == "up"
     assert claims.verdict({"interval": [-0.2, -0.01]}, words) == "down"

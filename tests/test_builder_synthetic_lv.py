@@ -4,6 +4,7 @@
 import numpy as np
 
 import data_builders
+from data_builders.long_video_builder import video_features
 from data_builders.synthetic_lv import SyntheticLVConfig, recording_motion
 from mer_jax.synthetic.recordings import all_recordings, plan_database
 
@@ -19,6 +20,8 @@ def test_build_holds_every_recording_with_its_intervals(tmp_path):
     assert [e["video"] for e in examples] == [r.name.encode() for r in recordings]
     step, span = config.step_frames(), config.span
     assert step == 8 and builder.info.metadata["step_frames"] == 8
+    # The one schema of every long-video build, so a reader never meets a missing key.
+    assert builder.info.features.keys() == video_features(config.grid).keys()
     for example, recording in zip(examples, recordings, strict=True):
         numbers = np.arange(1, recording.num_frames + 1, step)
         np.testing.assert_array_equal(example["frame_numbers"], numbers)
@@ -26,6 +29,7 @@ def test_build_holds_every_recording_with_its_intervals(tmp_path):
         assert example["motion"].dtype == np.float16
         # The face never leaves a synthetic recording: no gap.
         assert example["valid"].shape == (len(numbers) - span,) and example["valid"].all()
+        assert list(example["motion_notes"]) == []
         np.testing.assert_array_equal(example["onset"], [e.onset for e in recording.expressions])
         kinds = [k.decode() for k in example["interval_type"]]
         assert kinds == [e.kind for e in recording.expressions]

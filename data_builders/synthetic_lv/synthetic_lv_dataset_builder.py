@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_builders.base import MERBuilder, map_clips
-from data_builders.long_video_builder import LongVideoConfig, motion_metadata
+from data_builders.long_video_builder import LongVideoConfig, motion_metadata, video_features
 from mer_jax.preprocess.long_video import CHUNK, video_motion
 from mer_jax.preprocess.video import FrameChunk
 from mer_jax.synthetic import (
@@ -94,15 +94,21 @@ def recording_chunks(
 
 def recording_motion(
     recording: Recording, spec: SyntheticSpec, config: SyntheticLVConfig
-) -> dict[str, np.ndarray]:
-    """The sampled frame numbers, (samples - span, grid, grid, 2) float16 pooled flows and
-    their validity of one recording (`mer_jax.preprocess.long_video.video_motion`)."""
+) -> dict[str, Any]:
+    """The sampled frame numbers, (samples - span, grid, grid, 2) float16 pooled flows,
+    their validity and the extractor's notes of one recording
+    (`mer_jax.preprocess.long_video.video_motion`)."""
     found = video_motion(
         recording_chunks(recording, spec, config.step_frames()),
         config.motion_spec(),
         source=recording.name,
     )
-    return {"frame_numbers": found.frame_numbers, "motion": found.motion, "valid": found.valid}
+    return {
+        "frame_numbers": found.frame_numbers,
+        "motion": found.motion,
+        "valid": found.valid,
+        "motion_notes": list(found.notes),
+    }
 
 
 def _recording_example(
@@ -126,13 +132,15 @@ class Builder(MERBuilder):
     """synthetic_lv: one "train" split, one example per long recording."""
 
     KIND: ClassVar[str] = "videos"
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
         "1.0.0": "Initial release (generator 2).",
         "1.1.0": "Motion from the one long-video extractor (mer_jax.preprocess.long_video), "
         "with `valid` per position (the face checked every second); the same motion.",
         "1.2.0": "A frame every 40 ms (was 80), the flow over 4 of them (the same 32 frames) "
         "on a 112 px crop (was 64): twice the positions, finer motion.",
+        "1.3.0": "The features of every long-video build (`motion_notes` added, the "
+        "extractor's notes, none on a generated face): the same motion.",
     }
     BUILDER_CONFIGS: ClassVar[list[SyntheticLVConfig]] = [
         SyntheticLVConfig(name="default", description="synthetic_me's recordings, whole")
@@ -140,32 +148,8 @@ class Builder(MERBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         config = self.builder_config
-        grid = config.grid
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "video": tfds.features.Text(),
-                    "subject": tfds.features.Text(),
-                    "num_frames": tfds.features.Scalar(np.int32),
-                    "frame_numbers": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "motion": tfds.features.Tensor(
-                        shape=(None, grid, grid, 2),
-                        dtype=np.float16,
-                        doc="flow from frame_numbers[i] to frame_numbers[i + span], pooled",
-                    ),
-                    "valid": tfds.features.Tensor(
-                        shape=(None,),
-                        dtype=np.bool_,
-                        doc="motion[i] was measured on the face (False: a gap, zero motion)",
-                    ),
-                    "onset": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "apex": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "offset": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-                    "interval_type": tfds.features.Sequence(tfds.features.Text()),
-                    "emotion": tfds.features.Sequence(tfds.features.Text()),
-                    "action_units": tfds.features.Sequence(tfds.features.Text()),
-                }
-            ),
+            features=video_features(config.grid),
             metadata=tfds.core.MetadataDict(
                 generator_version=GENERATOR_VERSION,
                 **motion_metadata(config, config.spec().fps),
