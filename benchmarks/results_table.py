@@ -109,6 +109,9 @@ _MIACNET_MA2MI_GRID = _MIACNET_GRID + (("train.pretrained_lr_scale", (0.1, 1.0))
 ROWS = (
     Row("STSTNet", "ststnet"),
     Row("FR", "fr", grid=_FR_GRID),
+    # The trials' flattened readout (benchmarks/claims.py), shipped only when nested LOSO
+    # picks it; at the config's learning rate, as the trial was.
+    Row("FR, readout chosen by nested LOSO", "fr", grid=(("model.readout", ("mean", "flatten")),)),
     Row("LTR3O", "ltr3o"),
     Row("LTR3O without ranking", "ltr3o", (("model.weight_rank", 0.0),), ablates="LTR3O"),
     Row("LTR3O without calibration", "ltr3o", (("model.weight_cal", 0.0),), ablates="LTR3O"),
