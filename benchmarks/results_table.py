@@ -352,6 +352,7 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
             f"{result['machine']} | "
             f"{result['date']} |"
         )
+    lines += ["", *_per_class_lines(rows, results)]
     pending = [row for row in rows if row.name not in results]
     if pending:
         lines.append("")
@@ -360,6 +361,34 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
             "NAME`): " + "; ".join(f"{row.name} (`{slug(row.name)}`)" for row in pending) + "."
         )
     return "\n".join(lines) + "\n"
+
+
+def _per_class_lines(rows: list[Row], results: dict[str, dict[str, Any]]) -> list[str]:
+    """Each row's per-class F1 from its confusion matrix summed over its seeds: where a
+    row gains or loses against another (a macro average hides it), with the clips of each
+    class and how often the row predicted it."""
+    from mer_jax.evaluate.metrics import confusion_metrics
+
+    done = [row for row in rows if row.name in results]
+    if not done:
+        return []
+    classes = results[done[0].name]["metrics"]["class_names"]
+    lines = [
+        "Per-class F1 pooled over the seeds, with (N/P): N the class's clips summed over "
+        "the seeds, P how often the row predicted the class:",
+        "",
+        "| method | " + " | ".join(classes) + " |",
+        "|---" * (len(classes) + 1) + "|",
+    ]
+    for row in done:
+        per_class = confusion_metrics(results[row.name]["metrics"]["confusion_matrix"])
+        cells = [
+            f"{c['f1']:.2f} ({c['support']}/{c['n_predicted']})" if c["f1"] is not None
+            else f"absent (0/{c['n_predicted']})"
+            for c in per_class["per_class"]
+        ]
+        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str]) -> None:

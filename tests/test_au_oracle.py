@@ -63,6 +63,11 @@ def test_the_results_table_places_each_row_between_its_floor_and_ceiling(tmp_pat
 
     row = results_table.ROWS[0]
     metrics_row = {"seeds": [0], "accuracy": 0.5, "accuracy_std": 0.0}
+    # Summed over the seeds; class c has no clip but was predicted once.
+    metrics_row |= {
+        "class_names": ["a", "b", "c"],
+        "confusion_matrix": [[2, 1, 0], [0, 1, 1], [0, 0, 0]],
+    }
     for key, value in (("uf1", 0.5), ("uar", 0.5)):
         metrics_row |= {key: value, f"{key}_std": 0.0, f"{key}_ci": [0.4, 0.6]}
     result = {
@@ -78,3 +83,6 @@ def test_the_results_table_places_each_row_between_its_floor_and_ceiling(tmp_pat
     cells = [c.strip() for c in table.splitlines()[2].split("|")]
     # Below the floor by its whole distance to the ceiling.
     assert cells[3:6] == ["0.700", "0.600", "-1.00"]
+    # Where the row gains or loses: per-class F1 (a: TP 2, FP 0, FN 1; b: TP 1, FP 1, FN 1).
+    per_class = table.splitlines()[table.splitlines().index("| method | a | b | c |") + 2]
+    assert per_class == f"| {row.name} | 0.80 (3/2) | 0.50 (2/2) | absent (0/1) |"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mer_jax.evaluate.metrics import classification_metrics, confusion_matrix
+from mer_jax.evaluate.metrics import classification_metrics, confusion_matrix, confusion_metrics
 
 
 def test_three_class_example_by_hand():
@@ -24,6 +24,8 @@ def test_three_class_example_by_hand():
     assert [c["recall"] for c in scores["per_class"]] == pytest.approx([2 / 3, 1 / 2, 1])
     assert [c["support"] for c in scores["per_class"]] == [3, 2, 1]
     assert [c["n_predicted"] for c in scores["per_class"]] == [2, 2, 2]
+    # A stored confusion matrix (a run's, summed over seeds) gives the same scores.
+    assert confusion_metrics(scores["confusion_matrix"]) == scores
 
 
 def test_confusion_matrix_rows_are_true_labels():

@@ -98,7 +98,14 @@ def classification_metrics(
         with "f1" and "recall", None for an absent class, "support" = N_c and
         "n_predicted" = how often the class was predicted).
     """
-    confusion = confusion_matrix(labels, preds, num_classes)
+    return confusion_metrics(confusion_matrix(labels, preds, num_classes))
+
+
+def confusion_metrics(confusion: npt.ArrayLike) -> dict[str, Any]:
+    """`classification_metrics` of the predictions a (C, C) confusion matrix counts (rows
+    the true label): a run's matrix summed over its seeds gives its per-class F1 pooled
+    over them."""
+    confusion = np.asarray(confusion, dtype=np.int64)
     tp = np.diag(confusion)
     support = confusion.sum(axis=1)
     n_predicted = confusion.sum(axis=0)
@@ -122,6 +129,6 @@ def classification_metrics(
                 "support": int(support[c]),
                 "n_predicted": int(n_predicted[c]),
             }
-            for c in range(num_classes)
+            for c in range(len(confusion))
         ],
     }
