@@ -26,7 +26,7 @@ from typing import Any
 from absl import flags
 
 from benchmarks import run_app, write_section
-from benchmarks.results_table import ROWS, Row, run_row, slug
+from benchmarks.results_table import ROWS, Row, per_class_lines, run_row, slug
 
 _TRIALS = flags.DEFINE_string("trials", "runs/trials", "Folder of the trials' workdirs.")
 _ONLY = flags.DEFINE_list("only", None, "Trials to train (their names); default all.")
@@ -264,21 +264,29 @@ def tables(root: Path, trials: Path) -> str:
         else:
             cells = f"{_difference(found)} | "
             cells += verdict(found, ("helps", "hurts", "no difference shown")) + " |"
-            uf1 = _uf1(workdir_of(trial.row.name, root, trials))
+            uf1 = f"{_metrics(workdir_of(trial.row.name, root, trials))['uf1']:.3f}"
         lines.append(
             f"| {trial.row.name} | {trial.hypothesis} | {change} | {trial.against} | {uf1} | "
             f"{cells}"
         )
+    lines += ["", *per_class_lines(_trained_trials(trials))]
     return "\n".join(lines) + "\n"
 
 
-def _uf1(run: Path) -> str:
+def _trained_trials(trials: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Each trained trial (base runs included) and its metrics, in the trials' order."""
+    runs = [(t.row.name, _metrics(trials / slug(t.row.name))) for t in TRIALS]
+    return [(name, metrics) for name, metrics in runs if metrics is not None]
+
+
+def _metrics(run: Path) -> dict[str, Any] | None:
+    """A finished run's metrics.json, or None while it is not trained."""
     import json
 
     from mer_jax import workdir as layout
 
-    metrics = json.loads((run / layout.METRICS_JSON).read_text())
-    return f"{metrics['uf1']:.3f}"
+    path = run / layout.METRICS_JSON
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def main(argv: list[str]) -> None:

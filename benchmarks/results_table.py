@@ -352,7 +352,8 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
             f"{result['machine']} | "
             f"{result['date']} |"
         )
-    lines += ["", *_per_class_lines(rows, results)]
+    done = [(row.name, results[row.name]["metrics"]) for row in rows if row.name in results]
+    lines += ["", *per_class_lines(done)]
     pending = [row for row in rows if row.name not in results]
     if pending:
         lines.append("")
@@ -363,31 +364,29 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
     return "\n".join(lines) + "\n"
 
 
-def _per_class_lines(rows: list[Row], results: dict[str, dict[str, Any]]) -> list[str]:
-    """Each row's per-class F1 from its confusion matrix summed over its seeds: where a
-    row gains or loses against another (a macro average hides it), with the clips of each
-    class and how often the row predicted it."""
+def per_class_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The per-class F1 of each (name, metrics.json) run from its confusion matrix summed
+    over its seeds: where a run gains or loses against another (a macro average hides
+    it), with the clips of each class and how often the run predicted it."""
     from mer_jax.evaluate.metrics import confusion_metrics
 
-    done = [row for row in rows if row.name in results]
-    if not done:
+    if not runs:
         return []
-    classes = results[done[0].name]["metrics"]["class_names"]
+    classes = runs[0][1]["class_names"]
     lines = [
         "Per-class F1 pooled over the seeds, with (N/P): N the class's clips summed over "
-        "the seeds, P how often the row predicted the class:",
+        "the seeds, P how often the run predicted the class:",
         "",
-        "| method | " + " | ".join(classes) + " |",
+        "| run | " + " | ".join(classes) + " |",
         "|---" * (len(classes) + 1) + "|",
     ]
-    for row in done:
-        per_class = confusion_metrics(results[row.name]["metrics"]["confusion_matrix"])
+    for name, metrics in runs:
         cells = [
             f"{c['f1']:.2f} ({c['support']}/{c['n_predicted']})" if c["f1"] is not None
             else f"absent (0/{c['n_predicted']})"
-            for c in per_class["per_class"]
+            for c in confusion_metrics(metrics["confusion_matrix"])["per_class"]
         ]
-        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 

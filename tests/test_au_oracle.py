@@ -84,5 +84,5 @@ def test_the_results_table_places_each_row_between_its_floor_and_ceiling(tmp_pat
     # Below the floor by its whole distance to the ceiling.
     assert cells[3:6] == ["0.700", "0.600", "-1.00"]
     # Where the row gains or loses: per-class F1 (a: TP 2, FP 0, FN 1; b: TP 1, FP 1, FN 1).
-    per_class = table.splitlines()[table.splitlines().index("| method | a | b | c |") + 2]
+    per_class = table.splitlines()[table.splitlines().index("| run | a | b | c |") + 2]
     assert per_class == f"| {row.name} | 0.80 (3/2) | 0.50 (2/2) | absent (0/1) |"

@@ -2,6 +2,7 @@
 labels; the results table's rows are valid configs in a workable order; the long-video
 preprocessing benchmark measures a few seconds of video."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,13 @@ def test_every_claim_and_trial_names_a_run_and_pending_ones_say_how_to_train_the
         claims.workdir_of(claim.second, tmp_path, tmp_path)
     for trial in claims.TRIALS:
         claims.workdir_of(trial.against, tmp_path, tmp_path)
+    # A trained trial's per-class F1 is shown, whether or not its pair is trained.
+    flip = tmp_path / "trials" / "ststnet_flip"
+    flip.mkdir(parents=True)
+    finished = {"class_names": ["a", "b"], "confusion_matrix": [[3, 1], [0, 0]]}
+    (flip / "metrics.json").write_text(json.dumps(finished))
     text = claims.tables(tmp_path / "rows", tmp_path / "trials")
+    assert "| STSTNet flip | 0.86 (4/3) | absent (0/1) |" in text
     assert "python -m benchmarks.results_table" in text and "--only ststnet_scale" in text
     # A trial's command trains it and then reads its base from the same rows.
     rows, trials = tmp_path / "rows", tmp_path / "trials"
