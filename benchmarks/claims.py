@@ -269,13 +269,13 @@ def tables(root: Path, trials: Path) -> str:
             f"| {trial.row.name} | {trial.hypothesis} | {change} | {trial.against} | {uf1} | "
             f"{cells}"
         )
-    lines += ["", *per_class_lines(_trained_trials(trials))]
+    lines += ["", *per_class_lines(_trained_trials(root, trials))]
     return "\n".join(lines) + "\n"
 
 
-def _trained_trials(trials: Path) -> list[tuple[str, dict[str, Any]]]:
+def _trained_trials(root: Path, trials: Path) -> list[tuple[str, dict[str, Any]]]:
     """Each trained trial (base runs included) and its metrics, in the trials' order."""
-    runs = [(t.row.name, _metrics(trials / slug(t.row.name))) for t in TRIALS]
+    runs = [(t.row.name, _metrics(workdir_of(t.row.name, root, trials))) for t in TRIALS]
     return [(name, metrics) for name, metrics in runs if metrics is not None]
 
 

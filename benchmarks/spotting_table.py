@@ -84,7 +84,7 @@ def run_row(row: Row, root: Path, config: Any) -> dict[str, Any]:
 
         # Built (when missing) before the clock starts: the baseline's time is its run's,
         # not the first build's.
-        data_builders.load(config.data)
+        data_builders.build_configured(config.data)
         tic = time.perf_counter()
         launch.run(config, workdir, "train")
         provenance = {

@@ -23,8 +23,8 @@ clips that cannot be used are skipped and reported, never a reason to stop, unle
 `ReadOptions.strict` (`--strict`, `data.strict`); a user's errata CSV (`read_errata`)
 corrects a release. Where things are:
 
-- `loading`: `check`, `load`, `build`, `read_release`, `load_examples`, `pair_source`,
-  `macro_corpus_bytes`;
+- `loading`: `check`, `load`, `build`, `build_configured`, `read_release`, `load_examples`,
+  `pair_source`, `macro_corpus_bytes`;
 - `registry`: `BUILDERS`, `get_builder`, `default_data_dir`;
 - `records` (the clips found on disk and the notes on a release), `sheets` (annotation
   sheets found by their content, read by header name), `reading` (the rules every
@@ -38,6 +38,7 @@ from data_builders.base import ReadOptions
 from data_builders.errata import read_errata
 from data_builders.loading import (
     build,
+    build_configured,
     check,
     load,
     load_examples,
@@ -51,6 +52,7 @@ __all__ = [
     "BUILDERS",
     "ReadOptions",
     "build",
+    "build_configured",
     "builder_names",
     "check",
     "default_data_dir",
