@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks import spotting_preprocess
 from benchmarks.probes import nested_ridge_loso, ridge_loso
@@ -84,6 +85,28 @@ def test_every_results_table_row_is_a_valid_config_and_ablations_follow_their_ba
         seen.add(row.name)
     for name, changes in results_table.PRETRAININGS.items():
         assert validation.problems(results_table._config("ma2mi_pretrain", changes)) == [], name
+
+
+def test_a_finished_row_is_reread_only_as_the_run_its_definition_describes(tmp_path):
+    """A row whose config has moved since it trained (a pin left out) is refused, not
+    re-labelled with the new setting; a trial keeps its method's pins under its change."""
+    from absl import flags
+
+    from benchmarks import claims, results_table
+    from mer_jax.errors import UserError
+
+    flags.FLAGS(["results_table"])
+    row = results_table.ROWS[0]
+    workdir = tmp_path / results_table.slug(row.name)
+    (workdir / "checkpoints" / "chunk_000" / "1").mkdir(parents=True)
+    trained = results_table.row_config(row, tmp_path)
+    trained.train.learning_rate *= 3
+    (workdir / "config.json").write_text(trained.to_json())
+    (workdir / "metrics.json").write_text("{}")
+    with pytest.raises(UserError, match="train.learning_rate"):
+        results_table.run_row(row, tmp_path)
+    flatten = dict(claims._row("FR flatten", "fr", (("model.readout", "flatten"),)).changes)
+    assert flatten == {"model.readout": "flatten", "train.learning_rate": 3e-3}
 
 
 def test_every_claim_and_trial_names_a_run_and_pending_ones_say_how_to_train_them(tmp_path):

@@ -105,3 +105,31 @@ def test_a_workdir_trained_before_a_train_setting_existed_resumes_at_its_old_val
     changed.train.sampling = "balanced"
     with pytest.raises(UserError, match="train.sampling"):
         LosoRun.check_workdir(changed, tmp_path, "train")
+
+
+def test_a_tuned_setting_moved_outside_the_grid_is_the_same_run(tmp_path):
+    """Every run under a grid sets the grid's keys, so a config that has moved a tuned
+    setting (to its nested choice) still describes a nested workdir; an untuned setting
+    or the grid itself moved is another run."""
+    from configs import ststnet
+    from mer_jax.train.engine import LosoRun
+
+    def nested(learning_rate, grid=(1e-3, 3e-3)):
+        config = ststnet.get_config()
+        config.train.learning_rate = learning_rate
+        config.tune.grid = {"train": {"learning_rate": grid}}
+        return config
+
+    (tmp_path / workdir.CHECKPOINTS / "chunk_000" / "1").mkdir(parents=True)
+    (tmp_path / workdir.CONFIG_JSON).write_text(nested(3e-3).to_json())
+    LosoRun.check_workdir(nested(1e-3), tmp_path, "train")
+    with pytest.raises(UserError, match="tune.grid.train.learning_rate"):
+        LosoRun.check_workdir(nested(1e-3, (1e-3, 1e-2)), tmp_path, "train")
+    moved = nested(3e-3)
+    moved.train.batch_size = 7
+    with pytest.raises(UserError, match="train.batch_size"):
+        LosoRun.check_workdir(moved, tmp_path, "train")
+    fixed = nested(1e-3)
+    fixed.tune.grid = {}
+    with pytest.raises(UserError, match="train.learning_rate"):
+        LosoRun.check_workdir(fixed, tmp_path, "train")

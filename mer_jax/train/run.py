@@ -48,6 +48,7 @@ from mer_jax.workdir import (
     DAMAGED,
     LOCK_FILE,
     TENSORBOARD,
+    grid_values,
     has_checkpoints,
     read_json,
 )
@@ -235,11 +236,15 @@ class TrainingRun(abc.ABC):
                 f"trains {now['model']['name']!r}. Use another --workdir, or delete "
                 f"{workdir / CHECKPOINTS}."
             )
+        # A tuned setting's value outside the grid trains nothing (every run under the
+        # grid sets it), so a config that has since moved it describes the same run; a
+        # changed grid is itself a change of `tune`.
+        tuned = set(grid_values(config))
         changed = [
             key
             for section in RUN_DEFINING_SECTIONS
             for key in diff_keys(before.get(section), now.get(section), section)
-            if key not in cls.LOCATION_KEYS
+            if key not in cls.LOCATION_KEYS and key not in tuned
         ]
         if changed:
             raise UserError(
