@@ -358,6 +358,7 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
         elif metrics.get("selection") == "nested":
             grid = ", ".join(f"{k} {list(v)}" for k, v in row.grid)
             selection = f"nested over {grid} ({metrics['tuning']['inner_folds']} inner folds)"
+            selection += f"; chosen: {chosen_counts(row, root)}"
         versus = ""
         if row.ablates and row.ablates in results:
             paired = compare.compare(root / slug(row.name), root / slug(row.ablates))["uf1"]
@@ -387,6 +388,23 @@ def markdown(rows: list[Row], results: dict[str, dict[str, Any]], root: Path) ->
             "NAME`): " + "; ".join(f"{row.name} (`{slug(row.name)}`)" for row in pending) + "."
         )
     return "\n".join(lines) + "\n"
+
+
+def chosen_counts(row: Row, root: Path) -> str:
+    """How many outer folds of a finished nested row chose each value of each tuned
+    setting ("model.dropout 0.0 x11, 0.3 x5"): a config ships the value most folds chose
+    (docs/evaluation.md, "Shipped settings")."""
+    from mer_jax import workdir as layout
+    from mer_jax.train import tuning
+
+    config = row_config(row, root)
+    points = layout.grid_points(config)
+    chosen = [points[i] for i in tuning.read_choices(root / slug(row.name), config).values()]
+    parts = []
+    for name, values in layout.grid_values(config).items():
+        counts = [(value, sum(point[name] == value for point in chosen)) for value in values]
+        parts.append(f"{name} " + ", ".join(f"{v!r} x{n}" for v, n in counts if n))
+    return "; ".join(parts) + f" (of {len(chosen)} folds)"
 
 
 def per_class_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:

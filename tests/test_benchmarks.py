@@ -109,6 +109,31 @@ def test_a_finished_row_is_reread_only_as_the_run_its_definition_describes(tmp_p
     assert flatten == {"model.readout": "flatten", "train.learning_rate": 3e-3}
 
 
+def test_a_nested_row_counts_the_folds_that_chose_each_value(tmp_path):
+    from absl import flags
+
+    from benchmarks import results_table
+
+    flags.FLAGS(["results_table"])
+    row = next(r for r in results_table.ROWS if r.name == "DeRe-GRL")
+    workdir = tmp_path / results_table.slug(row.name)
+    workdir.mkdir()
+    grid = {"model.dropout": [0.0, 0.3], "model.hflip": [False, True]}
+    (workdir / "metrics.json").write_text(
+        json.dumps({"selection": "nested", "tuning": {"grid": grid}})
+    )
+    (workdir / "predictions.csv").write_text("")
+    # Points in order (dropout, hflip): 0 (0.0, False), 1 (0.0, True), 2 (0.3, False), ...
+    chosen = {"s1": 1, "s2": 1, "s3": 2}
+    lines = ["test_subject,grid_point,chosen"] + [
+        f"{subject},{point},{point == chosen[subject]}" for subject in chosen for point in range(4)
+    ]
+    (workdir / "tuning.csv").write_text("\n".join(lines) + "\n")
+    assert results_table.chosen_counts(row, tmp_path) == (
+        "model.dropout 0.0 x2, 0.3 x1; model.hflip False x1, True x2 (of 3 folds)"
+    )
+
+
 def test_every_claim_and_trial_names_a_run_and_pending_ones_say_how_to_train_them(tmp_path):
     from absl import flags
 
@@ -150,8 +175,7 @@ def test_spotting_table_runs_a_row_once_and_tables_its_three_types(tmp_path):
     from benchmarks import spotting_table
     from tests import fixtures
 
-    tiny = {"num_subjects": 2, "clips_per_subject": 1, "frame_size": 64, "crop_size": 32,
-            "grid": 4}
+    tiny = {"num_subjects": 2, "clips_per_subject": 1, "frame_size": 64, "crop_size": 32, "grid": 4}
     data_builders.build("synthetic_lv", data_dir=tmp_path / "data", overrides=tiny, workers=1)
     row = spotting_table.ROWS[0]
     config = fixtures.tiny_config(tmp_path / "data", {"data.overrides": tiny}, row.config)
