@@ -139,6 +139,17 @@ TRIALS = (
         "it moved is lost (every node of the component instead)",
         "DeRe-GRL fixed",
     ),
+    Trial(
+        _row(
+            "DeRe-GRL anatomical, ADM nodes",
+            "dere_grl",
+            (("model.learnable_adjacency", False), ("model.adm_pooling", "nodes")),
+        ),
+        "the two losses of location compound: the learned adjacency mixes every node into "
+        "every other, then the ADM's pooling forgets which node moved (both undone "
+        "instead)",
+        "DeRe-GRL anatomical",
+    ),
     _base_run("FR", "fr"),
     Trial(
         _row("FR without proposal", "fr", (("model.weight_prop", 0.0),)),
