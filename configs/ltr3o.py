@@ -27,10 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.input_size = 14
     config.model.encoder_features = (8, 16, 32)
     config.model.scorer_features = 16
-    # [ours, chosen by nested LOSO] The encoder's last maps flattened (not globally
-    # averaged) into the feature, after pooling that pads rather than trims: the readout
-    # was chosen in every outer fold of the default build (docs/methods.md, "The methods on
-    # trial"); the pooled readout is our first reading of the paper, a RESULTS.md row.
+    # [ours] The encoder's last maps flattened into the feature, not globally averaged:
+    # the readout every outer fold of the default build chose by nested LOSO. The pooling
+    # pads (14 -> 7 -> 4 -> 2) since a trimmed 1 x 1 map flattens to its mean
+    # (docs/methods.md, "LTR3O"). The pooled readout, our first reading, is a RESULTS.md row.
     config.model.pool_padding = "SAME"
     config.model.readout = "flatten"
     # Loss weights: CE(z) + weight_aux * CE_aux + weight_rank * L_rank + weight_cal * L_cal.

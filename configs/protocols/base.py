@@ -22,7 +22,12 @@ def protocol_config(
     method: str, *, data_name: str, ststnet_batch: int, ststnet_updates_per_epoch: int
 ) -> ml_collections.ConfigDict:
     """The config of `method` on the database `data_name` (its builder's own protocol),
-    five seeds, LOSO, every fold's last-step model predicting its test subject once."""
+    five seeds, LOSO, every fold's last-step model predicting its test subject once.
+
+    The regularisers and readouts here are the method configs' first settings: those
+    configs have since moved some of them to the choices of nested LOSO on the CPU-size
+    models and the synthetic build (docs/evaluation.md, "Shipped settings"), a choice not
+    yet made at these sizes on a licensed database."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; add one of {METHODS} after the file name")
     config = common.get_base_config()
