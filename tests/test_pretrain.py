@@ -229,7 +229,7 @@ def test_weight_decay_on_kernels_leaves_norms_biases_and_embeddings_alone():
 
     def decayed(decay_on):
         train = miacnet.get_config().train
-        train.weight_decay_on = decay_on
+        train.weight_decay, train.weight_decay_on = 1.0, decay_on
         tx = optim.make_optimizer(train)
         updates = tx.update(grads, tx.init(params), params)[0]
         return {
