@@ -17,7 +17,8 @@ published fact; everything below the outline is **[our reading]**:
   strain maps with `use_strain`), min-max normalised per sample and channel *jointly
   over the K candidates*, so the relative motion size of the candidates survives.
 - Encoder (shared by the candidates): conv 3x3 - BatchNorm - ReLU - 2x2 max-pool
-  stages, global average pooling -> f_k.
+  stages, global average pooling -> f_k (our first reading, the default; configs/ltr3o.py
+  pads the pooling and flattens the last maps instead, `pool_padding` and `readout`).
 - Expressiveness: a scorer s_k = MLP(f_k), trained with a pairwise hinge ranking loss
   against a label-free prior, the mean magnitude of the onset->t_k flow: for every
   pair whose prior (relative to the sample's largest) differs by more than
