@@ -4,11 +4,12 @@ Command:
   python launch.py --config configs/ltr3o.py --workdir runs/ltr3o
 
 Sized for a 2-core CPU: K = 4 candidates of 14 x 14 motion maps, an 8/16/32-channel
-encoder, 400 steps of batch 32, 16 folds x 3 seeds. Expected result on the default
-synthetic database (generator 2, 16 subjects, CASME II 5-class, LOSO, seeds 0/1/2): UF1
-about 0.3 (chance 0.2), below STSTNet; its single-candidate and no-ranking ablations score
-higher (the paper's claims contradicted here: RESULTS.md, "The methods on trial", with the
-measured figures and training time).
+encoder whose last maps are flattened (nested LOSO's choice, ours), 400 steps of batch
+32, 16 folds x 3 seeds. Expected result on the default synthetic database (generator 2,
+16 subjects, CASME II 5-class, LOSO, seeds 0/1/2): UF1 about 0.3 (chance 0.2), below
+STSTNet; its single-candidate and no-ranking ablations score higher, the single
+candidate above STSTNet (the paper's claims contradicted here: RESULTS.md, "The methods
+on trial", with the measured figures and training time).
 
 Ablations (rows of RESULTS.md): --config.model.weight_rank=0 (no ranking),
 --config.model.weight_cal=0 (no calibration), --config.model.num_candidates=1.
