@@ -17,10 +17,9 @@ Expected result on the default synthetic database (generator 2, 16 subjects, CAS
 5-class, LOSO, seeds 0/1/2): at chance (UF1 about 0.2), from scratch and after the default
 MA2MI pre-training: at this CPU size (28 px grey) the apex - onset image keeps little of
 the motion, and a linear probe on it is barely above chance too (docs/methods.md, "The
-methods on trial"; figures in RESULTS.md). Weight decay, dropout and the pre-trained
-branches' learning rate are the choices of the results table's nested rows; the flattened
-head and the flips were chosen on seed 0 of the first build, and no nested row has
-chosen them yet.
+methods on trial"; figures in RESULTS.md). The flattened head, the flips, weight decay,
+dropout and the pre-trained branches' learning rate are each the choice of most outer
+folds of the results table's nested rows (docs/evaluation.md, "Shipped settings").
 """
 
 import ml_collections
@@ -34,7 +33,8 @@ def get_config(size: str = "cpu") -> ml_collections.ConfigDict:
     # The pre-trainable branches (shared with configs/ma2mi_pretrain.py).
     config.model.update(common.miacnet_branches(size))
     # The classifier and training.
-    # Flattened rather than pooled: the classifier sees where on the face the motion is.
+    # Flattened rather than pooled: the classifier sees where on the face the motion is
+    # (with the flips, first picked on seed 0 of the first build; nested LOSO chose both).
     config.model.head = "flatten"
     config.model.dropout = 0.5
     config.model.hflip = True
